@@ -1,0 +1,3 @@
+from codepolicy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""The records the sandbox hands downstream: format errors, verdicts, limits, game records.
+
+They are plain frozen dataclasses so they pickle across worker processes and can be
+logged as JSON (``dataclasses.asdict``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+__all__ = ["FormatError", "Violation", "Verdict", "Limits", "GameRecord", "OUTCOMES"]
+
+
+# Reason codes of FormatError, from "nothing usable" to "almost a program". The format
+# reward grades them in this order, so a group keeps a reward spread even when no sample plays.
+FORMAT_REASONS = ("empty", "no_code", "no_function", "wrong_signature", "syntax_error", "too_long")
+
+
+class FormatError(ValueError):
+    """A completion has no usable ``def strategy(board)``: ``reason`` is one of FORMAT_REASONS."""
+
+    def __init__(self, reason: str, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.line = line
+
+    def __reduce__(self):  # keep reason/line when pickled to or from a worker
+        return (FormatError, (self.reason, self.message, self.line))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FormatError) and (self.reason, self.message, self.line) == (
+            other.reason, other.message, other.line)
+
+    def __hash__(self) -> int:
+        return hash((self.reason, self.message, self.line))
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule of the static policy, located in the source."""
+
+    rule: str       # rule id, e.g. "no-import"
+    category: str   # import, file_access, randomness, loop, escape, state, structure, resource, syntax
+    line: int
+    col: int
+    message: str    # one line: what was found and why it is not allowed
+
+    def __str__(self) -> str:
+        return f"line {self.line}:{self.col} [{self.category}/{self.rule}] {self.message}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The result of the static check: ``ok`` iff there are no violations."""
+
+    ok: bool
+    violations: tuple[Violation, ...] = ()
+
+    @property
+    def categories(self) -> frozenset[str]:
+        """The violated categories."""
+        return frozenset(v.category for v in self.violations)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for running one strategy in a worker."""
+
+    move_seconds: float = 1.0        # wall time one strategy call may take
+    game_seconds: float = 10.0       # wall time one whole game may take
+    cpu_seconds: int = 60            # RLIMIT_CPU of a worker process (a backstop; the wall limits act first)
+    memory_bytes: int = 1 << 30      # RLIMIT_AS of a worker process
+    max_moves: int = 5000            # game ends with outcome "max_moves"
+    stuck_moves: int = 5             # this many moves in a row that change nothing end the game ("stuck")
+    output_bytes: int = 0            # strategy stdout/stderr kept (0: discarded)
+
+
+OUTCOMES = (
+    "finished",        # played until no move was possible
+    "won",             # reached the game's goal (2048: the target tile) and then finished or hit max_moves
+    "max_moves",       # hit the move cap without winning
+    "stuck",           # Limits.stuck_moves moves in a row that did not change the board
+    "invalid_output",  # returned something that is not exactly one of the action names
+    "error",           # the strategy raised
+    "timeout",         # a move or the game exceeded its wall time (worker killed)
+    "violation",       # the runtime guard (audit hook, determinism check) caught a forbidden act
+    "crashed",         # the worker died (out of memory, killed, segfault); the record says how
+)
+
+
+@dataclass(frozen=True)
+class GameRecord:
+    """What happened in one seeded game played by an untrusted strategy."""
+
+    seed: int
+    outcome: str                      # one of OUTCOMES
+    score: float = 0.0
+    max_tile: int = 0
+    moves: int = 0                    # moves that changed the board
+    move_histogram: Mapping[str, int] = field(default_factory=dict)  # action name -> times returned
+    illegal_moves: int = 0            # returned moves that did not change the board
+    wall_seconds: float = 0.0
+    error: str = ""                   # truncated message for error/violation/timeout/crashed
+    metrics: Mapping[str, float] = field(default_factory=dict)       # every metric the game reports
