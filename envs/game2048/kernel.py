@@ -199,6 +199,120 @@ def max_exponent(b: np.ndarray) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+# 4x4 bitboards: the batched kernels' fast path for the standard board. A board packs into
+# one uint64 (cell i in bits 4i..4i+3, exponents up to 15 = tile 32768); a move is four
+# 16-bit row-table lookups, with a nibble transpose for up and down. The array kernels
+# above stay the reference and take over whenever a merge would pass tile 32768.
+
+_U4, _U12, _U16, _U24, _U60 = np.uint64(4), np.uint64(12), np.uint64(16), np.uint64(24), np.uint64(60)
+_ROW = np.uint64(0xFFFF)
+_NIBBLE_LOW_BITS = np.uint64(0x1111111111111111)
+_ROW_OVERFLOW = 0xFFFF  # table entry of a row whose move would need a 16th exponent
+
+
+@njit(cache=True)
+def _build_row_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Left/right results and points of every 16-bit row, computed with the reference line kernel."""
+    left = np.zeros(65536, np.uint16)
+    right = np.zeros(65536, np.uint16)
+    points = np.zeros(65536, np.int64)  # the same for both directions: the same pairs merge count
+    row = np.zeros(4, np.uint8)
+    forward = np.array([0, 1, 2, 3], np.int64)
+    backward = np.array([3, 2, 1, 0], np.int64)
+    for key in range(65536):
+        for table, order in ((left, forward), (right, backward)):
+            for j in range(4):
+                row[j] = (key >> (4 * j)) & 15
+            g, _ = _slide_line(row, order, 4)
+            packed = 0
+            for j in range(4):
+                packed |= np.int64(row[j]) << (4 * j)
+            table[key] = _ROW_OVERFLOW if row.max() > 15 else packed
+            points[key] = g
+    return left, right, points
+
+
+_LEFT, _RIGHT, _POINTS = _build_row_tables()
+
+
+@njit(cache=True, inline="always")
+def _pack(b: np.ndarray) -> np.uint64:
+    x = np.uint64(0)
+    for i in range(16):
+        x |= np.uint64(b[i]) << np.uint64(4 * i)
+    return x
+
+
+@njit(cache=True, inline="always")
+def _unpack(x: np.uint64, b: np.ndarray) -> None:
+    for i in range(16):
+        b[i] = (x >> np.uint64(4 * i)) & np.uint64(15)
+
+
+@njit(cache=True, inline="always")
+def _transpose(x: np.uint64) -> np.uint64:
+    """Transpose the 4x4 nibble matrix (rows become columns) with three masked swaps."""
+    a = (x & np.uint64(0xF0F00F0FF0F00F0F)) | ((x & np.uint64(0x0000F0F00000F0F0)) << _U12) \
+        | ((x & np.uint64(0x0F0F00000F0F0000)) >> _U12)
+    return (a & np.uint64(0xFF00FF0000FF00FF)) | ((a & np.uint64(0x00FF00FF00000000)) >> _U24) \
+        | ((a & np.uint64(0x00000000FF00FF00)) << _U24)
+
+
+@njit(cache=True, inline="always")
+def _rows(x: np.uint64, table: np.ndarray, points: np.ndarray) -> tuple[np.uint64, int, bool]:
+    out = np.uint64(0)
+    gained = 0
+    fits = True
+    for r in range(4):
+        shift = np.uint64(16 * r)
+        row = (x >> shift) & _ROW
+        res = table[row]
+        fits &= res != _ROW_OVERFLOW
+        out |= np.uint64(res) << shift
+        gained += points[row]
+    return out, gained, fits
+
+
+@njit(cache=True, inline="always")
+def _move4(x: np.uint64, d: int, left: np.ndarray, right: np.ndarray,
+           points: np.ndarray) -> tuple[np.uint64, int, bool]:
+    """Move bitboard ``x`` in direction ``d`` -> (result, points, fits in nibbles)."""
+    if d == LEFT:
+        return _rows(x, left, points)
+    if d == RIGHT:
+        return _rows(x, right, points)
+    y, g, fits = _rows(_transpose(x), left if d == UP else right, points)
+    return _transpose(y), g, fits
+
+
+@njit(cache=True, inline="always")
+def _spawn4(x: np.uint64, rngs: np.ndarray, k: int) -> np.uint64:
+    """:func:`spawn` on a bitboard, drawing the same random numbers in the same way."""
+    t = x | (x >> np.uint64(1))
+    t = (t | (t >> np.uint64(2))) & _NIBBLE_LOW_BITS  # bit 4i set iff cell i is occupied
+    occupied = int((t * _NIBBLE_LOW_BITS) >> _U60)  # nibble sum; 16 wraps to 0
+    if occupied == 0 and t != np.uint64(0):
+        return x  # full board
+    empty = 16 - occupied
+    r = _next(rngs, k)
+    pick = ((r >> _S32) * np.uint64(empty)) >> _S32
+    four = ((r & _LOW32) * _TEN) >> _S32 == 0
+    e = ~t & _NIBBLE_LOW_BITS
+    for _ in range(int(pick)):
+        e &= e - np.uint64(1)
+    return x | ((e & (~e + np.uint64(1))) * np.uint64(2 if four else 1))
+
+
+@njit(cache=True, inline="always")
+def _over4(x: np.uint64, left: np.ndarray, right: np.ndarray, points: np.ndarray) -> bool:
+    for d in range(4):
+        y, _, _ = _move4(x, d, left, right, points)
+        if y != x:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------
 # Batched kernels: one call steps every board, so Python overhead is paid once per batch.
 
 
@@ -210,15 +324,32 @@ def reset_batch(boards: np.ndarray, rngs: np.ndarray, seeds: np.ndarray) -> None
 
 
 @njit(cache=True)
+def _step_batch(boards, rngs, lines, actions, gained, changed, over, left, right, points):
+    n = lines.shape[1]
+    for i in range(boards.shape[0]):
+        b = boards[i]
+        if n == 4:
+            x = _pack(b)
+            y, g, fits = _move4(x, actions[i], left, right, points)
+            if fits:
+                c = y != x
+                if c:
+                    y = _spawn4(y, rngs, i)
+                    _unpack(y, b)
+                gained[i] = g
+                changed[i] = c
+                over[i] = _over4(y, left, right, points)
+                continue
+        g, c = step(b, rngs, i, lines, actions[i])
+        gained[i] = g
+        changed[i] = c
+        over[i] = is_over(b, n)
+
+
 def step_batch(boards: np.ndarray, rngs: np.ndarray, lines: np.ndarray, actions: np.ndarray,
                gained: np.ndarray, changed: np.ndarray, over: np.ndarray) -> None:
     """Step every board with its action; fill points gained, changed and game-over flags."""
-    n = lines.shape[1]
-    for i in range(boards.shape[0]):
-        g, c = step(boards[i], rngs, i, lines, actions[i])
-        gained[i] = g
-        changed[i] = c
-        over[i] = is_over(boards[i], n)
+    _step_batch(boards, rngs, lines, actions, gained, changed, over, _LEFT, _RIGHT, _POINTS)
 
 
 @njit(cache=True)
@@ -236,28 +367,52 @@ _PERMS = np.array([[a, b, c, d] for a in range(4) for b in range(4) for c in ran
 
 
 @njit(cache=True)
-def random_play_batch(boards: np.ndarray, rngs: np.ndarray, lines: np.ndarray, steps: int,
-                      seeds: np.ndarray, perms: np.ndarray = _PERMS) -> int:
-    """Make ``steps`` random legal moves on every board (reset from the next seed when over).
-
-    Returns the number of moves made; used by the speed benchmark and by the random baseline.
-    """
+def _random_play_batch(boards, rngs, lines, steps, seeds, perms, left, right, points):
+    n = lines.shape[1]
     moves = 0
     for i in range(boards.shape[0]):
         b = boards[i]
+        x = _pack(b) if n == 4 else np.uint64(0)
         for _ in range(steps):
             r = _next(rngs, i)
-            p = perms[(r >> _S32) % np.uint64(24)]
+            p = perms[((r >> _S32) * np.uint64(24)) >> _S32]
             moved = False
             for t in range(4):
-                g, c = slide(b, lines, p[t])
-                if c:
-                    spawn(b, rngs, i)
-                    moved = True
-                    break
+                if n == 4:
+                    y, g, fits = _move4(x, p[t], left, right, points)
+                    if not fits:  # past tile 32768: finish this move on the array kernel
+                        _unpack(x, b)
+                        g, c = slide(b, lines, p[t])
+                        spawn(b, rngs, i)
+                        x = _pack(b)
+                        moved = True
+                        break
+                    if y != x:
+                        x = _spawn4(y, rngs, i)
+                        moved = True
+                        break
+                else:
+                    g, c = slide(b, lines, p[t])
+                    if c:
+                        spawn(b, rngs, i)
+                        moved = True
+                        break
             if moved:
                 moves += 1
             else:
                 seeds[i] += boards.shape[0]
                 reset(b, rngs, i, seeds[i])
+                if n == 4:
+                    x = _pack(b)
+        if n == 4:
+            _unpack(x, b)
     return moves
+
+
+def random_play_batch(boards: np.ndarray, rngs: np.ndarray, lines: np.ndarray, steps: int,
+                      seeds: np.ndarray) -> int:
+    """Make ``steps`` random legal moves on every board (reset from ``seeds[i] + B`` when over).
+
+    Returns the number of moves made; used by the speed benchmark and by the random baseline.
+    """
+    return _random_play_batch(boards, rngs, lines, steps, seeds, _PERMS, _LEFT, _RIGHT, _POINTS)
