@@ -1,0 +1,282 @@
+"""Reward rules: named, documented functions ``(Evaluation, **params) -> float``, and their registry.
+
+A rule reads what the sandbox produced (format error, verdict, game records) and returns one
+number; it never runs code. Parameters are the rule's keyword-only arguments with defaults,
+so a spec file can tune them and :mod:`rewards.spec` can type-check them. Register a rule
+with ``@rule("name")``; the function itself is returned unchanged, so it stays a plain
+function you can call and test.
+
+The built-in rules are shaped so that, with the default numbers, these orders hold for the
+weighted total (tests check each one):
+
+- format failures by reason: empty < no_code < no_function < wrong_signature < syntax_error
+  < too_long; then a program that runs: runtime error < bad move < plays;
+- a game ended early (invalid output, stuck, error, timeout, crash) scores below any honest
+  completed game (finished, won, max_moves), however far the early one got;
+- a non-compliant program (statically rejected, or caught at run time) earns no performance,
+  format-play or diversity reward and its total is negative.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+from rewards.records import Evaluation
+from sandbox.records import GameRecord
+
+__all__ = [
+    "Rule", "rule", "get_rule", "rule_names", "as_rule", "UnknownRuleError",
+    "HONEST_OUTCOMES", "BAD_MOVE_OUTCOMES", "RUNTIME_ERROR_OUTCOMES",
+    "compliant", "played_records", "code_lines", "format_rule", "compliance", "performance", "diversity", "length",
+]
+
+# Outcomes of a game the strategy played to its natural end (or to the move cap).
+HONEST_OUTCOMES = frozenset({"finished", "won", "max_moves"})
+# The strategy returned something unusable: not a move, or moves that change nothing.
+BAD_MOVE_OUTCOMES = frozenset({"invalid_output", "stuck"})
+# The program failed to run: raised, was too slow, or killed its worker. Unknown outcomes
+# land here too, so a new sandbox outcome is never rewarded by accident.
+RUNTIME_ERROR_OUTCOMES = frozenset({"error", "timeout", "crashed"})
+
+
+class UnknownRuleError(KeyError):
+    """A rule name nobody registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A registered reward rule: its function, one-line doc, parameters and value bounds."""
+
+    name: str
+    fn: Callable[..., float] = field(repr=False)
+    doc: str
+    params: Mapping[str, Any]
+    """Default parameters (the function's keyword-only arguments)."""
+    bounds: tuple[float, float] | None = None
+    """(lowest, highest) value with any parameters; None when the rule does not say."""
+
+    def __call__(self, evaluation: Evaluation, **params: Any) -> float:
+        """The rule's value for ``evaluation`` with ``params`` over the defaults."""
+        return float(self.fn(evaluation, **{**self.params, **params}))
+
+
+_RULES: dict[str, Rule] = {}
+
+
+def _plain_default(value: Any) -> Any:
+    """A read-only mapping default as a plain dict, so rules and specs pickle to workers."""
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _make_rule(name: str, fn: Callable[..., float], bounds: tuple[float, float] | None) -> Rule:
+    """Build the Rule record of ``fn``: its keyword-only defaults become the parameters."""
+    if not callable(fn):
+        raise TypeError(f"rule {name!r} must be a function (Evaluation, **params) -> float")
+    params: dict[str, Any] = {}
+    positional = 0
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            if p.default is p.empty:
+                positional += 1
+            else:
+                params[p.name] = _plain_default(p.default)
+        elif p.kind is p.KEYWORD_ONLY:
+            if p.default is p.empty:
+                raise TypeError(f"rule {name!r}: parameter {p.name!r} needs a default value")
+            params[p.name] = _plain_default(p.default)
+    if positional != 1:
+        raise TypeError(f"rule {name!r} must take exactly one positional argument (the Evaluation)")
+    doc = (inspect.getdoc(fn) or "").strip().splitlines()
+    if bounds is not None:
+        lo, hi = (float(b) for b in bounds)
+        if not lo <= hi:
+            raise ValueError(f"rule {name!r}: bounds must be (low, high), got {bounds!r}")
+        bounds = (lo, hi)
+    return Rule(name=name, fn=fn, doc=doc[0] if doc else "", params=params, bounds=bounds)
+
+
+def rule(name: str, *, bounds: tuple[float, float] | None = None) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    """Decorator registering ``fn(evaluation, *, param=default, ...) -> float`` as reward rule ``name``.
+
+    Registering a name again replaces the earlier rule (so a notebook cell can be re-run).
+    ``bounds`` declares the values the rule can take; :func:`rewards.score` clips to them.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"rule name must be an identifier-like string, got {name!r}")
+
+    def register(fn: Callable[..., float]) -> Callable[..., float]:
+        _RULES[name] = _make_rule(name, fn, bounds)
+        return fn
+
+    return register
+
+
+def get_rule(name: str) -> Rule:
+    """The rule registered as ``name``; UnknownRuleError naming the known rules otherwise."""
+    try:
+        return _RULES[name]
+    except KeyError:
+        raise UnknownRuleError(
+            f"unknown rule {name!r}; known rules: {', '.join(sorted(_RULES)) or 'none'}"
+        ) from None
+
+
+def rule_names() -> list[str]:
+    """Names of every registered rule, built-in ones first, in registration order."""
+    return list(_RULES)
+
+
+def as_rule(obj: Rule | str | Callable[..., float], name: str | None = None) -> Rule:
+    """A Rule from a registered name, a Rule, or a plain function passed directly (not registered)."""
+    if isinstance(obj, Rule):
+        return obj
+    if isinstance(obj, str):
+        return get_rule(obj)
+    for registered in _RULES.values():
+        if registered.fn is obj and (name is None or name == registered.name):
+            return registered
+    return _make_rule(name or getattr(obj, "__name__", "rule"), obj, None)
+
+
+# ---------------------------------------------------------------------------- helpers for rules
+
+def compliant(ev: Evaluation) -> bool:
+    """True when the program passed the static check and no game was stopped by the runtime guard."""
+    return (ev.verdict is not None and ev.verdict.ok
+            and not any(r.outcome == "violation" for r in ev.records))
+
+
+def played_records(ev: Evaluation) -> tuple[GameRecord, ...]:
+    """The game records that count for reward: none unless the program is compliant."""
+    return ev.records if compliant(ev) else ()
+
+
+def _tile_term(max_tile: float, target: float) -> float:
+    """log2(max tile) / log2(target), in [0, 1]: doubling the tile is one equal step."""
+    if max_tile <= 1 or target <= 2:
+        return 0.0
+    return min(1.0, math.log2(max_tile) / math.log2(target))
+
+
+
+# ---------------------------------------------------------------------------- built-in rules
+
+@rule("format", bounds=(-1.0, 1.0))
+def format_rule(ev: Evaluation, *, empty: float = -1.0, no_code: float = -0.85, no_function: float = -0.7,
+           wrong_signature: float = -0.55, syntax_error: float = -0.4, too_long: float = -0.25,
+           not_run: float = 0.0, runtime_error: float = 0.1, bad_move: float = 0.5,
+           plays: float = 1.0) -> float:
+    """Graded format: failure reason (empty < no code < no function < signature < syntax), then runtime error < bad move < plays."""
+    if ev.format_error is not None:
+        by_reason = {"empty": empty, "no_code": no_code, "no_function": no_function,
+                     "wrong_signature": wrong_signature, "syntax_error": syntax_error,
+                     "too_long": too_long}
+        # An unknown reason gets the lowest grade: never reward what we do not understand.
+        return by_reason.get(ev.format_error.reason, min(by_reason.values()))
+    records = played_records(ev)
+    if not records:
+        return not_run  # nothing ran (non-compliant, or caught at run time): compliance decides
+    total = 0.0
+    for r in records:
+        if r.outcome in HONEST_OUTCOMES:
+            total += plays
+        elif r.outcome in BAD_MOVE_OUTCOMES:
+            total += bad_move
+        else:
+            total += runtime_error
+    return total / len(records)
+
+
+_COMPLIANCE_PENALTIES = MappingProxyType({
+    "import": 1.0, "escape": 1.0, "file_access": 1.0, "resource": 0.6, "randomness": 0.6,
+    "state": 0.4, "loop": 0.3, "structure": 0.3, "syntax": 0.3,
+})
+
+
+@rule("compliance", bounds=(-1.0, 1.0))
+def compliance(ev: Evaluation, *, clean_bonus: float = 0.1,
+               penalties: Mapping[str, float] = _COMPLIANCE_PENALTIES,
+               unknown_category: float = 1.0, runtime_violation: float = 1.0,
+               max_penalty: float = 1.0) -> float:
+    """Penalty per violated category (import/escape/file access heavy, style light), a small bonus when clean."""
+    if ev.verdict is None:
+        return 0.0  # nothing to judge: the format rule already graded the failure
+    if ev.verdict.ok and not any(r.outcome == "violation" for r in ev.records):
+        return clean_bonus
+    penalty = sum(penalties.get(c, unknown_category) for c in ev.verdict.categories)
+    if any(r.outcome == "violation" for r in ev.records):
+        # Passed the static check but tripped the runtime guard: a disguised cheat.
+        penalty += runtime_violation
+    return -min(max_penalty, penalty)
+
+
+@rule("performance", bounds=(0.0, 2.0))
+def performance(ev: Evaluation, *, target: int = 2048, floor_tile: int = 64, honest_base: float = 0.2,
+                tile_weight: float = 0.5, score_weight: float = 0.3, score_scale: float = 0.0,
+                win_bonus: float = 0.3, below_floor_penalty: float = 0.1,
+                early_progress: float = 0.05) -> float:
+    """Mean over games: honest base + log2 max-tile and score terms, bonus at the target, penalty under the floor tile; early endings get only a sliver."""
+    records = played_records(ev)
+    if not records:
+        return 0.0
+    # Score to build the target tile from 2s is (log2(target) - 1) * target (20480 for 2048).
+    scale = score_scale if score_scale > 0 else max(1.0, (math.log2(max(target, 2)) - 1) * target)
+    total = 0.0
+    for r in records:
+        tile = _tile_term(r.max_tile, target)
+        if r.outcome in HONEST_OUTCOMES:
+            value = honest_base + tile_weight * tile + score_weight * min(1.0, max(0.0, r.score) / scale)
+            if r.outcome == "won" or r.max_tile >= target:
+                value += win_bonus
+            if r.max_tile < floor_tile:
+                value -= below_floor_penalty
+        else:
+            # Progress before an early end still grades a little, but stays below every honest
+            # game (honest_base - below_floor_penalty > early_progress), so quitting never pays.
+            value = early_progress * tile
+        total += value
+    return min(2.0, max(0.0, total / len(records)))
+
+
+@rule("diversity", bounds=(-1.0, 0.0))
+def diversity(ev: Evaluation, *, max_share: float = 0.6, share_penalty: float = 1.0,
+              min_entropy: float = 0.3, entropy_penalty: float = 0.5, actions: int = 4) -> float:
+    """Penalty when one move's share of all moves exceeds max_share, or the move entropy falls below min_entropy."""
+    counts: dict[str, int] = {}
+    for r in played_records(ev):
+        for move, n in r.move_histogram.items():
+            counts[move] = counts.get(move, 0) + int(n)
+    total = sum(counts.values())
+    if total <= 0:
+        return 0.0
+    value = 0.0
+    share = max(counts.values()) / total
+    if share > max_share and max_share < 1.0:
+        value -= share_penalty * (share - max_share) / (1.0 - max_share)
+    if min_entropy > 0 and actions > 1:
+        entropy = -sum(c / total * math.log(c / total) for c in counts.values() if c > 0)
+        normalised = entropy / math.log(actions)
+        if normalised < min_entropy:
+            value -= entropy_penalty * (min_entropy - normalised) / min_entropy
+    return max(-1.0, value)
+
+
+def code_lines(source: str) -> int:
+    """Lines of code: not blank and not only a comment."""
+    return sum(1 for line in source.splitlines() if line.strip() and not line.strip().startswith("#"))
+
+
+@rule("length", bounds=(-1.0, 0.0))
+def length(ev: Evaluation, *, budget_lines: int = 60, per_line: float = 0.02) -> float:
+    """Penalty per line of code over the budget (blank and comment lines are free), at most -1."""
+    if ev.source is None:
+        return 0.0
+    over = code_lines(ev.source) - budget_lines
+    return -min(1.0, per_line * over) if over > 0 else 0.0
+

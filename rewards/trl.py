@@ -1,0 +1,136 @@
+"""The reward rules as TRL-style reward functions, for TRL's GRPOTrainer or Unsloth, unchanged.
+
+TRL calls each reward function as ``f(prompts=..., completions=..., **dataset_columns)`` and
+expects one float per completion; completions are strings or chat messages. We return one
+function per rule (``__name__`` = the rule name, so TRL logs ``rewards/<rule>``) and the
+spec's weights for ``GRPOConfig(reward_weights=...)``. The functions share one evaluation
+per batch: TRL calls them one after another on the same completions, and the programs run
+once, not once per rule. TRL itself is not imported here.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+from typing import Any, Callable, Sequence
+
+from rewards.records import Breakdown
+from rewards.spec import RewardSpec, default_spec
+
+__all__ = ["trl_reward_funcs", "trl_reward_weights", "completion_text", "prompt_seeds"]
+
+RewardFn = Callable[[list[str], list[int]], list[Breakdown]]
+
+
+def _content_text(content: Any) -> str:
+    """Text of a message's content: a string, or a list of parts ({"type": "text", "text": ...})."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
+
+
+def completion_text(completion: Any) -> str:
+    """Plain text of a completion: a string, a message dict, or a list of chat messages (assistant turns joined)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return _content_text(completion.get("content"))
+    if isinstance(completion, Sequence):
+        messages = [m for m in completion if isinstance(m, dict)]
+        assistant = [m for m in messages if m.get("role") == "assistant"] or messages
+        return "\n".join(_content_text(m.get("content")) for m in assistant)
+    raise TypeError(f"a completion must be a string or a list of chat messages, got {type(completion).__name__}")
+
+
+def _prompt_text(prompt: Any) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, dict):
+        return f"{prompt.get('role', '')}:{_content_text(prompt.get('content'))}"
+    if isinstance(prompt, Sequence):
+        return "\n".join(_prompt_text(m) for m in prompt)
+    return repr(prompt)
+
+
+def prompt_seeds(prompt: Any, games: int, seed: Any = None) -> tuple[int, ...]:
+    """The seeds a sample plays: a dataset's ``seed`` (int: first of ``games`` seeds; list: as is),
+    else derived from the prompt text, so the completions of one prompt (a GRPO group) share them."""
+    if seed is not None:
+        if isinstance(seed, (list, tuple)):
+            return tuple(int(s) for s in seed)
+        return tuple(range(int(seed), int(seed) + games))
+    base = int.from_bytes(hashlib.sha256(_prompt_text(prompt).encode("utf-8", "replace")).digest()[:4], "big")
+    base &= 0x3FFFFFFF  # leaves room for base + games in a positive 31-bit int
+    return tuple(range(base, base + games))
+
+
+class _BatchScorer:
+    """Scores a batch once and serves every rule's function from the result."""
+
+    def __init__(self, reward_fn: RewardFn, games: int) -> None:
+        self.reward_fn = reward_fn
+        self.games = games
+        self._key: tuple | None = None
+        self._value: list[Breakdown] = []
+
+    def __call__(self, prompts: Sequence[Any] | None, completions: Sequence[Any], kwargs: dict) -> list[Breakdown]:
+        texts = [completion_text(c) for c in completions]
+        n = len(texts)
+        prompts = list(prompts) if prompts is not None else [""] * n
+        if len(prompts) != n:
+            raise ValueError(f"got {len(prompts)} prompts for {n} completions")
+        column = kwargs.get("seeds", kwargs.get("seed"))
+        if column is not None and len(column) != n:
+            raise ValueError(f"the seed column has {len(column)} values for {n} completions")
+        seeds = [prompt_seeds(prompts[i], self.games, None if column is None else column[i]) for i in range(n)]
+        key = (tuple(texts), tuple(seeds))
+        if key == self._key:
+            return self._value
+        # One reward_fn call per seed set: a GRPO group shares seeds (common random numbers).
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, s in enumerate(seeds):
+            groups.setdefault(s, []).append(i)
+        out: list[Breakdown | None] = [None] * n
+        for s, index in groups.items():
+            for i, b in zip(index, self.reward_fn([texts[i] for i in index], list(s))):
+                out[i] = b
+        self._key, self._value = key, out  # type: ignore[assignment]
+        return self._value
+
+
+def trl_reward_funcs(spec: RewardSpec | None = None, game: str | None = None, *, games: int | None = None,
+                     pool: Any = None, reward_fn: RewardFn | None = None) -> list[Callable[..., list[float]]]:
+    """One TRL reward function per rule of ``spec``: ``f(prompts, completions, **kwargs) -> list[float]``.
+
+    Each returns the rule's raw value; pass :func:`trl_reward_weights` as GRPOConfig's
+    ``reward_weights`` to get the spec's total. ``reward_fn(completions, seeds) -> list[Breakdown]``
+    replaces the default ``rewards.evaluate_group`` (e.g. to share a worker pool).
+    """
+    from rewards.evaluate import evaluate_group  # light import: the sandbox loads only when used
+
+    spec = spec if spec is not None else default_spec(game or "2048")
+    game = game or spec.game
+    games = games or spec.games
+    if reward_fn is None:
+        reward_fn = functools.partial(evaluate_group, game=game, spec=spec, pool=pool)
+    scorer = _BatchScorer(reward_fn, games)
+    funcs = []
+    for name in spec.names:
+        funcs.append(_rule_func(name, scorer, spec.term(name).rule.doc))
+    return funcs
+
+
+def _rule_func(name: str, scorer: _BatchScorer, doc: str) -> Callable[..., list[float]]:
+    def reward(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any) -> list[float]:
+        return [float(b.values[name]) for b in scorer(prompts, completions, kwargs)]
+
+    reward.__name__ = reward.__qualname__ = name
+    reward.__doc__ = f"TRL reward function for rule {name!r}: {doc}"
+    return reward
+
+
+def trl_reward_weights(spec: RewardSpec | None = None, game: str = "2048") -> list[float]:
+    """The spec's weights in the order of :func:`trl_reward_funcs` (for ``GRPOConfig(reward_weights=...)``)."""
+    spec = spec if spec is not None else default_spec(game)
+    return [spec.weights[name] for name in spec.names]
