@@ -200,3 +200,4 @@ SPEC = register("2048", GameSpec(
     gym_id="codepolicy/2048-v0",
     describe=_describe,
 ))
+from envs.game2048 import gym_registration  # noqa: E402,F401  (gymnasium.make("codepolicy/2048-v0"))
