@@ -1,0 +1,64 @@
+"""``codepolicy envs`` (list the registered games) and ``codepolicy bench`` (engine speed table).
+
+``codepolicy baselines`` comes from ``envs.baselines_cli`` when that module exists.
+"""
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_commands", "describe_games"]
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add this package's subcommands to the ``codepolicy`` parser."""
+    _add_envs(sub)
+    _add_bench(sub)
+    try:
+        from envs.baselines_cli import add_baselines
+    except ModuleNotFoundError as exc:  # not written yet; anything else broken should surface
+        if exc.name not in ("envs.baselines_cli", "envs.baselines"):
+            raise
+    else:
+        add_baselines(sub)
+
+
+def _add_envs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("envs", help="list the registered games: actions, options, metrics, gym id")
+    p.set_defaults(handler=_run_envs)
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from envs.bench import add_arguments
+
+    p = sub.add_parser("bench", help="print the 2048 engine speed table (kernel, env, vector env, cold start)")
+    add_arguments(p)
+    p.set_defaults(handler=_run_bench)
+
+
+def describe_games() -> str:
+    """A text listing of every registered game."""
+    import envs
+
+    blocks = []
+    for name in envs.names():
+        spec = envs.get(name)
+        options = ", ".join(f"{k}={v!r}" for k, v in spec.options.items()) or "none"
+        blocks.append("\n".join([
+            f"{name}",
+            f"  actions: {', '.join(f'{i}={a}' for i, a in enumerate(spec.actions))}",
+            f"  options: {options}",
+            f"  metrics: {', '.join(spec.metric_names)}",
+            f"  gym id:  {spec.gym_id or '-'}",
+        ]))
+    return "\n".join(blocks)
+
+
+def _run_envs(args: argparse.Namespace) -> int:
+    print(describe_games())
+    return 0
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from envs.bench import run_from_args
+
+    return run_from_args(args)
