@@ -1,0 +1,178 @@
+"""Built-in reward rules on handcrafted evaluations, and the @rule registry."""
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import rewards
+from rewards import rules
+from rewards.records import Evaluation
+from sandbox.records import FORMAT_REASONS, OUTCOMES, FormatError, GameRecord, Verdict, Violation
+
+SOURCE = 'def strategy(board):\n    return "A"\n'
+HONEST = sorted(rules.HONEST_OUTCOMES)
+EARLY = [o for o in OUTCOMES if o not in rules.HONEST_OUTCOMES and o != "violation"]
+
+
+def game(outcome="finished", max_tile=256, score=2500.0, moves=200, hist=None, seed=0) -> GameRecord:
+    hist = hist if hist is not None else {"W": moves // 4, "A": moves // 4, "S": moves // 4, "D": moves - 3 * (moves // 4)}
+    return GameRecord(seed=seed, outcome=outcome, score=score, max_tile=max_tile, moves=moves, move_histogram=hist)
+
+
+def ran(*records: GameRecord, source: str = SOURCE) -> Evaluation:
+    return Evaluation(completion=source, game="2048", source=source, verdict=Verdict(True), records=tuple(records))
+
+
+def rejected(*categories: str, records: tuple = ()) -> Evaluation:
+    violations = tuple(Violation(rule=f"no-{c}", category=c, line=1, col=0, message=c) for c in categories)
+    return Evaluation(completion=SOURCE, game="2048", source=SOURCE, verdict=Verdict(not violations, violations),
+                      records=records)
+
+
+def format_failure(reason: str) -> Evaluation:
+    return Evaluation(completion="x", game="2048", format_error=FormatError(reason, reason))
+
+
+# ------------------------------------------------------------------ format
+
+def test_every_format_reason_has_a_grade_in_order():
+    params = inspect.signature(rules.format_rule).parameters
+    assert set(FORMAT_REASONS) <= set(params)
+    values = [rules.format_rule(format_failure(r)) for r in FORMAT_REASONS]
+    assert values == sorted(values) and len(set(values)) == len(values)
+
+
+def test_format_then_runtime_error_then_bad_move_then_plays():
+    ladder = [format_failure(FORMAT_REASONS[-1]), ran(game("error", 4, 0, 0)),
+              ran(game("invalid_output", 4, 0, 0)), ran(game("finished", 32, 100, 20))]
+    values = [rules.format_rule(e) for e in ladder]
+    assert values == sorted(values) and len(set(values)) == 4
+
+
+def test_unknown_format_reason_gets_the_lowest_grade():
+    assert rules.format_rule(format_failure("something_new")) == rules.format_rule(format_failure("empty"))
+
+
+def test_format_not_run_is_neutral():
+    assert rules.format_rule(rejected("import")) == 0.0
+
+
+# ------------------------------------------------------------------ compliance
+
+def test_compliance_clean_bonus_and_graded_penalties():
+    assert rules.compliance(ran(game())) == pytest.approx(0.1)
+    assert rules.compliance(format_failure("syntax_error")) == 0.0
+    heavy = rules.compliance(rejected("import"))
+    light = rules.compliance(rejected("loop"))
+    assert heavy < light < 0
+    assert rules.compliance(rejected("import", "escape", "loop")) == -1.0  # capped
+    assert rules.compliance(rejected("brand_new_category")) == -1.0
+
+
+def test_runtime_violation_is_non_compliant():
+    ev = ran(game(), game("violation", 2, 0, 0, hist={}))
+    assert not rules.compliant(ev)
+    assert rules.compliance(ev) == -1.0
+    assert rules.performance(ev) == 0.0 and rules.format_rule(ev) == 0.0 and rules.diversity(ev) == 0.0
+
+
+# ------------------------------------------------------------------ performance
+
+def test_strong_beats_weak_beats_non_compliant():
+    strong = ran(game(max_tile=2048, score=21000, moves=1000), game("won", 4096, 50000, 2500))
+    weak = ran(game(max_tile=128, score=1200, moves=120))
+    cheat = rejected("import", records=())
+    assert rules.performance(strong) > rules.performance(weak) > rules.performance(cheat) == 0.0
+
+
+def test_performance_win_bonus_and_floor_penalty():
+    at_target = rules.performance(ran(game(max_tile=2048, score=20480)))
+    just_below = rules.performance(ran(game(max_tile=1024, score=20479)))
+    assert at_target - just_below > 0.3 - 1e-9  # the bonus plus the tile step
+    above_floor = rules.performance(ran(game(max_tile=64, score=300)))
+    below_floor = rules.performance(ran(game(max_tile=32, score=299)))
+    assert above_floor - below_floor > 0.1 - 1e-9
+
+
+@settings(max_examples=200, deadline=None)
+@given(honest=st.sampled_from(HONEST), early=st.sampled_from(EARLY),
+       h_tile=st.sampled_from([2, 4, 8, 16, 32]), e_tile=st.sampled_from([2, 64, 1024, 2048, 8192]),
+       h_score=st.floats(0, 200), e_score=st.floats(0, 1e6), e_moves=st.integers(0, 10000))
+def test_an_early_end_scores_below_any_honest_game(honest, early, h_tile, e_tile, h_score, e_score, e_moves):
+    honest_ev = ran(game(honest, h_tile, h_score, 10))
+    early_ev = ran(game(early, e_tile, e_score, e_moves))
+    assert rules.performance(early_ev) < rules.performance(honest_ev)
+    assert rules.format_rule(early_ev) < rules.format_rule(honest_ev)
+
+
+# ------------------------------------------------------------------ diversity and length
+
+def test_single_move_strategy_gets_the_diversity_penalty():
+    single = ran(game("stuck", 8, 16, 6, hist={"A": 11}))
+    assert rules.diversity(single) == -1.0
+    balanced = ran(game(hist={"W": 30, "A": 30, "S": 20, "D": 20}))
+    assert rules.diversity(balanced) == 0.0
+    lopsided = ran(game(hist={"A": 80, "W": 15, "S": 5}))
+    assert -1.0 < rules.diversity(lopsided) < 0.0
+    assert rules.diversity(rejected("loop")) == 0.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.sampled_from("WASD"), st.integers(0, 1000)))
+def test_diversity_is_bounded(hist):
+    assert -1.0 <= rules.diversity(ran(game(hist=hist))) <= 0.0
+
+
+def test_length_penalty_counts_code_lines_only():
+    body = "".join(f"    x{i} = {i}\n" for i in range(70))
+    long_source = "def strategy(board):\n" + body + "    # comment\n\n" + '    return "A"\n'
+    assert rules.code_lines(long_source) == 72
+    assert rules.length(ran(source=long_source)) == pytest.approx(-0.02 * 12)
+    assert rules.length(ran()) == 0.0
+    assert rules.length(format_failure("no_code")) == 0.0
+
+
+# ------------------------------------------------------------------ registry
+
+def test_rule_decorator_registers_and_returns_the_function():
+    @rewards.rule("test_moves_made", bounds=(0.0, 1.0))
+    def moves_made(ev: Evaluation, *, scale: float = 100.0) -> float:
+        """Mean moves per game over scale, capped at 1."""
+        return min(1.0, sum(r.moves for r in ev.records) / max(1, len(ev.records)) / scale)
+
+    assert moves_made(ran(game(moves=50))) == 0.5  # still a plain function
+    r = rewards.get_rule("test_moves_made")
+    assert r.doc == "Mean moves per game over scale, capped at 1."
+    assert r.params == {"scale": 100.0} and r.bounds == (0.0, 1.0)
+    assert r(ran(game(moves=50)), scale=25.0) == 1.0
+    assert "test_moves_made" in rewards.rule_names()
+    assert rewards.as_rule(moves_made) is r
+
+
+def test_a_plain_function_can_be_used_directly():
+    def short(ev, *, limit: int = 3):
+        """Anything."""
+        return 1.0
+    r = rewards.as_rule(short)
+    assert r.name == "short" and r.params == {"limit": 3} and r.bounds is None
+
+
+def test_bad_rules_are_refused():
+    with pytest.raises(TypeError, match="one positional"):
+        rewards.rule("two_args")(lambda ev, other: 0.0)
+    with pytest.raises(TypeError, match="needs a default"):
+        def no_default(ev, *, p):
+            return 0.0
+        rewards.rule("no_default")(no_default)
+    with pytest.raises(ValueError, match="identifier"):
+        rewards.rule("has space")
+    with pytest.raises(rewards.UnknownRuleError, match="unknown rule 'nope'.*format"):
+        rewards.get_rule("nope")
+
+
+def test_builtin_rules_are_documented_and_bounded():
+    for name in ("format", "compliance", "performance", "diversity", "length"):
+        r = rewards.get_rule(name)
+        assert r.doc and r.bounds is not None
