@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from envs.game2048 import ACTIONS, slide
+from envs.play import play_trusted
 
 __all__ = [
     "SOURCES", "NAMES", "TRUSTED_ONLY", "REACH_TILES", "Strategy", "BaselineSummary",
@@ -174,55 +175,15 @@ def make(name: str, seed: int = 0, depth: int = 2) -> Strategy:
 
 def play_games(strategy: Strategy, seeds: Iterable[int], *, max_moves: int = 100_000,
                stuck_moves: int = 5, **options: Any) -> list[dict[str, Any]]:
-    """Play one 2048 game per seed with a trusted strategy -> one dict of figures per game.
+    """Play one 2048 game per seed with a trusted strategy -> one dict per game.
 
-    Uses :func:`envs.play.play_trusted` when it exists, so that baselines are played by the
-    same loop as everything else; otherwise a local loop with the same rules (a move that
-    changes nothing is counted; ``stuck_moves`` of them in a row end the game).
+    The games are played by :func:`envs.play.play_trusted`, the loop everything else uses,
+    so the dicts have the keys of ``sandbox.records.GameRecord`` (seed, outcome, score,
+    max_tile, moves, move_histogram, illegal_moves, wall_seconds, error, metrics).
+    ``stuck_moves`` moves in a row that change nothing end a game (outcome "stuck").
     """
-    seeds = [int(s) for s in seeds]
-    try:
-        from envs.play import play_trusted
-    except ImportError:
-        play_trusted = None
-    if play_trusted is not None:
-        return [_normalise(g) for g in play_trusted(strategy, game="2048", seeds=seeds,
-                                                     max_moves=max_moves, **options)]
-    return [_play_one(strategy, s, max_moves, stuck_moves, options) for s in seeds]
-
-
-def _play_one(strategy: Strategy, seed: int, max_moves: int, stuck_moves: int,
-              options: Mapping[str, Any]) -> dict[str, Any]:
-    import envs
-
-    spec = envs.get("2048")
-    state = spec.make(seed, **options)
-    stuck = 0
-    outcome = "finished"
-    start = time.perf_counter()
-    while not spec.is_over(state):
-        if state.moves >= max_moves:
-            outcome = "max_moves"
-            break
-        _, changed = spec.step(state, spec.action_id(strategy(spec.view(state))))
-        stuck = 0 if changed else stuck + 1
-        if stuck >= stuck_moves:
-            outcome = "stuck"
-            break
-    m = spec.metrics(state)
-    return {"seed": seed, "outcome": outcome, "score": m["score"], "max_tile": int(m["max_tile"]),
-            "moves": int(m["moves"]), "wall_seconds": time.perf_counter() - start}
-
-
-def _normalise(game: Any) -> dict[str, Any]:
-    # play_trusted's records may be dicts or dataclasses; keep the figures the summary reads.
-    g = game if isinstance(game, Mapping) else vars(game)
-    metrics = g.get("metrics") or {}
-    return {"seed": g.get("seed"), "outcome": g.get("outcome", ""),
-            "score": float(g.get("score", metrics.get("score", 0.0))),
-            "max_tile": int(g.get("max_tile", metrics.get("max_tile", 0))),
-            "moves": int(g.get("moves", metrics.get("moves", 0))),
-            "wall_seconds": float(g.get("wall_seconds", 0.0))}
+    return play_trusted(strategy, game="2048", seeds=[int(s) for s in seeds], max_moves=max_moves,
+                        stuck_moves=stuck_moves, **options)
 
 
 @dataclass(frozen=True)
