@@ -1,0 +1,1389 @@
+"""Hypothesis strategies that generate 2048 strategy programs: compliant ones and cheats.
+
+For property tests of a policy (``sandbox.check``) and of the runner (``sandbox.run``):
+
+* ``clean_strategies()`` draws source strings ``def strategy(board): ...`` built from a typed
+  grammar of the allowed subset: straight-line code, nested helper functions (with immutable
+  default arguments), lambdas, if/elif/else, conditional expressions, walrus, arithmetic and
+  comparisons on board cells, indexing and slicing, literals, tuple unpacking, ``try/except
+  ValueError``, ``print`` and the whitelisted builtins. Every program is deterministic and, on
+  any 4x4 board of ints, returns one of ``"W" "A" "S" "D"`` on every path without raising:
+  divisors, indices, slices and ``max`` of possibly empty sequences are safe by construction.
+* ``cheating_strategies(category=None)`` draws ``Cheat(source, category, technique)``: a clean
+  program with one violation of ``category`` spliced into it somewhere (strategy body, a
+  nested helper, a branch, a ``try`` body, the signature or module level), disguised by
+  aliases, nested helpers, lambdas, default arguments, containers, string building, unicode
+  look-alikes (NFKC: ``ｏｐｅｎ`` is ``open``) and attribute chains.
+* ``side_effect_cheats(path, env_var)`` draws cheats that, if they ever ran unchecked, would
+  create ``path`` or read ``env_var`` (a file in a test's temporary folder, a canary variable),
+  and that answer ``"D"`` only when they managed to read the canary, so a test can see from the
+  game records alone whether anything leaked.
+
+Example::
+
+    from hypothesis import given
+    from sandbox import check
+    from sandbox.strategies import cheating_strategies, clean_strategies
+
+    @given(clean_strategies())
+    def test_my_policy_accepts(source):
+        assert check(source, my_policy).ok
+
+    @given(cheating_strategies("loop"))
+    def test_my_policy_rejects(cheat):
+        assert cheat.category in check(cheat.source, my_policy).categories
+
+Importing this module needs Hypothesis (the ``test`` extra); ``import sandbox`` does not.
+"""
+from __future__ import annotations
+
+import ast
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Callable
+
+from hypothesis import strategies as st
+
+__all__ = [
+    "CATEGORIES",
+    "MOVES",
+    "TECHNIQUES",
+    "Cheat",
+    "cheating_strategies",
+    "clean_strategies",
+    "side_effect_cheats",
+]
+
+MOVES = ("W", "A", "S", "D")
+CATEGORIES = ("import", "file_access", "randomness", "loop", "escape", "state", "structure", "resource")
+
+# A statement the clean grammar can place anywhere; a cheat replaces its line with the violation.
+_SLOT = "CHEATSLOTMARKER"
+
+# ----------------------------------------------------------------------------------------------
+# Clean programs: a typed expression grammar (int, bool, move, row of known length)
+# ----------------------------------------------------------------------------------------------
+
+INT, BOOL, MOVE = "int", "bool", "move"
+
+
+def _row(n: int) -> tuple[str, int]:
+    return ("row", n)
+
+
+def _is_row(ty: object) -> bool:
+    return isinstance(ty, tuple) and ty[0] == "row"
+
+
+_TILES = (0, 1, 2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+_INT_PREFIXES = ("total", "best", "gap", "empty", "weight", "score", "count", "val", "edge", "corner")
+_BOOL_PREFIXES = ("ok", "full", "safe", "can", "has", "flag")
+_ROW_PREFIXES = ("row", "col", "line", "cells", "top", "tail")
+_MOVE_PREFIXES = ("move", "choice", "pick", "act")
+_HELPER_PREFIXES = ("rate", "pick_move", "score_line", "helper", "edge_value", "choose", "merges")
+_LAMBDA_PREFIXES = ("fn", "calc", "mix", "weigh")
+_PARAM_PREFIXES = ("a", "b", "x", "y", "tile", "line")
+
+
+def _name(ident: str) -> ast.Name:
+    return ast.Name(id=ident, ctx=ast.Load())
+
+
+def _store(ident: str) -> ast.Name:
+    return ast.Name(id=ident, ctx=ast.Store())
+
+
+def _const(value: object) -> ast.expr:
+    # Negative literals as unary minus so ast.unparse parenthesises them correctly.
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        return ast.UnaryOp(op=ast.USub(), operand=ast.Constant(value=-value))
+    return ast.Constant(value=value)
+
+
+def _call(func: str | ast.expr, *args: ast.expr, **keywords: ast.expr) -> ast.Call:
+    fn = _name(func) if isinstance(func, str) else func
+    return ast.Call(func=fn, args=list(args), keywords=[ast.keyword(arg=k, value=v) for k, v in keywords.items()])
+
+
+def _method(obj: ast.expr, name: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(func=ast.Attribute(value=obj, attr=name, ctx=ast.Load()), args=list(args), keywords=[])
+
+
+def _index(value: ast.expr, index: ast.expr | int) -> ast.Subscript:
+    idx = _const(index) if isinstance(index, int) else index
+    return ast.Subscript(value=value, slice=idx, ctx=ast.Load())
+
+
+def _lambda(params: list[str], body: ast.expr) -> ast.Lambda:
+    args = ast.arguments(posonlyargs=[], args=[ast.arg(arg=p) for p in params], kwonlyargs=[],
+                         kw_defaults=[], defaults=[])
+    return ast.Lambda(args=args, body=body)
+
+
+def _safe_divisor(e: ast.expr) -> ast.expr:
+    return ast.BinOp(left=_call("abs", e), op=ast.Add(), right=_const(1))
+
+
+@dataclass
+class _Ctx:
+    """What generated code may refer to at one point of a program."""
+
+    vars: dict[str, object]                       # readable name -> type
+    funcs: dict[str, tuple[tuple, object, int]]   # callable name -> (param types, return type, n defaults)
+    local: set[str]                               # names bound in the current function (augassign targets)
+    returns: object                               # return type of the current function
+    counter: list[int]                            # shared across the program, for fresh names
+    helper_depth: int = 0
+
+    def fresh(self, draw, prefixes: tuple[str, ...]) -> str:
+        self.counter[0] += 1
+        return f"{draw(st.sampled_from(prefixes))}{self.counter[0]}"
+
+    def branch(self) -> "_Ctx":
+        """A copy for a branch: names bound inside are not visible after it."""
+        return _Ctx(dict(self.vars), dict(self.funcs), set(self.local), self.returns, self.counter,
+                    self.helper_depth)
+
+    def of(self, pred: Callable[[object], bool]) -> list[str]:
+        return sorted(n for n, t in self.vars.items() if pred(t))
+
+
+def _pick_row_var(draw, cx: _Ctx) -> tuple[str, int] | None:
+    rows = cx.of(_is_row)
+    if not rows:
+        return None
+    name = draw(st.sampled_from(rows))
+    return name, cx.vars[name][1]
+
+
+def _int_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
+    opts = ["const", "cell"]
+    if cx.of(lambda t: t == INT):
+        opts += ["var", "var"]
+    if cx.of(_is_row):
+        opts.append("rowvar_item")
+    int_funcs = sorted(n for n, f in cx.funcs.items() if f[1] == INT)
+    if depth > 0:
+        opts += ["add", "add", "scale", "floordiv", "mod", "pow", "minmax", "abs", "ifexp", "int_bool",
+                 "agg", "count", "sorted_item", "set_len", "filter_len", "filter_max", "map_sum",
+                 "dict_zip", "divmod", "round_div", "float", "str_len", "range_sum", "pow_call",
+                 "argmax", "tuple_item", "index_ifexp"]
+        if int_funcs:
+            opts += ["call", "call"]
+    kind = draw(st.sampled_from(opts))
+    d = depth - 1
+    if kind == "const":
+        return _const(draw(st.sampled_from(_TILES + (-1, 5, 7, 10))))
+    if kind == "cell":
+        r = draw(st.integers(-4, 3))
+        c = draw(st.integers(-4, 3))
+        return _index(_index(_name("board"), r), c)
+    if kind == "var":
+        return _name(draw(st.sampled_from(cx.of(lambda t: t == INT))))
+    if kind == "rowvar_item":
+        name, n = _pick_row_var(draw, cx)
+        return _index(_name(name), draw(st.integers(-n, n - 1)))
+    if kind == "add":
+        op = draw(st.sampled_from([ast.Add(), ast.Sub()]))
+        return ast.BinOp(left=_int_expr(draw, cx, d), op=op, right=_int_expr(draw, cx, d))
+    if kind == "scale":
+        # Only small literal factors: chained products over many statements stay float-sized.
+        return ast.BinOp(left=_int_expr(draw, cx, d), op=ast.Mult(), right=_const(draw(st.integers(0, 4))))
+    if kind in ("floordiv", "mod"):
+        op = ast.FloorDiv() if kind == "floordiv" else ast.Mod()
+        right = (_safe_divisor(_int_expr(draw, cx, d)) if draw(st.booleans())
+                 else _const(draw(st.integers(1, 4))))
+        return ast.BinOp(left=_int_expr(draw, cx, d), op=op, right=right)
+    if kind == "pow":
+        base = draw(st.sampled_from(["cell", "const"]))
+        left = (_index(_index(_name("board"), draw(st.integers(0, 3))), draw(st.integers(0, 3)))
+                if base == "cell" else _const(draw(st.integers(0, 4))))
+        return ast.BinOp(left=left, op=ast.Pow(), right=_const(draw(st.integers(0, 3))))
+    if kind == "minmax":
+        n = draw(st.integers(2, 3))
+        return _call(draw(st.sampled_from(["max", "min"])), *[_int_expr(draw, cx, d) for _ in range(n)])
+    if kind == "abs":
+        return _call("abs", _int_expr(draw, cx, d))
+    if kind == "ifexp":
+        return ast.IfExp(test=_bool_expr(draw, cx, d), body=_int_expr(draw, cx, d), orelse=_int_expr(draw, cx, d))
+    if kind == "int_bool":
+        return _call("int", _bool_expr(draw, cx, d))
+    if kind == "agg":
+        n = draw(st.integers(1, 4))
+        return _call(draw(st.sampled_from(["sum", "max", "min", "len"])), _row_expr(draw, cx, n, d))
+    if kind == "count":
+        n = draw(st.integers(1, 4))
+        return _method(_row_expr(draw, cx, n, d), "count", _const(draw(st.sampled_from(_TILES))))
+    if kind == "sorted_item":
+        n = draw(st.integers(1, 4))
+        return _index(_call("sorted", _row_expr(draw, cx, n, d)), draw(st.integers(-n, n - 1)))
+    if kind == "tuple_item":
+        n = draw(st.integers(1, 4))
+        return _index(_call("tuple", _row_expr(draw, cx, n, d)), draw(st.integers(-n, n - 1)))
+    if kind == "set_len":
+        return _call("len", _call("set", _row_expr(draw, cx, draw(st.integers(1, 4)), d)))
+    if kind in ("filter_len", "filter_max"):
+        p = cx.fresh(draw, ("v", "t", "cell"))
+        inner = cx.branch()
+        inner.vars[p] = INT
+        cmp = ast.Compare(left=_name(p), ops=[draw(st.sampled_from([ast.Gt(), ast.Lt(), ast.Eq(), ast.NotEq()]))],
+                          comparators=[_int_expr(draw, inner, min(d, 1))])
+        filt = _call("filter", _lambda([p], cmp), _row_expr(draw, cx, draw(st.integers(1, 4)), d))
+        if kind == "filter_len":
+            return _call("len", _call("list", filt))
+        return _call(draw(st.sampled_from(["max", "min"])), filt, default=_const(0))
+    if kind == "map_sum":
+        p = cx.fresh(draw, ("v", "t", "cell"))
+        inner = cx.branch()
+        inner.vars[p] = INT
+        fn = _lambda([p], _int_expr(draw, inner, min(d, 1)))
+        return _call("sum", _call("map", fn, _row_expr(draw, cx, draw(st.integers(1, 4)), d)))
+    if kind == "dict_zip":
+        n = draw(st.integers(1, 4))
+        table = _call("dict", _call("zip", _call("range", _const(n)), _row_expr(draw, cx, n, d)))
+        return _index(table, draw(st.integers(0, n - 1)))
+    if kind == "divmod":
+        pair = _call("divmod", _int_expr(draw, cx, d), _safe_divisor(_int_expr(draw, cx, d)))
+        return _index(pair, draw(st.integers(0, 1)))
+    if kind == "round_div":
+        q = ast.BinOp(left=_int_expr(draw, cx, d), op=ast.Div(), right=_safe_divisor(_int_expr(draw, cx, d)))
+        return _call(draw(st.sampled_from(["round", "int"])), q)
+    if kind == "float":
+        return _call("int", ast.BinOp(left=_call("float", _int_expr(draw, cx, d)), op=ast.Mult(),
+                                      right=_const(draw(st.sampled_from([0.5, 1.5, 2.0])))))
+    if kind == "str_len":
+        return _call("len", _call("str", _int_expr(draw, cx, d)))
+    if kind == "range_sum":
+        return _call("sum", _call("range", _const(draw(st.integers(0, 10)))))
+    if kind == "pow_call":
+        return _call("pow", _const(draw(st.integers(0, 4))), _const(draw(st.integers(0, 3))))
+    if kind == "argmax":
+        p = cx.fresh(draw, ("pair", "item"))
+        key = _lambda([p], _index(_name(p), 1))
+        n = draw(st.integers(1, 4))
+        best = _call(draw(st.sampled_from(["max", "min"])), _call("enumerate", _row_expr(draw, cx, n, d)), key=key)
+        return _index(best, draw(st.integers(0, 1)))
+    if kind == "index_ifexp":
+        n = draw(st.integers(1, 4))
+        return _index(_row_expr(draw, cx, n, d), ast.BinOp(left=_int_expr(draw, cx, d), op=ast.Mod(),
+                                                          right=_const(n)))
+    if kind == "call":
+        return _call_expr(draw, cx, draw(st.sampled_from(int_funcs)), d)
+    raise AssertionError(kind)
+
+
+def _call_expr(draw, cx: _Ctx, fname: str, depth: int) -> ast.expr:
+    params, _ret, ndefaults = cx.funcs[fname]
+    keep = len(params) - draw(st.integers(0, ndefaults))
+    return _call(fname, *[_expr(draw, cx, t, depth) for t in params[:keep]])
+
+
+def _bool_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
+    opts = ["compare", "any_all", "in", "bool"]
+    if cx.of(lambda t: t == BOOL):
+        opts += ["var", "var"]
+    bool_funcs = sorted(n for n, f in cx.funcs.items() if f[1] == BOOL)
+    if depth > 0:
+        opts += ["compare", "compare2", "boolop", "not", "isinstance", "row_cmp", "any_map"]
+        if bool_funcs:
+            opts.append("call")
+    kind = draw(st.sampled_from(opts))
+    d = max(depth - 1, 0)
+    cmp_ops = [ast.Lt(), ast.LtE(), ast.Gt(), ast.GtE(), ast.Eq(), ast.NotEq()]
+    if kind == "compare":
+        return ast.Compare(left=_int_expr(draw, cx, d), ops=[draw(st.sampled_from(cmp_ops))],
+                           comparators=[_int_expr(draw, cx, d)])
+    if kind == "compare2":
+        return ast.Compare(left=_int_expr(draw, cx, d), ops=[draw(st.sampled_from(cmp_ops)) for _ in range(2)],
+                           comparators=[_int_expr(draw, cx, d) for _ in range(2)])
+    if kind == "any_all":
+        return _call(draw(st.sampled_from(["any", "all"])), _row_expr(draw, cx, draw(st.integers(1, 4)), d))
+    if kind == "in":
+        op = draw(st.sampled_from([ast.In(), ast.NotIn()]))
+        return ast.Compare(left=_int_expr(draw, cx, min(d, 1)), ops=[op],
+                           comparators=[_row_expr(draw, cx, draw(st.integers(1, 4)), d)])
+    if kind == "bool":
+        return _call("bool", _int_expr(draw, cx, d))
+    if kind == "var":
+        return _name(draw(st.sampled_from(cx.of(lambda t: t == BOOL))))
+    if kind == "boolop":
+        op = draw(st.sampled_from([ast.And(), ast.Or()]))
+        return ast.BoolOp(op=op, values=[_bool_expr(draw, cx, d) for _ in range(draw(st.integers(2, 3)))])
+    if kind == "not":
+        return ast.UnaryOp(op=ast.Not(), operand=_bool_expr(draw, cx, d))
+    if kind == "isinstance":
+        what = draw(st.sampled_from(["int", "row", "tuple"]))
+        if what == "int":
+            return _call("isinstance", _int_expr(draw, cx, d), _name("int"))
+        if what == "row":
+            return _call("isinstance", _row_expr(draw, cx, 4, d), _name("list"))
+        return _call("isinstance", _int_expr(draw, cx, d),
+                     ast.Tuple(elts=[_name("int"), _name("float")], ctx=ast.Load()))
+    if kind == "row_cmp":
+        n = draw(st.integers(1, 4))
+        left = _row_expr(draw, cx, n, d)
+        right = _call(draw(st.sampled_from(["sorted", "list"])), _row_expr(draw, cx, n, d))
+        return ast.Compare(left=left, ops=[draw(st.sampled_from([ast.Eq(), ast.NotEq()]))], comparators=[right])
+    if kind == "any_map":
+        p = cx.fresh(draw, ("v", "t", "cell"))
+        inner = cx.branch()
+        inner.vars[p] = INT
+        body = ast.Compare(left=_name(p), ops=[draw(st.sampled_from(cmp_ops))],
+                           comparators=[_int_expr(draw, inner, 0)])
+        return _call(draw(st.sampled_from(["any", "all"])),
+                     _call("map", _lambda([p], body), _row_expr(draw, cx, draw(st.integers(1, 4)), d)))
+    if kind == "call":
+        return _call_expr(draw, cx, draw(st.sampled_from(bool_funcs)), d)
+    raise AssertionError(kind)
+
+
+def _row_expr(draw, cx: _Ctx, n: int, depth: int) -> ast.expr:
+    """A list of ints of length exactly ``n`` (1..4)."""
+    opts = ["literal"]
+    same = cx.of(lambda t: t == _row(n))
+    if same:
+        opts += ["var", "var"]
+    if n == 4:
+        opts += ["board_row", "board_row", "column"]
+    if n < 4:
+        opts += ["slice"]
+    if depth > 0:
+        opts += ["sorted", "reversed", "rev_slice", "copy", "map", "map2", "range", "enum_map", "zip_map"]
+        if n >= 2:
+            opts.append("concat")
+    kind = draw(st.sampled_from(opts))
+    d = depth - 1
+    if kind == "literal":
+        return ast.List(elts=[_int_expr(draw, cx, max(min(d, 1), 0)) for _ in range(n)], ctx=ast.Load())
+    if kind == "var":
+        return _name(draw(st.sampled_from(same)))
+    if kind == "board_row":
+        return _index(_name("board"), draw(st.integers(-4, 3)))
+    if kind == "column":
+        c = draw(st.integers(0, 3))
+        return ast.List(elts=[_index(_index(_name("board"), r), c) for r in range(4)], ctx=ast.Load())
+    if kind == "slice":
+        m = draw(st.integers(n + 1, 4))
+        start = draw(st.integers(0, m - n))
+        src = _row_expr(draw, cx, m, max(d, 0))
+        lower = _const(start) if start or draw(st.booleans()) else None
+        upper = _const(start + n) if start + n < m or draw(st.booleans()) else None
+        return ast.Subscript(value=src, slice=ast.Slice(lower=lower, upper=upper), ctx=ast.Load())
+    if kind == "sorted":
+        kw = {"reverse": _const(True)} if draw(st.booleans()) else {}
+        return _call("sorted", _row_expr(draw, cx, n, d), **kw)
+    if kind == "reversed":
+        return _call("list", _call("reversed", _row_expr(draw, cx, n, d)))
+    if kind == "rev_slice":
+        return ast.Subscript(value=_row_expr(draw, cx, n, d),
+                             slice=ast.Slice(lower=None, upper=None, step=_const(-1)), ctx=ast.Load())
+    if kind == "copy":
+        if draw(st.booleans()):
+            return _call("list", _call("tuple", _row_expr(draw, cx, n, d)))
+        return _call("list", _row_expr(draw, cx, n, d))
+    if kind == "map":
+        p = cx.fresh(draw, ("v", "t", "cell"))
+        inner = cx.branch()
+        inner.vars[p] = INT
+        return _call("list", _call("map", _lambda([p], _int_expr(draw, inner, min(d, 1))), _row_expr(draw, cx, n, d)))
+    if kind == "map2":
+        fn = draw(st.sampled_from(["max", "min"]))
+        return _call("list", _call("map", _name(fn), _row_expr(draw, cx, n, d), _row_expr(draw, cx, n, d)))
+    if kind == "range":
+        start = draw(st.integers(0, 4))
+        if start == 0 and draw(st.booleans()):
+            return _call("list", _call("range", _const(n)))
+        return _call("list", _call("range", _const(start), _const(start + n)))
+    if kind == "enum_map":
+        p = cx.fresh(draw, ("pair", "item"))
+        op = draw(st.sampled_from([ast.Add(), ast.Mult(), ast.Sub()]))
+        body = ast.BinOp(left=_index(_name(p), 0), op=op, right=_index(_name(p), 1))
+        return _call("list", _call("map", _lambda([p], body), _call("enumerate", _row_expr(draw, cx, n, d))))
+    if kind == "zip_map":
+        p = cx.fresh(draw, ("pair", "item"))
+        op = draw(st.sampled_from([ast.Add(), ast.Sub()]))
+        body = ast.BinOp(left=_index(_name(p), 0), op=op, right=_index(_name(p), 1))
+        pairs = _call("zip", _row_expr(draw, cx, n, d), _row_expr(draw, cx, n, d))
+        return _call("list", _call("map", _lambda([p], body), pairs))
+    if kind == "concat":
+        k = draw(st.integers(1, n - 1))
+        return ast.BinOp(left=_row_expr(draw, cx, k, d), op=ast.Add(), right=_row_expr(draw, cx, n - k, d))
+    raise AssertionError(kind)
+
+
+def _move_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
+    opts = ["const", "const", "wasd_index"]
+    if cx.of(lambda t: t == MOVE):
+        opts += ["var"]
+    move_funcs = sorted(n for n, f in cx.funcs.items() if f[1] == MOVE)
+    if depth > 0:
+        opts += ["ifexp", "ifexp", "tuple_index", "dict", "minmax", "sorted_index", "upper", "str"]
+        if move_funcs:
+            opts += ["call", "call"]
+    kind = draw(st.sampled_from(opts))
+    d = max(depth - 1, 0)
+    mod4 = lambda: ast.BinOp(left=_int_expr(draw, cx, d), op=ast.Mod(), right=_const(4))  # noqa: E731
+    if kind == "const":
+        return _const(draw(st.sampled_from(MOVES)))
+    if kind == "wasd_index":
+        return _index(_const(draw(st.sampled_from(["WASD", "DSAW", "ADWS", "WDSA"]))), mod4())
+    if kind == "var":
+        return _name(draw(st.sampled_from(cx.of(lambda t: t == MOVE))))
+    if kind == "ifexp":
+        return ast.IfExp(test=_bool_expr(draw, cx, d), body=_move_expr(draw, cx, d), orelse=_move_expr(draw, cx, d))
+    if kind == "tuple_index":
+        order = draw(st.permutations(MOVES))
+        seq = (ast.Tuple if draw(st.booleans()) else ast.List)(elts=[_const(m) for m in order], ctx=ast.Load())
+        return _index(seq, mod4())
+    if kind == "dict":
+        names = ("up", "left", "down", "right")
+        table = ast.Dict(keys=[_const(k) for k in names], values=[_const(m) for m in MOVES])
+        return _index(table, _const(draw(st.sampled_from(names))))
+    if kind == "minmax":
+        return _call(draw(st.sampled_from(["max", "min"])), _move_expr(draw, cx, d), _move_expr(draw, cx, d))
+    if kind == "sorted_index":
+        return _index(_call("sorted", _const("DSAW")), mod4())
+    if kind == "upper":
+        return _index(_method(_const("wasd"), "upper"), mod4())
+    if kind == "str":
+        return _call("str", _move_expr(draw, cx, d))
+    if kind == "call":
+        return _call_expr(draw, cx, draw(st.sampled_from(move_funcs)), d)
+    raise AssertionError(kind)
+
+
+def _expr(draw, cx: _Ctx, ty: object, depth: int) -> ast.expr:
+    if ty == INT:
+        return _int_expr(draw, cx, depth)
+    if ty == BOOL:
+        return _bool_expr(draw, cx, depth)
+    if ty == MOVE:
+        return _move_expr(draw, cx, depth)
+    return _row_expr(draw, cx, ty[1], depth)
+
+
+def _prefixes(ty: object) -> tuple[str, ...]:
+    if ty == INT:
+        return _INT_PREFIXES
+    if ty == BOOL:
+        return _BOOL_PREFIXES
+    if ty == MOVE:
+        return _MOVE_PREFIXES
+    return _ROW_PREFIXES
+
+
+def _value_type(draw) -> object:
+    return draw(st.sampled_from([INT, INT, INT, BOOL, MOVE, _row(4), _row(4), _row(2), _row(3), _row(1)]))
+
+
+def _stmt(draw, cx: _Ctx, depth: int) -> list[ast.stmt]:
+    """One or a few statements; binds only fresh names, so types never change."""
+    opts = ["assign", "assign", "assign", "unpack", "print"]
+    if any(cx.vars.get(n) == INT for n in cx.local):
+        opts.append("augassign")
+    if any(_is_row(cx.vars.get(n)) for n in cx.local):
+        opts.append("setitem")
+    if depth > 0:
+        opts += ["if", "if", "try", "lambda"]
+        if cx.helper_depth < 2:
+            opts += ["helper", "helper"]
+    kind = draw(st.sampled_from(opts))
+    edepth = draw(st.integers(1, 3))
+    if kind == "assign":
+        ty = _value_type(draw)
+        value = _expr(draw, cx, ty, edepth)
+        name = cx.fresh(draw, _prefixes(ty))
+        cx.vars[name] = ty
+        cx.local.add(name)
+        return [ast.Assign(targets=[_store(name)], value=value)]
+    if kind == "augassign":
+        target = draw(st.sampled_from(sorted(n for n in cx.local if cx.vars.get(n) == INT)))
+        op = draw(st.sampled_from([ast.Add(), ast.Sub()]))
+        return [ast.AugAssign(target=_store(target), op=op, value=_int_expr(draw, cx, edepth))]
+    if kind == "setitem":
+        target = draw(st.sampled_from(sorted(n for n in cx.local if _is_row(cx.vars.get(n)))))
+        n = cx.vars[target][1]
+        sub = ast.Subscript(value=_name(target), slice=_const(draw(st.integers(-n, n - 1))), ctx=ast.Store())
+        return [ast.Assign(targets=[sub], value=_int_expr(draw, cx, edepth))]
+    if kind == "unpack":
+        return _unpack(draw, cx, edepth)
+    if kind == "print":
+        ty = _value_type(draw)
+        return [ast.Expr(value=_call("print", _const(draw(st.sampled_from(["debug", "board", "pick"]))),
+                                     _expr(draw, cx, ty, 1)))]
+    if kind == "if":
+        return [_if(draw, cx, depth)]
+    if kind == "try":
+        return _try(draw, cx, depth)
+    if kind == "lambda":
+        return [_lambda_def(draw, cx)]
+    if kind == "helper":
+        return [_helper(draw, cx, depth)]
+    raise AssertionError(kind)
+
+
+def _unpack(draw, cx: _Ctx, depth: int) -> list[ast.stmt]:
+    kind = draw(st.sampled_from(["divmod", "pair", "row", "argmax"]))
+    if kind == "divmod":
+        names, types = [cx.fresh(draw, ("q", "whole")), cx.fresh(draw, ("rest", "rem"))], [INT, INT]
+        value = _call("divmod", _int_expr(draw, cx, depth), _safe_divisor(_int_expr(draw, cx, depth)))
+    elif kind == "pair":
+        types = [_value_type(draw), _value_type(draw)]
+        value = ast.Tuple(elts=[_expr(draw, cx, t, depth) for t in types], ctx=ast.Load())
+        names = [cx.fresh(draw, _prefixes(t)) for t in types]
+    elif kind == "row":
+        n = draw(st.integers(2, 4))
+        value = _row_expr(draw, cx, n, depth)
+        names, types = [cx.fresh(draw, ("c", "cell", "tile")) for _ in range(n)], [INT] * n
+    else:
+        p = cx.fresh(draw, ("pair", "item"))
+        value = _call(draw(st.sampled_from(["max", "min"])), _call("enumerate", _row_expr(draw, cx, 4, depth)),
+                      key=_lambda([p], _index(_name(p), 1)))
+        names, types = [cx.fresh(draw, ("where", "idx")), cx.fresh(draw, ("top", "low"))], [INT, INT]
+    target = ast.Tuple(elts=[_store(n) for n in names], ctx=ast.Store())
+    for n, t in zip(names, types):
+        cx.vars[n] = t
+        cx.local.add(n)
+    return [ast.Assign(targets=[target], value=value)]
+
+
+def _block(draw, cx: _Ctx, depth: int, lo: int, hi: int, must_return: bool) -> list[ast.stmt]:
+    body: list[ast.stmt] = []
+    for _ in range(draw(st.integers(lo, hi))):
+        body.extend(_stmt(draw, cx, depth))
+    if must_return:
+        body.append(ast.Return(value=_expr(draw, cx, cx.returns, draw(st.integers(1, 3)))))
+    if not body:
+        body.append(ast.Pass())
+    return body
+
+
+def _if(draw, cx: _Ctx, depth: int) -> ast.If:
+    if draw(st.integers(0, 3)) == 0:
+        # Walrus in the test: always evaluated, so the name is bound after the statement too.
+        w = cx.fresh(draw, _INT_PREFIXES)
+        test: ast.expr = ast.Compare(left=ast.NamedExpr(target=_store(w), value=_int_expr(draw, cx, 2)),
+                                     ops=[draw(st.sampled_from([ast.Gt(), ast.Lt(), ast.Eq(), ast.GtE()]))],
+                                     comparators=[_int_expr(draw, cx, 1)])
+        cx.vars[w] = INT
+        cx.local.add(w)
+    else:
+        test = _bool_expr(draw, cx, 2)
+    body = _block(draw, cx.branch(), depth - 1, 0, 3, draw(st.booleans()))
+    tail = draw(st.sampled_from(["none", "else", "elif"]))
+    if tail == "else":
+        orelse = _block(draw, cx.branch(), depth - 1, 0, 3, draw(st.booleans()))
+    elif tail == "elif":
+        # A walrus in an elif test runs only when the first test fails: keep its name in the branch.
+        orelse = [_if(draw, cx.branch(), depth - 1 if depth > 1 else 1)]
+    else:
+        orelse = []
+    return ast.If(test=test, body=body, orelse=orelse)
+
+
+def _try(draw, cx: _Ctx, depth: int) -> list[ast.stmt]:
+    """try/except around the only things that raise ValueError: list.index and int() of a str."""
+    name = cx.fresh(draw, ("idx", "pos", "parsed"))
+    inner = cx.branch()
+    if draw(st.booleans()):
+        risky = _method(_row_expr(draw, inner, draw(st.integers(1, 4)), 1), "index",
+                        _const(draw(st.sampled_from(_TILES))))
+    else:
+        text = ast.IfExp(test=_bool_expr(draw, inner, 1), body=_call("str", _int_expr(draw, inner, 1)),
+                         orelse=_const(draw(st.sampled_from(["x", "2048", "", "-3"]))))
+        risky = _call("int", text)
+    body: list[ast.stmt] = [ast.Assign(targets=[_store(name)], value=risky)]
+    inner.vars[name] = INT
+    inner.local.add(name)
+    for _ in range(draw(st.integers(0, 2))):
+        body.extend(_stmt(draw, inner, depth - 1))
+    handler_cx = cx.branch()
+    alias = None
+    handler_value = _int_expr(draw, handler_cx, 1)
+    if draw(st.integers(0, 2)) == 0:
+        alias = cx.fresh(draw, ("err", "exc"))
+        handler_value = _call("len", ast.Attribute(value=_name(alias), attr="args", ctx=ast.Load()))
+    exc_types = draw(st.sampled_from(["ValueError", "tuple"]))
+    exc = (_name("ValueError") if exc_types == "ValueError"
+           else ast.Tuple(elts=[_name("ValueError"), _name("IndexError")], ctx=ast.Load()))
+    handler = ast.ExceptHandler(type=exc, name=alias,
+                                body=[ast.Assign(targets=[_store(name)], value=handler_value)])
+    # Both paths bind `name` (the risky assignment is first in the body).
+    cx.vars[name] = INT
+    cx.local.add(name)
+    return [ast.Try(body=body, handlers=[handler], orelse=[], finalbody=[])]
+
+
+def _lambda_def(draw, cx: _Ctx) -> ast.stmt:
+    name = cx.fresh(draw, _LAMBDA_PREFIXES)
+    nparams = draw(st.integers(1, 2))
+    params = [cx.fresh(draw, _PARAM_PREFIXES) for _ in range(nparams)]
+    inner = cx.branch()
+    for p in params:
+        inner.vars[p] = INT
+    ret = draw(st.sampled_from([INT, INT, BOOL, MOVE]))
+    body = _expr(draw, inner, ret, 2)
+    cx.funcs[name] = (tuple([INT] * nparams), ret, 0)
+    return ast.Assign(targets=[_store(name)], value=_lambda(params, body))
+
+
+def _helper(draw, cx: _Ctx, depth: int) -> ast.FunctionDef:
+    name = cx.fresh(draw, _HELPER_PREFIXES)
+    types = tuple(draw(st.lists(st.sampled_from([INT, INT, _row(4), _row(3)]), max_size=3)))
+    params = [cx.fresh(draw, _PARAM_PREFIXES) for _ in types]
+    ndefaults = 0
+    defaults: list[ast.expr] = []
+    # Immutable (int) defaults only, on a trailing run of int parameters.
+    while ndefaults < len(types) and types[len(types) - 1 - ndefaults] == INT and draw(st.booleans()):
+        ndefaults += 1
+        defaults.insert(0, _const(draw(st.sampled_from(_TILES))))
+    ret = draw(st.sampled_from([INT, BOOL, MOVE]))
+    inner = _Ctx(dict(cx.vars), dict(cx.funcs), set(params), ret, cx.counter, cx.helper_depth + 1)
+    for p, t in zip(params, types):
+        inner.vars[p] = t
+    body = _block(draw, inner, depth - 1, 0, 3, True)
+    if draw(st.integers(0, 3)) == 0:
+        body.insert(0, ast.Expr(value=_const("Helper: " + name.rstrip("0123456789") + ".")))
+    args = ast.arguments(posonlyargs=[], args=[ast.arg(arg=p) for p in params], kwonlyargs=[],
+                         kw_defaults=[], defaults=defaults)
+    cx.funcs[name] = (types, ret, ndefaults)
+    return ast.FunctionDef(name=name, args=args, body=body, decorator_list=[], returns=None, type_comment=None)
+
+
+def _statement_lists(node: ast.AST) -> list[list[ast.stmt]]:
+    """Every statement list inside ``node`` (bodies of functions, branches, try, handlers)."""
+    found = []
+    for sub in ast.walk(node):
+        for attr in ("body", "orelse", "finalbody"):
+            block = getattr(sub, attr, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                found.append(block)
+    return found
+
+
+@st.composite
+def _clean_module(draw, max_statements: int, max_depth: int) -> ast.Module:
+    cx = _Ctx({"board": _row(4)}, {}, set(), MOVE, [0])
+    # `board` is a list of rows, not a row: keep it out of the row pool, it is read via board[r].
+    cx.vars.pop("board")
+    body = _block(draw, cx, max_depth, 0, max_statements, True)
+    if draw(st.integers(0, 2)) == 0:
+        body.insert(0, ast.Expr(value=_const(draw(st.sampled_from(
+            ["Pick a move for 2048.", "Prefer the corner.", "Keep big tiles on the edge."])))))
+    annotated = draw(st.integers(0, 3)) == 0
+    args = ast.arguments(posonlyargs=[], args=[ast.arg(arg="board", annotation=_name("list") if annotated else None)],
+                         kwonlyargs=[], kw_defaults=[], defaults=[])
+    fn = ast.FunctionDef(name="strategy", args=args, body=body, decorator_list=[],
+                         returns=_name("str") if annotated else None, type_comment=None)
+    module_body: list[ast.stmt] = [fn]
+    if draw(st.integers(0, 3)) == 0:
+        module_body.insert(0, ast.Expr(value=_const("A generated 2048 strategy.")))
+    return ast.Module(body=module_body, type_ignores=[])
+
+
+def _unparse(module: ast.Module) -> str:
+    return ast.unparse(ast.fix_missing_locations(module)) + "\n"
+
+
+def clean_strategies(max_statements: int = 6, max_depth: int = 2) -> st.SearchStrategy[str]:
+    """Compliant, deterministic 2048 strategy programs (source text) that never raise.
+
+    ``max_statements`` bounds the statements of each block before its ``return``; ``max_depth``
+    bounds how deep helpers, branches and ``try`` nest.
+    """
+    if max_statements < 0 or max_depth < 0:
+        raise ValueError(f"clean_strategies: max_statements and max_depth must be >= 0, "
+                         f"got {max_statements}, {max_depth}")
+    return _clean_module(max_statements, max_depth).map(_unparse)
+
+
+# ----------------------------------------------------------------------------------------------
+# Cheats
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cheat:
+    """A generated program with one deliberate violation.
+
+    ``source`` is the whole program text; ``category`` is the policy category it violates (one of
+    ``CATEGORIES``; the program may violate others too, e.g. an ``import`` is also a structure
+    problem at module level); ``technique`` names how the violation was built and disguised
+    (a key of ``TECHNIQUES[category]``), to group findings.
+    """
+
+    source: str
+    category: str
+    technique: str
+
+
+@dataclass(frozen=True)
+class _Snippet:
+    lines: tuple[str, ...]
+    slot: str = "function"            # "function": anywhere inside strategy; "module"; "any"; "top": strategy's first statement
+    params: str = ""                  # extra parameters appended to strategy's signature
+    decorators: tuple[str, ...] = ()  # lines put right above `def strategy`
+
+
+class _Names:
+    """Fresh identifiers for a snippet; the underscore keeps them apart from the clean grammar's."""
+
+    POOL = ("fn", "handle", "grab", "tool", "util", "cache", "memo", "acc", "obj", "ref", "aux",
+            "proxy", "data", "thing", "res", "out", "tmp", "hook", "box", "sink")
+
+    def __init__(self, draw) -> None:
+        self.draw = draw
+        self.n = 0
+
+    def __call__(self) -> str:
+        self.n += 1
+        return f"{self.draw(st.sampled_from(self.POOL))}_{self.n}"
+
+
+def _build_lookalikes() -> dict[str, tuple[str, ...]]:
+    # Letter variants that NFKC folds back to ASCII (fullwidth and mathematical alphanumerics).
+    starts = {"A": (0xFF21, 0x1D400, 0x1D5D4, 0x1D670, 0x1D434, 0x1D4D0), "a": (0xFF41, 0x1D41A, 0x1D5EE, 0x1D68A, 0x1D44E, 0x1D4EA)}
+    table: dict[str, tuple[str, ...]] = {}
+    for base, offsets in starts.items():
+        for i in range(26):
+            letter = chr(ord(base) + i)
+            found = []
+            for off in offsets:
+                ch = chr(off + i)
+                if unicodedata.normalize("NFKC", ch) == letter and ch.isidentifier():
+                    found.append(ch)
+            table[letter] = tuple(found)
+    return table
+
+
+_LOOKALIKES = _build_lookalikes()
+
+
+def _spell(draw, ident: str, chance: bool = True) -> str:
+    """``ident`` or, sometimes, a unicode look-alike of it that NFKC-normalises to ``ident``."""
+    if not chance or not draw(st.integers(0, 3)) == 0:
+        return ident
+    positions = [i for i, ch in enumerate(ident) if _LOOKALIKES.get(ch)]
+    if not positions:
+        return ident
+    chosen = set(draw(st.lists(st.sampled_from(positions), min_size=1, max_size=len(positions))))
+    out = []
+    for i, ch in enumerate(ident):
+        out.append(draw(st.sampled_from(_LOOKALIKES[ch])) if i in chosen else ch)
+    return "".join(out)
+
+
+def _indent(lines: list[str] | tuple[str, ...], by: str = "    ") -> list[str]:
+    return [by + line for line in lines]
+
+
+def _use_callable(draw, names: _Names, fn: str, args: str, then: str = "",
+                  forms: tuple[str, ...] | None = None) -> _Snippet:
+    """Lines calling builtin ``fn(args)`` through a disguise; ``then`` is appended to the call."""
+    ref = _spell(draw, fn)
+    form = draw(st.sampled_from(forms or (
+        "direct", "alias", "walrus", "lambda", "helper", "helper_default", "lambda_default",
+        "container", "dict", "ifexp", "header_default", "tuple_alias", "nested_helper")))
+    t = names()
+    if form == "direct":
+        return _Snippet((f"{t} = {ref}({args}){then}",))
+    a = names()
+    if form == "alias":
+        return _Snippet((f"{a} = {ref}", f"{t} = {a}({args}){then}"))
+    if form == "walrus":
+        return _Snippet((f"{t} = ({a} := {ref})({args}){then}",))
+    if form == "lambda":
+        return _Snippet((f"{a} = lambda *xs: {ref}(*xs)", f"{t} = {a}({args}){then}"))
+    if form == "helper":
+        return _Snippet((f"def {a}(*xs):", f"    return {ref}(*xs)", f"{t} = {a}({args}){then}"))
+    if form == "helper_default":
+        return _Snippet((f"def {a}(*xs, how={ref}):", "    return how(*xs)", f"{t} = {a}({args}){then}"))
+    if form == "lambda_default":
+        return _Snippet((f"{a} = lambda *xs, how={ref}: how(*xs)", f"{t} = {a}({args}){then}"))
+    if form == "container":
+        return _Snippet((f"{a} = [len, {ref}, abs]", f"{t} = {a}[1]({args}){then}"))
+    if form == "dict":
+        return _Snippet((f"{a} = {{'size': len, 'go': {ref}}}", f"{t} = {a}['go']({args}){then}"))
+    if form == "ifexp":
+        return _Snippet((f"{t} = ({ref} if len(board) == 4 else abs)({args}){then}",))
+    if form == "header_default":
+        return _Snippet((f"{t} = {a}({args}){then}",), params=f"{a}={ref}")
+    if form == "tuple_alias":
+        b = names()
+        return _Snippet((f"{b}, {a} = len, {ref}", f"{t} = {a}({args}){then}"))
+    if form == "nested_helper":
+        b = names()
+        return _Snippet((f"def {a}():", f"    def {b}(*xs):", f"        return {ref}(*xs)", f"    return {b}",
+                         f"{t} = {a}()({args}){then}"))
+    raise AssertionError(form)
+
+
+def _use_module(draw, names: _Names, module: str, chain: str, then: str = "") -> _Snippet:
+    """Lines reaching ``module.chain`` (e.g. ``os`` + ``.listdir('.')``) without importing it."""
+    mod = _spell(draw, module)
+    form = draw(st.sampled_from(("direct", "alias", "attr_alias", "default", "header_default", "lambda")))
+    t, a = names(), names()
+    if form == "direct":
+        return _Snippet((f"{t} = {mod}{chain}{then}",))
+    if form == "alias":
+        return _Snippet((f"{a} = {mod}", f"{t} = {a}{chain}{then}"))
+    if form == "attr_alias":
+        head, _, rest = chain[1:].partition("(")
+        head_attrs = head.split(".")
+        # Bind the attribute (without its call) to a name, then call that.
+        return _Snippet((f"{a} = {mod}.{'.'.join(head_attrs)}",
+                         f"{t} = {a}({rest}{then}" if rest else f"{t} = {a}{then}"))
+    if form == "default":
+        return _Snippet((f"def {a}(lib={mod}):", f"    return lib{chain}{then}", f"{t} = {a}()"))
+    if form == "header_default":
+        return _Snippet((f"{t} = {a}{chain}{then}",), params=f"{a}={mod}")
+    if form == "lambda":
+        return _Snippet((f"{a} = lambda: {mod}{chain}{then}", f"{t} = {a}()"))
+    raise AssertionError(form)
+
+
+def _path_literal(draw) -> str:
+    return draw(st.sampled_from([
+        "'/etc/passwd'", "'/tmp/' + 'x'", "''.join(['/t', 'mp/', 'pw'])", "'/proc/self/' + 'environ'",
+        "'%s/%s' % ('/tmp', 'out')", "'.' * 1", "str('/') + 'etc'", "'/tmp/' + str(len(board))",
+    ]))
+
+
+_MODULES = ("os", "sys", "json", "math", "random", "itertools", "functools", "collections", "subprocess",
+            "ctypes", "builtins", "importlib", "numpy", "socket", "inspect", "gc")
+
+
+# -- import ------------------------------------------------------------------------------------
+
+def _t_import_statement(draw, names: _Names) -> _Snippet:
+    mod = draw(st.sampled_from(_MODULES))
+    a = names()
+    stmt = draw(st.sampled_from([
+        f"import {mod}", f"import {mod} as {a}", f"import {mod}.path" if mod == "os" else f"import {mod}, math",
+        f"from {mod} import {draw(st.sampled_from(['path', 'loads', 'sqrt', 'choice', 'reduce', 'run']))}",
+        f"from {mod} import {draw(st.sampled_from(['path', 'sqrt']))} as {a}", f"from . import {a}",
+        f"from .{a} import {names()}",
+    ]))
+    return _Snippet((stmt,), slot="any")
+
+
+def _t_import_star(draw, names: _Names) -> _Snippet:
+    return _Snippet((f"from {draw(st.sampled_from(_MODULES))} import *",), slot="module")
+
+
+def _t_import_guarded(draw, names: _Names) -> _Snippet:
+    mod = draw(st.sampled_from(_MODULES))
+    a = names()
+    return _Snippet(("try:", f"    import {mod} as {a}", "except ImportError:", f"    {a} = None"), slot="any")
+
+
+def _t_dunder_import(draw, names: _Names) -> _Snippet:
+    mod = draw(st.sampled_from(_MODULES))
+    arg = draw(st.sampled_from([repr(mod), f"'{mod[:1]}' + '{mod[1:]}'", f"''.join({list(mod)!r})"]))
+    return _use_callable(draw, names, "__import__", arg, then=draw(st.sampled_from(["", ".__name__", ".path"])))
+
+
+def _t_importlib(draw, names: _Names) -> _Snippet:
+    mod = draw(st.sampled_from(_MODULES))
+    return _use_module(draw, names, "importlib", f".import_module({mod!r})")
+
+
+def _t_builtins_import(draw, names: _Names) -> _Snippet:
+    t = names()
+    line = draw(st.sampled_from([
+        f"{t} = __builtins__['__import__']('os')", f"{t} = __builtins__.__import__('os')",
+        f"{t} = print.__self__.__import__('os')",
+    ]))
+    return _Snippet((line,))
+
+
+# -- file access -------------------------------------------------------------------------------
+
+def _t_open(draw, names: _Names) -> _Snippet:
+    mode = draw(st.sampled_from(["", ", 'w'", ", 'a'", ", 'rb'"]))
+    then = draw(st.sampled_from(["", ".read()", ".readline()", ".close()"]))
+    return _use_callable(draw, names, "open", _path_literal(draw) + mode, then=then)
+
+
+def _t_with_open(draw, names: _Names) -> _Snippet:
+    fh, t = names(), names()
+    ref = _spell(draw, "open")
+    return _Snippet((f"with {ref}({_path_literal(draw)}) as {fh}:", f"    {t} = {fh}.read()"))
+
+
+def _t_print_file(draw, names: _Names) -> _Snippet:
+    ref = _spell(draw, "open")
+    return _Snippet((f"print(board, file={ref}({_path_literal(draw)}, 'w'))",))
+
+
+def _t_file_modules(draw, names: _Names) -> _Snippet:
+    module, chain = draw(st.sampled_from([
+        ("os", ".listdir('.')"), ("os", ".remove('/tmp/x')"), ("os", ".system('ls')"),
+        ("os", ".path.exists('/etc/passwd')"), ("os", ".getcwd()"), ("os", ".environ.get('HOME')"),
+        ("io", ".open('/etc/passwd')"), ("pathlib", ".Path('/etc/passwd').read_text()"),
+        ("sys", ".stdout.write('x')"), ("sys", ".modules"), ("socket", ".socket()"),
+        ("subprocess", ".run(['ls'])"), ("subprocess", ".check_output('id')"),
+    ]))
+    return _use_module(draw, names, module, chain)
+
+
+# -- randomness --------------------------------------------------------------------------------
+
+def _t_hash_id(draw, names: _Names) -> _Snippet:
+    fn = draw(st.sampled_from(["hash", "id"]))
+    arg = draw(st.sampled_from(["str(board)", "'W'", "tuple(board[0])", "board", "board[0]"]))
+    if fn == "hash" and arg in ("board", "board[0]"):
+        arg = "str(board)"
+    return _use_callable(draw, names, fn, arg, then=draw(st.sampled_from(["", " % 4"])))
+
+
+def _t_sort_key(draw, names: _Names) -> _Snippet:
+    t = names()
+    ref = _spell(draw, draw(st.sampled_from(["hash", "id"])))
+    return _Snippet((f"{t} = sorted(['W', 'A', 'S', 'D'], key={ref})",))
+
+
+def _t_random_modules(draw, names: _Names) -> _Snippet:
+    module, chain = draw(st.sampled_from([
+        ("random", ".random()"), ("random", ".choice('WASD')"), ("random", ".randint(0, 3)"),
+        ("random", ".shuffle(board[0])"), ("secrets", ".choice('WASD')"), ("secrets", ".randbelow(4)"),
+        ("time", ".time()"), ("time", ".perf_counter_ns()"), ("time", ".monotonic()"),
+        ("datetime", ".datetime.now().microsecond"), ("uuid", ".uuid4().int"),
+    ]))
+    return _use_module(draw, names, module, chain)
+
+
+# -- loops -------------------------------------------------------------------------------------
+
+def _t_for(draw, names: _Names) -> _Snippet:
+    acc, v, i = names(), names(), names()
+    head = draw(st.sampled_from([
+        f"for {v} in board[0]:", f"for {v} in range(4):", f"for {i}, {v} in enumerate(board):",
+        f"for {v} in map(abs, board[1]):",
+    ]))
+    lines = [f"{acc} = 0", head, f"    {acc} = {acc} + 1"]
+    if draw(st.booleans()):
+        lines += ["else:", f"    {acc} = {acc} - 1"]
+    return _Snippet(tuple(lines))
+
+
+def _t_while(draw, names: _Names) -> _Snippet:
+    k = names()
+    body = draw(st.sampled_from([
+        (f"{k} = 0", f"while {k} < 3:", f"    {k} = {k} + 1"),
+        (f"{k} = 1", "while True:", "    break"),
+        (f"{k} = board[0][0]", f"while {k} > 1:", f"    {k} = {k} // 2"),
+    ]))
+    return _Snippet(body)
+
+
+def _t_comprehension(draw, names: _Names) -> _Snippet:
+    t, v, a = names(), names(), names()
+    comp = draw(st.sampled_from([
+        f"[{v} * 2 for {v} in board[0]]", f"{{{v} for {v} in board[1]}}",
+        f"{{{v}: 1 for {v} in range(4)}}", f"sum({v} for {v} in board[2])",
+        f"max((({v} for {v} in board[3])), default=0)", f"[[{v} for {v} in r] for r in board]",
+    ]))
+    form = draw(st.sampled_from(["direct", "lambda", "default", "helper"]))
+    if form == "direct":
+        return _Snippet((f"{t} = {comp}",))
+    if form == "lambda":
+        return _Snippet((f"{a} = lambda: {comp}", f"{t} = {a}()"))
+    if form == "default":
+        return _Snippet((f"def {a}(seen={comp}):", "    return len(seen)", f"{t} = {a}()"))
+    return _Snippet((f"def {a}():", f"    return {comp}", f"{t} = {a}()"))
+
+
+def _t_recursion(draw, names: _Names) -> _Snippet:
+    f, g, t, n, m = names(), names(), names(), names(), names()
+    form = draw(st.sampled_from(["direct", "mutual", "lambda", "self_app_lambda", "self_app_def", "omega",
+                                 "alias", "container", "higher_order", "via_argument", "nested_inner"]))
+    if form == "direct":
+        lines = (f"def {f}({n}):", f"    return 0 if {n} <= 0 else {f}({n} - 1) + 1", f"{t} = {f}(3)")
+    elif form == "mutual":
+        lines = (f"def {f}({n}):", f"    return 0 if {n} <= 0 else {g}({n} - 1)",
+                 f"def {g}({n}):", f"    return {f}({n})", f"{t} = {f}(3)")
+    elif form == "lambda":
+        lines = (f"{f} = lambda {n}: 0 if {n} <= 0 else {f}({n} - 1) + 1", f"{t} = {f}(3)")
+    elif form == "self_app_lambda":
+        lines = (f"{t} = (lambda {f}, {n}: {f}({f}, {n}))(lambda {g}, {m}: 0 if {m} <= 0 else {g}({g}, {m} - 1), 3)",)
+    elif form == "self_app_def":
+        lines = (f"def {f}({g}, {n}):", f"    return 0 if {n} <= 0 else {g}({g}, {n} - 1)", f"{t} = {f}({f}, 3)")
+    elif form == "omega":
+        lines = (f"{t} = (lambda {f}: {f}({f}))(lambda {g}: {g}({g}))",)
+    elif form == "alias":
+        lines = (f"def {f}({n}):", f"    return 0 if {n} <= 0 else {g}({n} - 1)", f"{g} = {f}", f"{t} = {f}(3)")
+    elif form == "container":
+        lines = (f"{g} = {{}}", f"{g}['go'] = lambda {n}: 0 if {n} <= 0 else {g}['go']({n} - 1)",
+                 f"{t} = {g}['go'](3)")
+    elif form == "higher_order":
+        agg = draw(st.sampled_from(["sum", "max", "len"]))
+        inner = f"list(map({f}, range({n})))" if agg == "len" else f"map({f}, range({n}))"
+        extra = ", default=0" if agg == "max" else ""
+        lines = (f"def {f}({n}):", f"    return {agg}({inner}{extra})", f"{t} = {f}(3)")
+    elif form == "via_argument":
+        lines = (f"def {f}({n}, {g}=None):", f"    return 0 if {n} <= 0 or {g} is None else {g}({n} - 1, {g})",
+                 f"{t} = {f}(3, {f})")
+    else:  # nested_inner: the recursive function is defined inside another helper
+        lines = (f"def {f}():", f"    def {g}({n}):", f"        return 0 if {n} <= 0 else {g}({n} - 1)",
+                 f"    return {g}(2)", f"{t} = {f}()")
+    return _Snippet(lines)
+
+
+def _t_iter_sentinel(draw, names: _Names) -> _Snippet:
+    args = draw(st.sampled_from(["lambda: 0, 1", "int, 1", "(lambda: board[0][0]), -1"]))
+    then = draw(st.sampled_from(["", ".__next__()"]))
+    return _use_callable(draw, names, "iter", args, then=then)
+
+
+# -- escape ------------------------------------------------------------------------------------
+
+def _t_dunder_chain(draw, names: _Names) -> _Snippet:
+    base = draw(st.sampled_from(["board", "()", "''", "(lambda: 0)", "len", "board[0]", "0 .real", "print"]))
+    chain = draw(st.sampled_from([
+        ".__class__", ".__class__.__base__.__subclasses__()", ".__class__.__mro__[-1]", ".__globals__",
+        ".__code__.co_consts", ".__dict__", ".__self__", ".__class__.__bases__[0].__subclasses__()",
+        ".__init__.__globals__", ".__reduce_ex__(2)", ".__doc__",
+    ]))
+    t = names()
+    spelled = ".".join(_spell(draw, part) if part else part for part in chain.split("."))
+    return _Snippet((f"{t} = {base}{spelled}",))
+
+
+def _t_escape_builtins(draw, names: _Names) -> _Snippet:
+    fn, args = draw(st.sampled_from([
+        ("eval", "'1 + 1'"), ("exec", "'t = 1'"), ("compile", "'1', 's', 'eval'"), ("getattr", "board, 'copy'"),
+        ("setattr", "board, 'x', 1"), ("delattr", "board, 'x'"), ("globals", ""), ("locals", ""), ("vars", ""),
+        ("dir", "board"), ("type", "board"), ("object", ""), ("super", ""), ("breakpoint", ""), ("help", "len"),
+        ("input", ""), ("exit", ""), ("quit", ""), ("memoryview", "b'x'"), ("hasattr", "board, 'copy'"),
+    ]))
+    return _use_callable(draw, names, fn, args)
+
+
+def _t_string_built_attr(draw, names: _Names) -> _Snippet:
+    attr = draw(st.sampled_from([
+        "'__cl' + 'ass__'", "''.join(['__', 'class', '__'])", "'_' * 2 + 'globals' + '_' * 2",
+        "'%sclass%s' % ('__', '__')", "str('__') + 'dict__'",
+    ]))
+    fn = draw(st.sampled_from(["getattr", "hasattr"]))
+    return _use_callable(draw, names, fn, f"board, {attr}")
+
+
+def _t_format_attr(draw, names: _Names) -> _Snippet:
+    t, a = names(), names()
+    line = draw(st.sampled_from([
+        f"{t} = '{{0.__class__}}'.format(board)",
+        f"{t} = '{{.__class__.__mro__}}'.format(board)",
+        f"{t} = ('{{0.' + 'count}}').format(board)",
+        f"{t} = '{{x.__class__}}'.format_map({{'x': board}})",
+        f"{t} = str.format('{{0.__class__}}', board)",
+        f"{a} = '{{0.__class__.__base__}}'.format\n{t} = {a}(board)",
+        f"{t} = f'{{board.__class__}}'",
+        f"{t} = '{{0.append}}'.format(board)",
+    ]))
+    return _Snippet(tuple(line.split("\n")))
+
+
+def _t_frame_attrs(draw, names: _Names) -> _Snippet:
+    g, t = names(), names()
+    chain = draw(st.sampled_from([".gi_frame.f_back.f_globals", ".gi_frame.f_back", ".gi_code.co_consts",
+                                  ".gi_frame.f_builtins"]))
+    return _Snippet((f"{g} = (lambda: (yield))()", f"{t} = {g}{chain}"))
+
+
+def _t_traceback(draw, names: _Names) -> _Snippet:
+    t, e = names(), names()
+    return _Snippet(("try:", f"    {t} = 1 // 0", f"except ZeroDivisionError as {e}:",
+                     f"    {t} = {e}.__traceback__.tb_frame.f_globals"))
+
+
+def _t_mro(draw, names: _Names) -> _Snippet:
+    t = names()
+    return _Snippet((draw(st.sampled_from([
+        f"{t} = int.mro()[-1]", f"{t} = str.mro()[1]", f"{t} = bool.mro()[-1]", f"{t} = dict.mro()",
+    ])),))
+
+
+def _t_builtins_name(draw, names: _Names) -> _Snippet:
+    t = names()
+    return _Snippet((draw(st.sampled_from([
+        f"{t} = __builtins__", f"{t} = __builtins__['eval']", f"{t} = __loader__", f"{t} = __spec__",
+        f"{t} = __name__",
+    ])),))
+
+
+# -- state -------------------------------------------------------------------------------------
+
+def _t_global(draw, names: _Names) -> _Snippet:
+    g = names()
+    return _Snippet((f"global {g}", f"{g} = len(board)"))
+
+
+def _t_nonlocal(draw, names: _Names) -> _Snippet:
+    c, f = names(), names()
+    return _Snippet((f"{c} = 0", f"def {f}():", f"    nonlocal {c}", f"    {c} = {c} + 1", f"    return {c}",
+                     f"{names()} = {f}()"))
+
+
+_MUTABLE_DEFAULTS = ("[]", "{}", "set()", "dict()", "list()", "[0] * 4", "{'n': 0}", "[[]]")
+
+
+def _t_mutable_default(draw, names: _Names) -> _Snippet:
+    p, f, t = names(), names(), names()
+    default = draw(st.sampled_from(_MUTABLE_DEFAULTS))
+    form = draw(st.sampled_from(["header", "header_kwonly", "helper", "lambda", "nested"]))
+    use = f"{t} = len({p})"
+    if form == "header":
+        return _Snippet((use,), params=f"{p}={default}")
+    if form == "header_kwonly":
+        return _Snippet((use,), params=f"*, {p}={default}")
+    if form == "helper":
+        return _Snippet((f"def {f}(x, {p}={default}):", f"    return len({p}) + x", f"{t} = {f}(1)"))
+    if form == "lambda":
+        return _Snippet((f"{f} = lambda x, {p}={default}: len({p}) + x", f"{t} = {f}(1)"))
+    g = names()
+    return _Snippet((f"def {f}():", f"    def {g}({p}={default}):", f"        return {p}", f"    return {g}()",
+                     f"{t} = {f}()"))
+
+
+def _t_function_attribute(draw, names: _Names) -> _Snippet:
+    a, f = names(), names()
+    attr = draw(st.sampled_from(["calls", "memo", "last", "seen"]))
+    return _Snippet(draw(st.sampled_from([
+        (f"strategy.{attr} = 1",),
+        (f"{a} = strategy", f"{a}.{attr} = len(board)"),
+        (f"def {f}():", "    return 1", f"{f}.{attr} = 2"),
+        (f"{f} = lambda: 0", f"{f}.{attr} = board"),
+    ])))
+
+
+# -- structure ---------------------------------------------------------------------------------
+
+def _t_module_code(draw, names: _Names) -> _Snippet:
+    x = names()
+    return _Snippet(draw(st.sampled_from([
+        (f"{x} = 4",), ("print('loaded')",), ("if len('ab') > 1:", f"    {x} = 1"),
+        (f"def {x}():", "    return 'W'"), (f"{x} = lambda b: 'W'",), ("assert True",),
+        (f"{x}, {names()} = 1, 2",),
+    ])), slot="module")
+
+
+def _t_class(draw, names: _Names) -> _Snippet:
+    c = names().capitalize()
+    return _Snippet(draw(st.sampled_from([
+        (f"class {c}:", "    n = 0"), (f"class {c}(list):", "    pass"),
+        (f"class {c}:", "    def go(self):", "        return 'W'"),
+    ])), slot="any")
+
+
+def _t_decorator(draw, names: _Names) -> _Snippet:
+    deco = draw(st.sampled_from(["(lambda f: f)", "staticmethod", "functools.lru_cache", "classmethod"]))
+    if draw(st.booleans()):
+        return _Snippet((), decorators=(f"@{deco}",))
+    f = names()
+    return _Snippet((f"@{deco}", f"def {f}(x):", "    return x", f"{names()} = {f}"))
+
+
+def _t_async(draw, names: _Names) -> _Snippet:
+    f, g, v = names(), names(), names()
+    return _Snippet(draw(st.sampled_from([
+        (f"async def {f}():", "    return 1"),
+        (f"async def {f}():", "    return 1", f"async def {g}():", f"    return await {f}()"),
+        (f"async def {f}(xs):", f"    async for {v} in xs:", "        pass"),
+        (f"async def {f}(cm):", f"    async with cm as {v}:", "        pass"),
+    ])), slot="any")
+
+
+def _t_yield(draw, names: _Names) -> _Snippet:
+    f, t = names(), names()
+    return _Snippet(draw(st.sampled_from([
+        (f"def {f}():", "    yield 1", f"{t} = {f}()"),
+        (f"def {f}():", "    yield from board", f"{t} = {f}()"),
+        (f"{f} = lambda: (yield)",),
+        (f"{t} = (yield)",),
+        ("yield 'W'",),
+    ])))
+
+
+def _t_match_class(draw, names: _Names) -> _Snippet:
+    t = names()
+    pattern = draw(st.sampled_from(["list()", "[int(), *rest]", "{'k': str()}", "int(real=0)", "list() | tuple()"]))
+    return _Snippet(("match board:", f"    case {pattern}:", f"        {t} = 1", "    case _:", f"        {t} = 2"))
+
+
+# -- resource ----------------------------------------------------------------------------------
+
+def _t_bomb(draw, names: _Names) -> _Snippet:
+    t, f = names(), names()
+    expr = draw(st.sampled_from([
+        "9 ** 9 ** 9", "10 ** 10 ** 10", "2 ** 10 ** 10", "[0] * 10 ** 9", "'x' * 10 ** 10", "(0,) * 10 ** 10",
+        "1 << 10 ** 10", "'ab' * 10 ** 5 * 10 ** 5", "[0] * (10 ** 5) * (10 ** 5)", "sum(range(10 ** 12))",
+        "max(range(10 ** 15))", "len(list(range(10 ** 10)))", "[board] * 10 ** 10", "99 ** 99 ** 99",
+    ]))
+    form = draw(st.sampled_from(["direct", "lambda", "default", "nested"]))
+    if form == "direct":
+        return _Snippet((f"{t} = {expr}",))
+    if form == "lambda":
+        return _Snippet((f"{f} = lambda: {expr}", f"{t} = {f}()"))
+    if form == "default":
+        return _Snippet((f"def {f}(big={expr}):", "    return 0", f"{t} = {f}()"))
+    return _Snippet((f"{t} = max(1, len(str(board)), abs(len([{expr}])))",))
+
+
+def _t_pow_bomb(draw, names: _Names) -> _Snippet:
+    args = draw(st.sampled_from(["9, 9 ** 9", "10, 10 ** 10", "2, 10 ** 12", "99, 99 ** 9"]))
+    return _use_callable(draw, names, "pow", args)
+
+
+_TECHNIQUE_FNS: dict[str, dict[str, Callable]] = {
+    "import": {
+        "import_statement": _t_import_statement, "import_star": _t_import_star,
+        "import_guarded": _t_import_guarded, "dunder_import": _t_dunder_import,
+        "importlib": _t_importlib, "builtins_import": _t_builtins_import,
+    },
+    "file_access": {
+        "open": _t_open, "with_open": _t_with_open, "print_file": _t_print_file,
+        "file_modules": _t_file_modules,
+    },
+    "randomness": {
+        "hash_id": _t_hash_id, "sort_key": _t_sort_key, "random_modules": _t_random_modules,
+    },
+    "loop": {
+        "for": _t_for, "while": _t_while, "comprehension": _t_comprehension, "recursion": _t_recursion,
+        "iter_sentinel": _t_iter_sentinel,
+    },
+    "escape": {
+        "dunder_chain": _t_dunder_chain, "escape_builtins": _t_escape_builtins,
+        "string_built_attr": _t_string_built_attr, "format_attr": _t_format_attr,
+        "frame_attrs": _t_frame_attrs, "traceback": _t_traceback, "mro": _t_mro,
+        "builtins_name": _t_builtins_name,
+    },
+    "state": {
+        "global": _t_global, "nonlocal": _t_nonlocal, "mutable_default": _t_mutable_default,
+        "function_attribute": _t_function_attribute,
+    },
+    "structure": {
+        "module_code": _t_module_code, "class": _t_class, "decorator": _t_decorator, "async": _t_async,
+        "yield": _t_yield, "match_class": _t_match_class,
+    },
+    "resource": {"bomb": _t_bomb, "pow_bomb": _t_pow_bomb},
+}
+
+TECHNIQUES: dict[str, tuple[str, ...]] = {cat: tuple(fns) for cat, fns in _TECHNIQUE_FNS.items()}
+"""For each category, the names of the techniques ``cheating_strategies`` draws from."""
+
+
+def _splice(module: ast.Module, snippet: _Snippet, draw) -> str:
+    """Put ``snippet`` into the clean program ``module`` at a slot it allows; return the text."""
+    strategy = next(n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "strategy")
+    marker = ast.Expr(value=_name(_SLOT))
+    if snippet.lines:
+        if snippet.slot == "top":
+            strategy.body.insert(0, marker)
+        else:
+            where = snippet.slot
+            if where == "any":
+                where = draw(st.sampled_from(["function", "function", "module"]))
+            if where == "module":
+                module.body.insert(draw(st.integers(0, len(module.body))), marker)
+            else:
+                blocks = _statement_lists(strategy)
+                block = draw(st.sampled_from(range(len(blocks))))
+                blocks[block].insert(draw(st.integers(0, len(blocks[block]))), marker)
+    text = _unparse(module)
+    out: list[str] = []
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        if stripped == _SLOT:
+            out.extend(_indent(snippet.lines, line[: len(line) - len(stripped)]))
+        elif line.startswith("def strategy("):
+            out.extend(snippet.decorators)
+            if snippet.params:
+                close = line.index(")")
+                line = line[:close] + ", " + snippet.params + line[close:]
+            out.append(line)
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+@st.composite
+def _cheat(draw, category: str, technique: str) -> Cheat:
+    snippet = _TECHNIQUE_FNS[category][technique](draw, _Names(draw))
+    module = draw(_clean_module(4, 2))
+    return Cheat(_splice(module, snippet, draw), category, technique)
+
+
+def cheating_strategies(category: str | None = None, *, exclude: tuple[str, ...] = ()) -> st.SearchStrategy[Cheat]:
+    """Programs with one disguised violation of ``category`` (any category when None), as ``Cheat``.
+
+    ``exclude`` names techniques (see ``TECHNIQUES``) to leave out, e.g. known gaps of a policy.
+    """
+    if category is not None and category not in CATEGORIES:
+        raise ValueError(f"cheating_strategies: unknown category {category!r}; expected one of {', '.join(CATEGORIES)}")
+    cats = CATEGORIES if category is None else (category,)
+    parts = [_cheat(c, t) for c in cats for t in TECHNIQUES[c] if t not in exclude]
+    if not parts:
+        raise ValueError(f"cheating_strategies: every technique of {category!r} is excluded")
+    return st.one_of(parts)
+
+
+# -- side effects ------------------------------------------------------------------------------
+
+@st.composite
+def _side_effect(draw, path: str, env_var: str, canary: str) -> Cheat:
+    names = _Names(draw)
+    p, e, c = repr(path), repr(env_var), repr(canary)
+    t = names()
+    kind = draw(st.sampled_from(["write_open", "write_print", "os_write", "subprocess", "env_os", "env_import",
+                                 "env_eval", "write_exec"]))
+    if kind == "write_open":
+        snippet = _use_callable(draw, names, "open", f"{p}, 'w'", then=".write('x')")
+        category = "file_access"
+    elif kind == "write_print":
+        snippet = _Snippet((f"print('x', file={_spell(draw, 'open')}({p}, 'w'))",))
+        category = "file_access"
+    elif kind == "os_write":
+        snippet = _use_callable(draw, names, "__import__", "'os'", then=f".open({p}, 65)")  # O_WRONLY|O_CREAT
+        category = "import"
+    elif kind == "subprocess":
+        snippet = _use_callable(draw, names, "__import__", "'subprocess'", then=f".run(['touch', {p}])")
+        category = "import"
+    elif kind == "env_os":
+        snippet = _Snippet((f"{t} = os.environ.get({e}) == {c}",))
+        category = "file_access"
+    elif kind == "env_import":
+        snippet = _use_callable(draw, names, "__import__", "'os'", then=f".environ.get({e}) == {c}")
+        category = "import"
+    elif kind == "env_eval":
+        snippet = _use_callable(draw, names, "eval", f"\"__import__('os').environ.get({e})\"", then=f" == {c}")
+        category = "escape"
+    else:
+        snippet = _use_callable(draw, names, "exec", f"\"open({p}, 'w').write('x')\"")
+        category = "escape"
+    if kind.startswith("env"):
+        # The leak channel: answer "D" only when the canary was read; the clean part never says "D".
+        result = snippet.lines[-1].split(" = ", 1)[0]
+        snippet = _Snippet(snippet.lines + (f"if {result}:", "    return 'D'"), params=snippet.params)
+    snippet = _Snippet(snippet.lines, slot="top", params=snippet.params)
+    module = _NoDown().visit(draw(_clean_module(3, 1)))
+    return Cheat(_splice(module, snippet, draw), category, "side_effect_" + kind)
+
+
+class _NoDown(ast.NodeTransformer):
+    """Rewrites every "D"/"d" in string literals to "S"/"s": the clean part never answers "D"."""
+
+    def visit_Constant(self, node: ast.Constant) -> ast.Constant:
+        if isinstance(node.value, str):
+            return ast.Constant(value=node.value.replace("D", "S").replace("d", "s"))
+        return node
+
+
+def side_effect_cheats(path: str, env_var: str, canary: str = "1") -> st.SearchStrategy[Cheat]:
+    """Cheats that would create ``path`` or read ``env_var`` when run unchecked, as their first act.
+
+    A program that reads the variable returns ``"D"`` exactly when its value equals ``canary``;
+    the rest of the program never returns ``"D"``, so a ``"D"`` in a game's move histogram means
+    the environment leaked.
+    """
+    return _side_effect(path, env_var, canary)
