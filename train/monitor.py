@@ -1,0 +1,330 @@
+"""Run monitoring: metrics as JSON lines (and TensorBoard), a progress bar, the best strategies, curves.
+
+``RUN_DIR/metrics.jsonl`` gets one JSON object per logged step, flushed at once, so a crash
+loses nothing already logged. A resumed run appends to the same file; :func:`read_metrics`
+keeps the last record of each step, so steps redone after a resume are not counted twice.
+The best strategies go to ``RUN_DIR/best/best-1.py`` (best first) with their scores in a
+header comment, and ``RUN_DIR/best/index.json``. :func:`plot_run` draws ``RUN_DIR/curves.png``.
+
+Metric names the headline and the plot read (the trainer logs these; others are kept as is):
+``reward_mean`` (and ``reward_std``/``reward_min``/``reward_max``), ``compliance``,
+``max_tile`` (best of the step), ``mean_max_tile``, ``score_mean``/``score_max``, ``kl``,
+``zero_variance_frac`` (share of groups whose rewards are all equal).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+__all__ = ["RunLogger", "read_metrics", "plot_run", "read_best", "METRICS_FILE", "BEST_DIR", "HEADLINE"]
+
+METRICS_FILE = "metrics.jsonl"
+BEST_DIR = "best"
+PLOT_FILE = "curves.png"
+
+# Progress-bar label -> metric names looked up in order (first one present wins), so the bar
+# stays useful if the trainer names a figure slightly differently.
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "reward": ("reward_mean", "reward/mean", "reward"),
+    "tile": ("max_tile", "max_tile_max", "best_max_tile"),
+    "comply": ("compliance", "compliance_rate", "compliant"),
+    "kl": ("kl", "kl_mean"),
+}
+_ZERO_VAR_KEYS = ("zero_variance_frac", "frac_zero_variance", "zero_std_frac", "frac_zero_std")
+# Share of zero-variance groups above which there is little learning signal left.
+ZERO_VARIANCE_WARN = 0.5
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready copy: numpy/torch scalars to numbers, non-finite floats to None."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return _plain(value.tolist())
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return str(value)
+
+
+def _first(metrics: Mapping[str, Any], names: Iterable[str]) -> Any:
+    for name in names:
+        if metrics.get(name) is not None:
+            return metrics[name]
+    return None
+
+
+def _tensorboard_writer(run_dir: Path, wanted: bool | None) -> Any:
+    if wanted is False:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed (torch raises ImportError or ModuleNotFoundError)
+        if wanted:
+            warnings.warn("TensorBoard is not installed (pip install tensorboard); logging to "
+                          f"{METRICS_FILE} only", RuntimeWarning, stacklevel=3)
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+class RunLogger:
+    """Logs a run's metrics, shows its progress and keeps its best strategies."""
+
+    def __init__(self, run_dir: str | os.PathLike, total_steps: int, use_tensorboard: bool | None = None,
+                 *, initial_step: int = 0, top_k: int = 5, progress: bool | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.total_steps = int(total_steps)
+        self.top_k = int(top_k)
+        self._file = open(self.run_dir / METRICS_FILE, "a", encoding="utf-8")
+        self._tb = _tensorboard_writer(self.run_dir, use_tensorboard)
+        self._start = time.time()
+        self._warned_low_signal = False
+        self._best = read_best(self.run_dir)  # a resumed run keeps competing with its earlier best
+        self._bar = None
+        if progress is None:
+            progress = True
+        if progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.total_steps, initial=int(initial_step), desc="train",
+                             unit="step", dynamic_ncols=True)
+        self._last_step = int(initial_step)
+
+    # --- metrics ---------------------------------------------------------------------
+
+    def log(self, step: int, metrics: Mapping[str, Any]) -> dict:
+        """Append one step's metrics to metrics.jsonl (flushed), TensorBoard and the progress bar; return the record."""
+        record = {"step": int(step), "time": round(time.time() - self._start, 3)}
+        record.update(_plain(dict(metrics)))
+        record["step"] = int(step)
+        self._file.write(json.dumps(record, sort_keys=False) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tb.add_scalar(key, value, int(step))
+            self._tb.flush()
+        self._update_bar(int(step), record)
+        self._check_signal(int(step), record)
+        return record
+
+    def headline(self, metrics: Mapping[str, Any]) -> dict[str, str]:
+        """The progress-bar figures of one record: reward mean, max tile, compliance, KL."""
+        out: dict[str, str] = {}
+        for label, names in HEADLINE.items():
+            value = _first(metrics, names)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if label == "tile":
+                    out[label] = f"{value:.0f}"
+                elif label == "comply":
+                    out[label] = f"{100 * value:.0f}%"
+                elif label == "kl":
+                    out[label] = f"{value:.2g}"
+                else:
+                    out[label] = f"{value:.3f}"
+        return out
+
+    def _update_bar(self, step: int, record: Mapping[str, Any]) -> None:
+        if self._bar is None:
+            return
+        advance = step - self._last_step
+        if advance > 0:
+            self._bar.update(advance)
+            self._last_step = step
+        self._bar.set_postfix(self.headline(record), refresh=True)
+
+    def _check_signal(self, step: int, record: Mapping[str, Any]) -> None:
+        frac = _first(record, _ZERO_VAR_KEYS)
+        if not isinstance(frac, (int, float)):
+            return
+        if frac > ZERO_VARIANCE_WARN and not self._warned_low_signal:
+            # Warn once per stretch of low signal, again only after it recovered.
+            self._warned_low_signal = True
+            self._say(f"warning: step {step}: {100 * frac:.0f}% of groups have the same reward for every "
+                      "sample (no learning signal): the task is too easy or too hard for the model; "
+                      "consider the reward spec, the prompt, the temperature or the group size")
+        elif frac <= ZERO_VARIANCE_WARN:
+            self._warned_low_signal = False
+
+    def _say(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text)
+        warnings.warn(text, RuntimeWarning, stacklevel=3)
+
+    # --- best strategies ---------------------------------------------------------------
+
+    def save_best(self, source: str | None, breakdown_total: float, info: Mapping[str, Any] | None = None,
+                  step: int | None = None) -> bool:
+        """Keep ``source`` if it is among the top-k totals so far (each program once); True if kept."""
+        if not source or not source.strip() or not math.isfinite(float(breakdown_total)):
+            return False
+        key = source.strip()
+        total = float(breakdown_total)
+        entry = {"total": total, "step": step, "info": _plain(dict(info or {})), "source": key + "\n"}
+        current = {e["source"].strip(): e for e in self._best}
+        if key in current and current[key]["total"] >= total:
+            return False
+        # A program already kept that now scores higher (other seeds) keeps its better figure.
+        current[key] = entry
+        ranked = sorted(current.values(), key=lambda e: (-e["total"], e["source"]))[: self.top_k]
+        if not any(e["source"].strip() == key for e in ranked):
+            return False
+        self._best = ranked
+        self._write_best()
+        return True
+
+    def _write_best(self) -> None:
+        folder = self.run_dir / BEST_DIR
+        folder.mkdir(exist_ok=True)
+        for rank, entry in enumerate(self._best, 1):
+            _atomic_write(folder / f"best-{rank}.py", _best_file_text(rank, entry))
+        for extra in folder.glob("best-*.py"):
+            suffix = extra.stem.split("-", 1)[1]
+            if not suffix.isdigit() or int(suffix) > len(self._best):
+                extra.unlink(missing_ok=True)
+        _atomic_write(folder / "index.json", json.dumps(self._best, indent=2) + "\n")
+
+    @property
+    def best(self) -> list[dict]:
+        """The kept strategies, best first: dicts with total, step, info, source."""
+        return [dict(e) for e in self._best]
+
+    # --- end ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush and close the metrics file, TensorBoard and the progress bar."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+        if not self._file.closed:
+            self._file.close()
+
+    def __enter__(self) -> "RunLogger":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _best_file_text(rank: int, entry: Mapping[str, Any]) -> str:
+    info = entry.get("info") or {}
+    facts = ", ".join(f"{k} {_fmt(info[k])}" for k in ("mean_score", "max_tile", "mean_max_tile", "won_rate",
+                                                         "compliant") if k in info)
+    lines = [f"# codepolicy best strategy #{rank}",
+             f"# total reward: {entry['total']:.4f}" + (f" (step {entry['step']})" if entry.get("step") is not None else "")]
+    if facts:
+        lines.append(f"# {facts}")
+    return "\n".join(lines) + "\n\n" + entry["source"]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.0f}" if value == int(value) and abs(value) >= 1 else f"{value:.3g}"
+    return str(value)
+
+
+def read_best(run_dir: str | os.PathLike) -> list[dict]:
+    """The kept best strategies of a run (best first), [] when there are none."""
+    path = Path(run_dir) / BEST_DIR / "index.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [e for e in data if isinstance(e, dict) and "source" in e and "total" in e]
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The run's metric records sorted by step, the last record of each step winning (resumes redo steps)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"run dir {str(run_dir)!r} does not exist")
+    if not path.is_file():
+        raise FileNotFoundError(f"run dir {str(run_dir)!r} has no {METRICS_FILE} (no step was logged)")
+    by_step: dict[int, dict] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash; every complete line before it counts
+            if isinstance(record, dict) and isinstance(record.get("step"), int):
+                by_step[record["step"]] = record
+    return [by_step[s] for s in sorted(by_step)]
+
+
+# (title, [(metric names to try, label)]) per panel.
+_PANELS: list[tuple[str, list[tuple[tuple[str, ...], str]]]] = [
+    ("reward", [(("reward_mean",), "mean"), (("reward_max",), "max")]),
+    ("compliance rate", [(("compliance", "compliance_rate"), "compliant"), (("format_ok", "format_rate"), "format ok"),
+                         (("played", "played_rate"), "played")]),
+    ("max tile", [(("max_tile", "max_tile_max"), "best"), (("mean_max_tile",), "mean")]),
+    ("score", [(("score_mean", "mean_score"), "mean"), (("score_max",), "max")]),
+    ("KL to reference", [(("kl", "kl_mean"), "kl")]),
+]
+
+
+def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Draw the run's curves (reward, compliance, max tile, score, KL) to a PNG; return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(run_dir)
+    if not records:
+        raise ValueError(f"run dir {str(run_dir)!r} has an empty {METRICS_FILE}: nothing to plot")
+    fig, axes = plt.subplots(len(_PANELS), 1, figsize=(8, 2.3 * len(_PANELS)), sharex=True)
+    for ax, (title, series) in zip(axes, _PANELS):
+        drawn = False
+        for names, label in series:
+            points = [(r["step"], v) for r in records
+                      if isinstance(v := _first(r, names), (int, float)) and not isinstance(v, bool)]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="." if len(xs) < 50 else None, label=label)
+                drawn = True
+        if title == "reward":
+            band = [(r["step"], r["reward_mean"] - r["reward_std"], r["reward_mean"] + r["reward_std"])
+                    for r in records if isinstance(r.get("reward_mean"), (int, float))
+                    and isinstance(r.get("reward_std"), (int, float))]
+            if band:
+                xs, lo, hi = zip(*band)
+                ax.fill_between(xs, lo, hi, alpha=0.2, label="± std")
+        if not drawn:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="grey")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+        if drawn:
+            ax.legend(loc="best", fontsize=8)
+    axes[-1].set_xlabel("step")
+    fig.suptitle(f"codepolicy run {Path(run_dir).resolve().name}")
+    fig.tight_layout()
+    target = Path(out) if out is not None else Path(run_dir) / PLOT_FILE
+    tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, target)
+    return target
