@@ -1,0 +1,215 @@
+"""Properties of sandbox.strategies, and the policy/runner properties they exist for.
+
+* generated clean programs are valid, deterministic, never raise and always answer a move
+  (executed here in-process: they are our own trusted output);
+* every clean program passes ``sandbox.check`` and plays to an honest game record through
+  ``sandbox.run``;
+* every cheat is rejected by ``sandbox.check`` with its category among the verdict's;
+* cheats that would touch a file or read an environment variable leave no trace when run.
+"""
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import os
+import unicodedata
+import warnings
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sandbox.strategies import (
+    CATEGORIES,
+    MOVES,
+    TECHNIQUES,
+    Cheat,
+    _spell,
+    cheating_strategies,
+    clean_strategies,
+    side_effect_cheats,
+)
+
+try:
+    from sandbox.check import check
+except ImportError as exc:  # sandbox/check.py is written in parallel; its tests skip until it lands
+    check = None
+    _CHECK_MISSING = f"sandbox.check does not import yet: {exc}"
+else:
+    _CHECK_MISSING = ""
+
+try:
+    from sandbox.runner import run
+except ImportError as exc:
+    run = None
+    _RUN_MISSING = f"sandbox.runner does not import yet: {exc}"
+else:
+    _RUN_MISSING = ""
+
+needs_check = pytest.mark.skipif(check is None, reason=_CHECK_MISSING or "-")
+needs_run = pytest.mark.skipif(run is None or check is None, reason=_RUN_MISSING or _CHECK_MISSING or "-")
+
+TILES = (0, 0, 0, 2, 4, 8, 16, 32, 64, 128, 1024, 2048, 4096)
+boards = st.lists(st.lists(st.sampled_from(TILES), min_size=4, max_size=4), min_size=4, max_size=4)
+
+
+def _load(source: str):
+    namespace: dict = {}
+    exec(compile(source, "<generated>", "exec"), namespace)  # our own generated, trusted code
+    return namespace["strategy"]
+
+
+# -- the generators themselves -------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clean_strategies(), st.lists(boards, min_size=1, max_size=4))
+def test_clean_programs_answer_a_move_deterministically(source, board_list):
+    tree = ast.parse(source)
+    assert [type(n).__name__ for n in tree.body if not isinstance(n, ast.Expr)] == ["FunctionDef"]
+    strategy = _load(source)
+    for board in board_list:
+        with contextlib.redirect_stdout(io.StringIO()):
+            first = strategy([row[:] for row in board])
+            second = strategy([row[:] for row in board])
+        assert type(first) is str and first in MOVES
+        assert first == second
+
+
+@settings(max_examples=60, deadline=None)
+@given(clean_strategies())
+def test_clean_programs_compile_under_restricted_python(source):
+    from RestrictedPython import compile_restricted_exec
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)  # "prints but never reads 'printed'"
+        result = compile_restricted_exec(source)
+    assert result.errors == (), result.errors
+
+
+@settings(max_examples=200, deadline=None)
+@given(cheating_strategies())
+def test_cheats_are_valid_python_with_a_known_category(cheat):
+    assert isinstance(cheat, Cheat)
+    assert cheat.category in CATEGORIES and cheat.technique in TECHNIQUES[cheat.category]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        compile(cheat.source, "<cheat>", "exec")  # a syntax error would be caught for the wrong reason
+    assert "def strategy(" in cheat.source
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_each_category_draws_only_its_own_cheats(category):
+    @settings(max_examples=10, deadline=None, database=None)
+    @given(cheating_strategies(category))
+    def inner(cheat):
+        assert cheat.category == category
+
+    inner()
+
+
+def test_bad_arguments_are_one_clear_error():
+    with pytest.raises(ValueError, match="unknown category 'loops'"):
+        cheating_strategies("loops")
+    with pytest.raises(ValueError, match="every technique"):
+        cheating_strategies("resource", exclude=TECHNIQUES["resource"])
+    with pytest.raises(ValueError, match="max_statements"):
+        clean_strategies(max_statements=-1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data(), st.sampled_from(["open", "eval", "__import__", "getattr", "hash"]))
+def test_lookalike_spellings_normalise_to_the_name(data, name):
+    spelled = data.draw(st.composite(lambda draw: _spell(draw, name))())
+    assert unicodedata.normalize("NFKC", spelled) == name
+    assert ast.parse(spelled, mode="eval").body.id == name
+
+
+# -- the checker against them ----------------------------------------------------------------------
+
+# Cheats the current checker lets through, found by these properties and reported to the lead.
+# Each entry: technique, a predicate on the source picking out the uncaught form, and the reason.
+# The property test skips exactly those sources; test_known_checker_gaps pins one exact source per
+# gap as a strict xfail, so closing the gap turns it into a failure to remove the entry.
+KNOWN_GAPS: list[tuple[str, str, str, str]] = [
+    # (category, technique, substring identifying the form, exact source for the xfail test)
+]
+
+
+def _known_gap(cheat: Cheat) -> bool:
+    return any(cheat.technique == tech and marker in cheat.source for _, tech, marker, _ in KNOWN_GAPS)
+
+
+@needs_check
+@settings(max_examples=100, deadline=None)
+@given(clean_strategies())
+def test_clean_programs_pass_check(source):
+    verdict = check(source)
+    assert verdict.ok, "\n".join(map(str, verdict.violations)) + "\n" + source
+
+
+@needs_check
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_cheats_are_rejected_with_their_category(category):
+    @settings(max_examples=50, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @given(cheating_strategies(category))
+    def inner(cheat):
+        verdict = check(cheat.source)
+        if category in verdict.categories or _known_gap(cheat):
+            assert not verdict.ok or _known_gap(cheat)
+            return
+        raise AssertionError(f"{cheat.technique}: {category} not among {sorted(verdict.categories)}\n"
+                             f"{cheat.source}")
+
+    inner()
+
+
+@needs_check
+@pytest.mark.parametrize("category,source", [(c, s) for c, _, _, s in KNOWN_GAPS] or
+                         [pytest.param("-", "", marks=pytest.mark.skip(reason="no known checker gaps"))])
+@pytest.mark.xfail(strict=True, reason="known checker gap, reported to the lead")
+def test_known_checker_gaps(category, source):
+    assert category in check(source).categories
+
+
+# -- the runner against them ------------------------------------------------------------------------
+
+HONEST = {"finished", "won", "max_moves", "stuck"}
+
+
+@needs_run
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clean_strategies())
+def test_clean_programs_play_to_an_honest_record(source):
+    from sandbox.records import Limits
+
+    records = run(source, game="2048", seeds=(0, 1), limits=Limits(max_moves=40))
+    assert len(records) == 2
+    for record in records:
+        assert record.outcome in HONEST, (record, source)
+        assert record.moves + record.illegal_moves >= 1
+        assert sum(record.move_histogram.values()) == record.moves + record.illegal_moves
+
+
+@needs_run
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_side_effect_cheats_leave_no_trace(tmp_path_factory, data):
+    from sandbox.records import Limits
+
+    folder = tmp_path_factory.mktemp("target")
+    target = folder / "pwned"
+    env_var = "CODEPOLICY_TEST_CANARY"
+    cheat = data.draw(side_effect_cheats(str(target), env_var, canary="leaked"))
+    os.environ[env_var] = "leaked"  # set in the parent only: workers must not see or read it
+    try:
+        records = run(cheat.source, game="2048", seeds=(0,), limits=Limits(max_moves=20))
+    finally:
+        del os.environ[env_var]
+    assert not target.exists(), cheat.source
+    assert list(folder.iterdir()) == []
+    for record in records:
+        assert record.move_histogram.get("D", 0) == 0, (record, cheat.source)
+        assert record.outcome == "violation", (record, cheat.source)  # run re-checks before executing
