@@ -6,7 +6,7 @@ logged as JSON (``dataclasses.asdict``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 __all__ = ["FormatError", "Violation", "Verdict", "Limits", "GameRecord", "OUTCOMES"]
 
@@ -103,3 +103,4 @@ class GameRecord:
     wall_seconds: float = 0.0
     error: str = ""                   # truncated message for error/violation/timeout/crashed
     metrics: Mapping[str, float] = field(default_factory=dict)       # every metric the game reports
+    final_view: Any = None            # the game's view of the final state (2048: tuple of row tuples)
