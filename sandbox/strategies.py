@@ -167,7 +167,7 @@ def _int_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
         opts += ["add", "add", "scale", "floordiv", "mod", "pow", "minmax", "abs", "ifexp", "int_bool",
                  "agg", "count", "sorted_item", "set_len", "filter_len", "filter_max", "map_sum",
                  "dict_zip", "divmod", "round_div", "float", "str_len", "range_sum", "pow_call",
-                 "argmax", "tuple_item", "index_ifexp"]
+                 "argmax", "tuple_item", "index_ifexp", "star_minmax"]
         if int_funcs:
             opts += ["call", "call"]
     kind = draw(st.sampled_from(opts))
@@ -267,6 +267,10 @@ def _int_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
         n = draw(st.integers(1, 4))
         return _index(_row_expr(draw, cx, n, d), ast.BinOp(left=_int_expr(draw, cx, d), op=ast.Mod(),
                                                           right=_const(n)))
+    if kind == "star_minmax":
+        # max(*row) needs at least two items: max(5) raises TypeError.
+        row = _row_expr(draw, cx, draw(st.integers(2, 4)), d)
+        return _call(draw(st.sampled_from(["max", "min"])), ast.Starred(value=row, ctx=ast.Load()))
     if kind == "call":
         return _call_expr(draw, cx, draw(st.sampled_from(int_funcs)), d)
     raise AssertionError(kind)
@@ -350,7 +354,7 @@ def _row_expr(draw, cx: _Ctx, n: int, depth: int) -> ast.expr:
     if depth > 0:
         opts += ["sorted", "reversed", "rev_slice", "copy", "map", "map2", "range", "enum_map", "zip_map"]
         if n >= 2:
-            opts.append("concat")
+            opts += ["concat", "star_concat"]
     kind = draw(st.sampled_from(opts))
     d = depth - 1
     if kind == "literal":
@@ -408,6 +412,10 @@ def _row_expr(draw, cx: _Ctx, n: int, depth: int) -> ast.expr:
     if kind == "concat":
         k = draw(st.integers(1, n - 1))
         return ast.BinOp(left=_row_expr(draw, cx, k, d), op=ast.Add(), right=_row_expr(draw, cx, n - k, d))
+    if kind == "star_concat":
+        k = draw(st.integers(1, n - 1))
+        parts = [_row_expr(draw, cx, k, d), _row_expr(draw, cx, n - k, d)]
+        return ast.List(elts=[ast.Starred(value=p, ctx=ast.Load()) for p in parts], ctx=ast.Load())
     raise AssertionError(kind)
 
 
@@ -602,7 +610,7 @@ def _try(draw, cx: _Ctx, depth: int) -> list[ast.stmt]:
     handler_value = _int_expr(draw, handler_cx, 1)
     if draw(st.integers(0, 2)) == 0:
         alias = cx.fresh(draw, ("err", "exc"))
-        handler_value = _call("len", ast.Attribute(value=_name(alias), attr="args", ctx=ast.Load()))
+        handler_value = _call("len", _call("str", _name(alias)))
     exc_types = draw(st.sampled_from(["ValueError", "tuple"]))
     exc = (_name("ValueError") if exc_types == "ValueError"
            else ast.Tuple(elts=[_name("ValueError"), _name("IndexError")], ctx=ast.Load()))

@@ -48,7 +48,7 @@ else:
     _RUN_MISSING = ""
 
 needs_check = pytest.mark.skipif(check is None, reason=_CHECK_MISSING or "-")
-needs_run = pytest.mark.skipif(run is None or check is None, reason=_RUN_MISSING or _CHECK_MISSING or "-")
+needs_run = pytest.mark.skipif(run is None, reason=_RUN_MISSING or "-")
 
 TILES = (0, 0, 0, 2, 4, 8, 16, 32, 64, 128, 1024, 2048, 4096)
 boards = st.lists(st.lists(st.sampled_from(TILES), min_size=4, max_size=4), min_size=4, max_size=4)
@@ -178,6 +178,17 @@ def test_known_checker_gaps(category, source):
 
 HONEST = {"finished", "won", "max_moves", "stuck"}
 
+# Clean programs the current runner fails on, found by these properties and reported to the lead:
+# (substring identifying the construct, exact source for the strict xfail test, reason).
+KNOWN_RUNNER_GAPS: list[tuple[str, str, str]] = [
+    ("(*", "def strategy(board):\n    return 'WASD'[max(*[0, 1]) % 4]\n",
+     "the worker gives RestrictedPython no `_apply_`, so a call with *args raises NameError"),
+]
+
+
+def _runner_gap(source: str) -> bool:
+    return any(marker in source for marker, _, _ in KNOWN_RUNNER_GAPS)
+
 
 @needs_run
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -187,6 +198,8 @@ def test_clean_programs_play_to_an_honest_record(source):
 
     records = run(source, game="2048", seeds=(0, 1), limits=Limits(max_moves=40))
     assert len(records) == 2
+    if _runner_gap(source):
+        return
     for record in records:
         assert record.outcome in HONEST, (record, source)
         assert record.moves + record.illegal_moves >= 1
@@ -194,22 +207,54 @@ def test_clean_programs_play_to_an_honest_record(source):
 
 
 @needs_run
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.data())
-def test_side_effect_cheats_leave_no_trace(tmp_path_factory, data):
+@pytest.mark.parametrize("source", [s for _, s, _ in KNOWN_RUNNER_GAPS] or
+                         [pytest.param("", marks=pytest.mark.skip(reason="no known runner gaps"))])
+@pytest.mark.xfail(strict=True, reason="known runner gap, reported to the lead")
+def test_known_runner_gaps(source):
     from sandbox.records import Limits
 
-    folder = tmp_path_factory.mktemp("target")
+    assert check is None or check(source).ok
+    records = run(source, game="2048", seeds=(0,), limits=Limits(max_moves=10))
+    assert all(r.outcome in HONEST for r in records), records
+
+
+ENV_VAR = "CODEPOLICY_TEST_CANARY"
+
+
+def _run_side_effect_cheat(folder, data, policy):
+    from sandbox.records import Limits
+
     target = folder / "pwned"
-    env_var = "CODEPOLICY_TEST_CANARY"
-    cheat = data.draw(side_effect_cheats(str(target), env_var, canary="leaked"))
-    os.environ[env_var] = "leaked"  # set in the parent only: workers must not see or read it
+    cheat = data.draw(side_effect_cheats(str(target), ENV_VAR, canary="leaked"))
+    os.environ[ENV_VAR] = "leaked"  # set in the parent only: a worker must neither see nor read it
     try:
-        records = run(cheat.source, game="2048", seeds=(0,), limits=Limits(max_moves=20))
+        records = run(cheat.source, game="2048", seeds=(0,), limits=Limits(max_moves=20), policy=policy)
     finally:
-        del os.environ[env_var]
+        del os.environ[ENV_VAR]
     assert not target.exists(), cheat.source
-    assert list(folder.iterdir()) == []
+    assert list(folder.iterdir()) == [], cheat.source
     for record in records:
-        assert record.move_histogram.get("D", 0) == 0, (record, cheat.source)
+        assert record.move_histogram.get("D", 0) == 0, (record, cheat.source)  # "D" only if the canary leaked
+    return records, cheat
+
+
+@needs_run
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_side_effect_cheats_leave_no_trace_past_the_runtime_layers(tmp_path_factory, data):
+    """Static check skipped (UNCHECKED): RestrictedPython, the builtins and the audit hook must hold."""
+    from sandbox.runner import UNCHECKED
+
+    records, cheat = _run_side_effect_cheat(tmp_path_factory.mktemp("target"), data, UNCHECKED)
+    for record in records:
+        assert record.outcome in {"violation", "error"}, (record, cheat.source)
+
+
+@needs_run
+@needs_check
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_side_effect_cheats_are_stopped_before_running(tmp_path_factory, data):
+    records, cheat = _run_side_effect_cheat(tmp_path_factory.mktemp("target"), data, None)
+    for record in records:
         assert record.outcome == "violation", (record, cheat.source)  # run re-checks before executing
