@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import envs
 from envs.game2048 import ACTIONS, slide
 from envs.play import play_trusted
 
@@ -236,6 +237,7 @@ def run_baselines(games: int = 100, seed: int = 0, names: Sequence[str] = NAMES,
     """Play ``games`` games (seeds ``seed`` .. ``seed+games-1``, the same for all) per baseline."""
     if games < 1:
         raise ValueError(f"--games must be at least 1, got {games}")
+    envs.get("2048").make(seed, **options)  # a bad size, target or option fails here, naming it
     seeds = range(seed, seed + games)
     out = []
     for name in names:

@@ -15,8 +15,10 @@ via the kernel's line table):
 - a penalty growing with the tiles' size (``exponent ** 3.5``), which rewards merging;
 - a bonus for the largest tile sitting in a corner.
 
-Everything is positive (a constant base per line), so a dead board, scored 0, is always
-worse than any live one. Branches whose probability falls under ``MIN_PROB`` are cut to a
+Each line also gets a constant ``LINE_BASE`` for being alive: a board on which no move is
+possible loses it, so dying costs ``2 * N * LINE_BASE`` on top of whatever the board looks
+like. (The penalties grow without bound with the tiles, so a dead board cannot simply score
+0: late in a game every live board would score below it.) Branches whose probability falls under ``MIN_PROB`` are cut to a
 heuristic leaf: they cannot change the average much and dominate the node count.
 
 Weights follow the usual 2048 AI heuristics (empty cells, merges, monotonicity, size
@@ -37,7 +39,7 @@ __all__ = ["expectimax_move", "expectimax_strategy", "heuristic", "MAX_DEPTH"]
 MAX_DEPTH = 4
 """Deepest search allowed; depth 4 already takes seconds per move on crowded boards."""
 
-LINE_BASE = 200_000.0   # keeps every live line positive, so a dead board (0) is the worst
+LINE_BASE = 200_000.0   # per line, for being alive: what a dead board loses
 EMPTY_W = 270.0
 MERGE_W = 700.0
 MONO_W = 47.0
@@ -131,7 +133,7 @@ def _chance(b: np.ndarray, lines: np.ndarray, depth: int, prob: float, scratch: 
         for tile in range(1, 3):
             p = 0.9 if tile == 1 else 0.1
             b[k] = tile
-            best = 0.0  # no move changes the board: the game is lost
+            best = -np.inf
             for d in range(4):
                 after[:] = b
                 gained, changed = slide(after, lines, d)
@@ -144,6 +146,8 @@ def _chance(b: np.ndarray, lines: np.ndarray, depth: int, prob: float, scratch: 
                     v = _chance(after, lines, depth - 1, p_next, scratch, pow4, pow35)
                 if v > best:
                     best = v
+            if best == -np.inf:  # no move changes the board: the game is lost here
+                best = _heuristic(b, lines, pow4, pow35) - 2 * lines.shape[1] * LINE_BASE
             total += p * best
         b[k] = 0
     return total / empty
@@ -153,7 +157,7 @@ def _chance(b: np.ndarray, lines: np.ndarray, depth: int, prob: float, scratch: 
 def _root(b: np.ndarray, lines: np.ndarray, depth: int, scratch: np.ndarray,
           pow4: np.ndarray, pow35: np.ndarray) -> int:
     best_d = -1
-    best = -1.0
+    best = -np.inf
     after = scratch[depth]
     for d in range(4):
         after[:] = b

@@ -171,6 +171,14 @@ def test_expectimax_returns_a_legal_move(board, depth):
         assert action == -1  # no move changes it (a dead board, or an empty one)
 
 
+@pytest.mark.parametrize("depth", [1, 2])
+def test_expectimax_moves_when_every_leaf_scores_below_zero(depth):
+    # Big disordered tiles push the heuristic below zero; a move must still be chosen.
+    board = [[0] * 5, [0] * 5, [0, 0, 2, 1024, 2], [0, 0, 0, 256, 2], [0, 2, 2048, 2, 4]]
+    assert heuristic(to_exponents(board), 5) < 0
+    assert ACTIONS[expectimax_move(to_exponents(board), 5, depth)] in moving(board)
+
+
 def test_expectimax_depth_3_is_legal_on_a_crowded_board():
     board = [[2, 4, 8, 16], [4, 8, 16, 32], [2, 0, 4, 8], [0, 2, 0, 4]]
     assert ACTIONS[expectimax_move(to_exponents(board), 4, 3)] in moving(board)
