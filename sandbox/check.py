@@ -1,0 +1,849 @@
+"""The static check: an AST allowlist that decides whether a strategy program may run.
+
+``check(source, policy)`` parses the source (``ast.parse`` applies NFKC to identifiers, so
+``ｅｖａｌ`` is ``eval``), walks the tree once with real Python scoping, and reports every
+finding as a :class:`~sandbox.records.Violation` naming a rule of the policy. It never executes
+anything, never raises and never hangs: oversized input is rejected before parsing, parser
+failures become violations, and the walk is bounded by ``policy.max_depth``.
+
+What the walk knows beyond "is this node type / builtin / method on the allowlist":
+
+* Name resolution follows Python's scopes (function, lambda, comprehension), so a local variable
+  called ``dir`` or ``time`` is fine while the builtin ``dir`` is not, and ``f = open`` or
+  ``def strategy(board, o=open)`` are caught where ``open`` is evaluated.
+* Recursion: a reference graph over every ``def`` and ``lambda`` (a reference counts, not just a
+  call, so ``map(f, ...)`` inside ``f`` is recursion). A call through a value the checker cannot
+  resolve (a parameter, a subscript, a call result) is assumed to reach every function that was
+  passed around as a value, which catches self-application such as ``f(f)`` and the Y combinator.
+* Resource bombs: constant folding with size estimates before computing, so ``9**9**9`` or
+  ``[0] * 10**9`` are flagged without ever being evaluated.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import string
+import unicodedata
+from typing import Iterable
+
+from sandbox.policy import DEFAULT_POLICY, Policy
+from sandbox.records import Verdict, Violation
+
+__all__ = ["check"]
+
+_BUILTIN_NAMES = frozenset(dir(builtins))
+_FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+# Builtins whose result prints with a memory address (``<map object at 0x...>``).
+_ADDRESS_ITERATORS = frozenset({"map", "filter", "zip", "reversed", "enumerate", "iter"})
+# str methods that allocate a string as long as their first argument.
+_PADDING_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
+
+
+def check(source: str | bytes, policy: Policy | None = None) -> Verdict:
+    """Statically check a strategy program against ``policy`` (default: the mission's). Never raises."""
+    policy = DEFAULT_POLICY if policy is None else policy
+    try:
+        violations = _check(source, policy)
+    except Exception as exc:  # RecursionError/MemoryError from a pathological tree: fail closed
+        violations = [Violation("check-error", policy.rule("check-error").category, 1, 1,
+                                f"the checker could not analyse this program ({type(exc).__name__})")]
+    unique: dict[tuple[int, int, str], Violation] = {}
+    for v in violations:  # the first finding at a place wins (the statement before its parts)
+        unique.setdefault((v.line, v.col, v.rule), v)
+    ordered = tuple(unique[k] for k in sorted(unique))
+    return Verdict(not ordered, ordered)
+
+
+def _violation(policy: Policy, rule: str, line: int | None, col: int | None, message: str) -> Violation:
+    return Violation(rule, policy.rule(rule).category, int(line or 1), int(col or 1), message)
+
+
+def _check(source: object, policy: Policy) -> list[Violation]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        raw = bytes(source)
+        if len(raw) > policy.max_source_bytes:
+            return [_violation(policy, "too-long", 1, 1,
+                               f"the program has {len(raw)} bytes, more than {policy.max_source_bytes}")]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return [_violation(policy, "syntax-error", 1, 1, f"the program is not UTF-8 text ({exc.reason})")]
+    elif isinstance(source, str):
+        text = source
+        if len(text) > policy.max_source_bytes:  # characters <= bytes: cheap early exit for huge input
+            return [_violation(policy, "too-long", 1, 1,
+                               f"the program has {len(text)} characters, more than {policy.max_source_bytes} bytes")]
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > policy.max_source_bytes:
+            return [_violation(policy, "too-long", 1, 1,
+                               f"the program has {size} bytes, more than {policy.max_source_bytes}")]
+    else:
+        return [_violation(policy, "syntax-error", 1, 1,
+                           f"the program must be text, not {type(source).__name__}")]
+    try:
+        tree = ast.parse(text, "<strategy>")
+    except SyntaxError as exc:
+        return [_violation(policy, "syntax-error", exc.lineno, exc.offset, f"syntax error: {exc.msg}")]
+    except (RecursionError, MemoryError):
+        return [_violation(policy, "too-deep", 1, 1, "the program is nested too deeply to parse")]
+    except (ValueError, UnicodeError) as exc:  # NUL bytes (3.11), lone surrogates, huge int literals
+        return [_violation(policy, "syntax-error", 1, 1, f"syntax error: {exc}")]
+    return _Checker(policy).run(tree)
+
+
+_TABLE_CACHE: dict[int, tuple[Policy, tuple]] = {}
+
+
+def _tables(policy: Policy) -> tuple[frozenset[str], dict[str, str], dict[str, str]]:
+    """Allowed node types and the name/node -> rule maps of a policy, computed once per policy object."""
+    cached = _TABLE_CACHE.get(id(policy))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    name_rule: dict[str, str] = {}
+    node_rule: dict[str, str] = {}
+    for rule in policy.rules:
+        for n in rule.names:
+            name_rule.setdefault(n, rule.id)
+        for n in rule.nodes:
+            node_rule.setdefault(n, rule.id)
+    tables = (policy.nodes(), name_rule, node_rule)
+    if len(_TABLE_CACHE) > 64:  # policies are few; bound the cache anyway
+        _TABLE_CACHE.clear()
+    _TABLE_CACHE[id(policy)] = (policy, tables)  # keeping the policy alive keeps its id unique
+    return tables
+
+
+class _Scope:
+    """A function-like scope: the names it binds, which of them are known functions."""
+
+    __slots__ = ("node", "parent", "kind", "locals", "functions", "unknown", "globals", "nonlocals")
+
+    def __init__(self, node: ast.AST, parent: "_Scope | None", kind: str) -> None:
+        self.node = node
+        self.parent = parent
+        self.kind = kind              # module, function, comprehension
+        self.locals: set[str] = set()
+        self.functions: dict[str, set[ast.AST]] = {}   # name -> def/lambda nodes bound to it
+        self.unknown: set[str] = set()                 # names also bound to other values
+        self.globals: set[str] = set()
+        self.nonlocals: set[str] = set()
+
+    def bind(self, name: str, function: ast.AST | None = None) -> None:
+        self.locals.add(name)
+        if function is None:
+            self.unknown.add(name)
+        else:
+            self.functions.setdefault(name, set()).add(function)
+
+
+class _Seq:
+    """A folded sequence value: only its length matters (None when unknown)."""
+
+    __slots__ = ("length",)
+
+    def __init__(self, length: int | None) -> None:
+        self.length = length
+
+
+class _Checker:
+    def __init__(self, policy: Policy) -> None:
+        self.p = policy
+        self.nodes, self.name_rule, self.node_rule = _tables(policy)
+        self.builtins_ok = policy.allowed_builtins
+        self.methods_ok = policy.allowed_methods
+        self.out: list[Violation] = []
+        self.depth = 0
+        self.too_deep = False
+        self.where: ast.AST | None = None
+        self.scope: _Scope | None = None
+        self.function: ast.AST | None = None      # the def/lambda whose body is being walked
+        self.edges: dict[ast.AST, set[ast.AST]] = {}
+        self.calls_unknown: set[ast.AST] = set()
+        self.escaping: set[ast.AST] = set()
+        self.names: dict[ast.AST, str] = {}       # function node -> a name for messages
+        self.folded: dict[int, object] = {}
+        self.loads: list[tuple] = []              # Name loads, resolved after the walk
+        self.later: list = []                     # checks that need resolved names
+        self.dispatch = {
+            "Module": self.v_module, "FunctionDef": self.v_function, "AsyncFunctionDef": self.v_function,
+            "Lambda": self.v_lambda, "Name": self.v_name, "Attribute": self.v_attribute,
+            "Call": self.v_call, "BinOp": self.v_binop, "AugAssign": self.v_augassign,
+            "Constant": self.v_constant, "ExceptHandler": self.v_except, "Import": self.v_import,
+            "ImportFrom": self.v_import, "Assign": self.v_assign, "FormattedValue": self.v_formatted,
+            "ListComp": self.v_comprehension, "SetComp": self.v_comprehension,
+            "DictComp": self.v_comprehension, "GeneratorExp": self.v_comprehension,
+            "MatchAs": self.v_match_name, "MatchStar": self.v_match_name, "MatchMapping": self.v_match_name,
+            "keyword": self.v_keyword, "arg": self.v_arg, "Global": self.v_global, "Nonlocal": self.v_global,
+            "ClassDef": self.v_class, "NamedExpr": self.v_namedexpr,
+        }
+
+    # -- driver -------------------------------------------------------------------------------
+
+    def run(self, tree: ast.Module) -> list[Violation]:
+        self.visit(tree)
+        # Names resolve only now: a later assignment anywhere in a function makes a name local.
+        for load in self.loads:
+            self.resolve_load(*load)
+        for task in self.later:
+            task()
+        if not self.p.allow_recursion and not self.too_deep:
+            self.find_recursion()
+        return self.out
+
+    def report(self, rule: str, node: ast.AST | None, message: str) -> None:
+        if node is not None and not hasattr(node, "lineno"):
+            node = self.where  # withitem, comprehension, ...: report at the enclosing statement
+        line = getattr(node, "lineno", 1)
+        col = getattr(node, "col_offset", 0) + 1
+        self.out.append(_violation(self.p, rule, line, col, message))
+
+    def visit(self, node: ast.AST, handler=None) -> None:
+        self.depth += 1
+        try:
+            if self.depth > self.p.max_depth:
+                if not self.too_deep:
+                    self.too_deep = True
+                    self.report("too-deep", node, f"the program nests more than {self.p.max_depth} levels deep")
+                return
+            if hasattr(node, "lineno"):
+                self.where = node
+            kind = type(node).__name__
+            if kind not in self.nodes:
+                self.reject_node(node, kind)
+            if handler is None:
+                handler = self.dispatch.get(kind)
+            if handler is None:
+                self.children(node)
+            else:
+                handler(node)
+        finally:
+            self.depth -= 1
+
+    def children(self, node: ast.AST) -> None:
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        self.visit(item)
+            elif isinstance(value, ast.AST):
+                if isinstance(value, (ast.expr_context, ast.operator, ast.boolop, ast.cmpop, ast.unaryop)):
+                    # Singletons: check the type without a full visit (hot path).
+                    kind = type(value).__name__
+                    if kind not in self.nodes:
+                        self.reject_node(node, kind)
+                else:
+                    self.visit(value)
+
+    def visit_all(self, nodes: Iterable[ast.AST | None]) -> None:
+        for n in nodes:
+            if n is not None:
+                self.visit(n)
+
+    def reject_node(self, node: ast.AST, kind: str) -> None:
+        rule = self.node_rule.get(kind, "syntax-not-allowed")
+        what = _NODE_WORDS.get(kind, f"`{kind}` syntax")
+        self.report(rule, node, f"{what} is not allowed")
+
+    # -- scopes -------------------------------------------------------------------------------
+
+    def enter(self, node: ast.AST, kind: str, params: ast.arguments | None) -> _Scope:
+        scope = _Scope(node, self.scope, kind)
+        if params is not None:
+            for a in (*params.posonlyargs, *params.args, *params.kwonlyargs, params.vararg, params.kwarg):
+                if a is not None:
+                    scope.bind(a.arg)
+        return scope
+
+    def resolve(self, name: str, scope: _Scope | None) -> _Scope | None:
+        """The scope that binds ``name`` as seen from ``scope``, or None for builtins and undefined names.
+
+        Only valid once the whole tree is walked (a function's later assignments make a name local).
+        """
+        if scope is None:
+            return None
+        if name in scope.globals:
+            while scope.parent is not None:
+                scope = scope.parent
+            return scope if name in scope.locals else None
+        if name in scope.locals and name not in scope.nonlocals and name not in scope.globals:
+            return scope
+        scope = scope.parent
+        while scope is not None:
+            if name in scope.locals:
+                return scope
+            scope = scope.parent
+        return None
+
+    # -- module and functions -----------------------------------------------------------------
+
+    def v_module(self, node: ast.Module) -> None:
+        self.scope = self.enter(node, "module", None)
+        self.function = node
+        found = False
+        for stmt in node.body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name == self.p.strategy_name:
+                found = True
+            elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and self.p.allow_module_helpers:
+                pass
+            elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
+                    and isinstance(stmt.value.value, str):
+                pass  # a docstring or a string used as a comment
+            elif type(stmt).__name__ in self.nodes:  # disallowed statements are reported on their own
+                kind = "helper function" if isinstance(stmt, ast.FunctionDef) else "code"
+                self.report("module-level-code", stmt,
+                            f"{kind} outside `{self.p.strategy_name}` runs at module level; "
+                            f"only `def {self.p.strategy_name}(board):`, comments and docstrings may be there")
+            self.visit(stmt)
+        if not found:
+            self.report("no-strategy", None, f"no module-level `def {self.p.strategy_name}(board):`")
+
+    def v_function(self, node: ast.FunctionDef) -> None:
+        self.check_identifier(node.name, node, "function name")
+        for dec in node.decorator_list:
+            self.report("no-decorator", dec, "decorators are not allowed")
+            self.visit(dec)
+        self.names.setdefault(node, f"`{node.name}`")
+        self.scope.bind(node.name, node)
+        self.arguments(node.args)
+        if node.returns is not None:
+            self.visit(node.returns)
+        self.function_body(node, node.args, node.body)
+
+    def v_lambda(self, node: ast.Lambda, called: bool = False) -> None:
+        self.edge(node)
+        if not called:
+            self.escaping.add(node)
+        self.names.setdefault(node, f"the lambda on line {node.lineno}")
+        self.arguments(node.args)
+        self.function_body(node, node.args, [node.body])
+
+    def function_body(self, node: ast.AST, params: ast.arguments, body: list[ast.AST]) -> None:
+        outer_scope, outer_function = self.scope, self.function
+        self.scope = self.enter(node, "function", params)
+        self.function = node
+        self.edges.setdefault(node, set())
+        try:
+            self.visit_all(body)
+        finally:
+            self.scope, self.function = outer_scope, outer_function
+
+    def arguments(self, args: ast.arguments) -> None:
+        """Parameters: names, annotations and defaults, evaluated in the enclosing scope."""
+        for a in (*args.posonlyargs, *args.args, args.vararg, *args.kwonlyargs, args.kwarg):
+            if a is not None:
+                self.visit(a)
+        for default in (*args.defaults, *args.kw_defaults):
+            if default is None:
+                continue
+            if not _immutable(default):
+                self.report("no-mutable-default", default,
+                            "a default argument that is a list, dict, set or call keeps state between calls")
+            self.visit(default)
+
+    def v_arg(self, node: ast.arg) -> None:
+        self.check_identifier(node.arg, node, "parameter")
+        if node.annotation is not None:
+            self.visit(node.annotation)
+
+    def v_class(self, node: ast.ClassDef) -> None:
+        self.check_identifier(node.name, node, "class name")
+        self.scope.bind(node.name)
+        for dec in node.decorator_list:
+            self.report("no-decorator", dec, "decorators are not allowed")
+        self.visit_all(node.decorator_list)
+        self.visit_all(node.bases)
+        self.visit_all(node.keywords)
+        self.function_body(node, ast.arguments([], [], None, [], [], None, []), node.body)
+
+    def v_comprehension(self, node: ast.AST) -> None:
+        gens = node.generators
+        if gens:
+            self.visit(gens[0].iter)  # the first iterable is evaluated in the enclosing scope
+        outer = self.scope
+        self.scope = _Scope(node, outer, "comprehension")
+        try:
+            for i, gen in enumerate(gens):
+                if gen.is_async:
+                    self.report("no-async", node, "`async for` is not allowed")
+                self.visit(gen.target)
+                if i:
+                    self.visit(gen.iter)
+                self.visit_all(gen.ifs)
+            if isinstance(node, ast.DictComp):
+                self.visit(node.key)
+                self.visit(node.value)
+            else:
+                self.visit(node.elt)
+        finally:
+            self.scope = outer
+
+    # -- names and attributes ------------------------------------------------------------------
+
+    def check_identifier(self, name: str, node: ast.AST, what: str) -> bool:
+        name = _nfkc(name)
+        if name.startswith("_") and name != "_":
+            rule = self.name_rule.get(name, "no-underscore")
+            self.report(rule, node, f"{what} `{name}` starts with `_`")
+            return False
+        return True
+
+    def v_name(self, node: ast.Name, called: bool = False, reference: bool = True) -> None:
+        name = _nfkc(node.id)
+        if not self.check_identifier(name, node, "name"):
+            return
+        if isinstance(node.ctx, ast.Load):
+            self.loads.append((node, name, self.scope, self.function, called, reference))
+        else:
+            self.scope.bind(name)
+
+    def v_target(self, node: ast.AST) -> None:
+        """A Name already bound by its statement (lambda assignment, walrus): identifier check only."""
+        self.check_identifier(node.id, node, "name")
+
+    def resolve_load(self, node: ast.Name, name: str, scope: _Scope, function: ast.AST,
+                     called: bool, reference: bool) -> None:
+        found = self.resolve(name, scope)
+        if found is None:
+            self.global_name(name, node)
+            return
+        functions = found.functions.get(name)
+        if functions and reference:
+            self.edges.setdefault(function, set()).update(functions)
+            if not called:
+                self.escaping.update(functions)
+        if called and (name in found.unknown or not functions):
+            self.calls_unknown.add(function)
+
+    def global_name(self, name: str, node: ast.AST) -> None:
+        """A name no enclosing scope binds: an allowed builtin, a forbidden one, or undefined."""
+        if name in self.builtins_ok:
+            return
+        rule = self.name_rule.get(name)
+        if rule is not None:
+            self.report(rule, node, f"`{name}` is not allowed")
+        elif name in _BUILTIN_NAMES:
+            self.report("builtin-not-allowed", node, f"the builtin `{name}` is not allowed")
+        # Otherwise the name is simply undefined: a NameError at run time, not a policy matter.
+
+    def v_attribute(self, node: ast.Attribute) -> None:
+        attr = _nfkc(node.attr)
+        if not isinstance(node.ctx, ast.Load):
+            self.report("no-attribute-assign", node, f"assigning or deleting the attribute `{attr}` is not allowed")
+        elif attr.startswith("_"):
+            self.report(self.name_rule.get(attr, "no-underscore"), node, f"attribute `{attr}` starts with `_`")
+        elif attr == "format" and attr in self.methods_ok:
+            self.format_call(node)
+        elif attr not in self.methods_ok:
+            rule = self.name_rule.get(attr, "method-not-allowed")
+            self.report(rule, node, f"the attribute or method `.{attr}` is not allowed")
+        if isinstance(node.value, ast.Name):
+            # `f.x` does not call f: no edge in the recursion graph.
+            self.visit(node.value, lambda n: self.v_name(n, reference=False))
+        else:
+            self.visit(node.value)
+
+    def format_call(self, node: ast.Attribute) -> None:
+        target = node.value
+        if not (isinstance(target, ast.Constant) and isinstance(target.value, str)):
+            self.report("no-format-attribute", node,
+                        "`.format` is only allowed on a literal string (a computed format string can reach attributes)")
+            return
+        problem = _format_problem(target.value)
+        if problem:
+            self.report("no-format-attribute", node, problem)
+
+    # -- calls, operators, constants -------------------------------------------------------
+
+    def v_call(self, node: ast.Call) -> None:
+        func = node.func
+        if isinstance(func, ast.Name):
+            if isinstance(func.ctx, ast.Load):
+                scope, name = self.scope, _nfkc(func.id)
+                self.later.append(lambda: self.resolve(name, scope) is None and self.builtin_call(name, node, scope))
+            self.visit(func, lambda n: self.v_name(n, called=True))
+        elif isinstance(func, ast.Lambda):
+            self.visit(func, lambda n: self.v_lambda(n, called=True))
+        else:
+            if not isinstance(func, ast.Attribute):
+                self.calls_unknown.add(self.function)
+            self.visit(func)
+        if isinstance(func, ast.Attribute) and func.attr in _PADDING_METHODS and node.args:
+            self.check_size_arg(node.args[0], f"`.{func.attr}` of")
+        self.visit_all(node.args)
+        self.visit_all(node.keywords)
+
+    def builtin_call(self, name: str, node: ast.Call, scope: _Scope) -> None:
+        args = node.args
+        if name == "print":
+            for kw in node.keywords:
+                if kw.arg == "file":
+                    self.report("no-file-access", kw, "`print(..., file=...)` writes to a file")
+        elif name == "pow" and len(args) == 2 and not node.keywords:
+            self.fold_pow(node, args[0], args[1])
+        elif name == "range":
+            self.check_range(node, args)
+        elif name == "str" and args and self.address_text(args[0], scope):
+            self.report("no-randomness", node,
+                        "the text of a function or iterator contains its memory address, which changes between runs")
+
+    def address_text(self, expr: ast.AST, scope: _Scope) -> bool:
+        """Whether ``expr`` is a function or lazy iterator, whose str() shows a memory address."""
+        if isinstance(expr, ast.Lambda):
+            return True
+        if isinstance(expr, ast.Name):
+            found = self.resolve(expr.id, scope)
+            return bool(found and found.functions.get(expr.id) and expr.id not in found.unknown)
+        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+            return expr.func.id in _ADDRESS_ITERATORS and self.resolve(expr.func.id, scope) is None
+        return False
+
+    def v_formatted(self, node: ast.FormattedValue) -> None:
+        if isinstance(node.value, (ast.Name, ast.Lambda, ast.Call)):
+            scope = self.scope
+            self.later.append(lambda: self.address_text(node.value, scope) and self.report(
+                "no-randomness", node,
+                "the text of a function or iterator contains its memory address, which changes between runs"))
+        self.children(node)
+
+    def v_keyword(self, node: ast.keyword) -> None:
+        if node.arg is not None:
+            self.check_identifier(node.arg, node, "keyword argument")
+        self.visit(node.value)
+
+    def v_binop(self, node: ast.BinOp) -> None:
+        self.fold(node)
+        if isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant) \
+                and isinstance(node.left.value, str):
+            items = node.right.elts if isinstance(node.right, ast.Tuple) else [node.right]
+            scope = self.scope
+            self.later.append(lambda: any(self.address_text(item, scope) for item in items) and self.report(
+                "no-randomness", node,
+                "the text of a function or iterator contains its memory address, which changes between runs"))
+        self.children(node)
+
+    def v_augassign(self, node: ast.AugAssign) -> None:
+        if isinstance(node.op, ast.Pow):
+            exponent = self.fold(node.value)
+            if isinstance(exponent, (int, float)) and not isinstance(exponent, bool) \
+                    and abs(exponent) > self.p.max_pow_exponent:
+                self.report("no-big-number", node, f"exponent {exponent!r} is larger than {self.p.max_pow_exponent}")
+        self.children(node)
+
+    def v_assign(self, node: ast.Assign) -> None:
+        value = node.value
+        if isinstance(value, ast.Lambda) and all(isinstance(t, ast.Name) for t in node.targets):
+            for t in node.targets:
+                self.scope.bind(_nfkc(t.id), value)
+                self.visit(t, self.v_target)
+            # `f = lambda ...` binds the lambda to a name (tracked by the scope), it does not escape.
+            self.names.setdefault(value, f"`{node.targets[0].id}`")
+            self.visit(value, lambda n: self.v_lambda(n, called=True))
+        else:
+            self.visit_all(node.targets)
+            self.visit(value)
+
+    def v_namedexpr(self, node: ast.NamedExpr) -> None:
+        scope = self.scope
+        while scope.kind == "comprehension":  # a walrus in a comprehension binds in the function around it
+            scope = scope.parent
+        scope.bind(_nfkc(node.target.id))
+        self.visit(node.target, self.v_target)
+        self.visit(node.value)
+
+    def v_constant(self, node: ast.Constant) -> None:
+        value = node.value
+        if isinstance(value, (str, bytes)) and len(value) > self.p.max_literal_length:
+            self.report("no-big-sequence", node,
+                        f"a literal of {len(value)} characters is longer than {self.p.max_literal_length}")
+        elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > self.p.max_int_bits:
+            self.report("no-big-number", node, f"a number of {value.bit_length()} bits is larger than "
+                                               f"{self.p.max_int_bits} bits")
+
+    def v_except(self, node: ast.ExceptHandler) -> None:
+        if node.type is None and not self.p.allow_bare_except:
+            self.report("no-base-exception", node,
+                        "a bare `except:` also catches SystemExit and KeyboardInterrupt; write `except Exception:`")
+        if node.name is not None:
+            if self.check_identifier(node.name, node, "exception name"):
+                self.scope.bind(_nfkc(node.name))
+        self.children(node)
+
+    def v_import(self, node: ast.AST) -> None:
+        pass  # reported by the node allowlist; the imported names need no further walk
+
+    def v_global(self, node: ast.AST) -> None:
+        for name in node.names:
+            self.check_identifier(name, node, "name")
+        if isinstance(node, ast.Global):
+            self.scope.globals.update(node.names)
+        else:
+            self.scope.nonlocals.update(node.names)
+            self.scope.locals.update(node.names)
+
+    def v_match_name(self, node: ast.AST) -> None:
+        name = getattr(node, "name", None) or getattr(node, "rest", None)
+        if name and self.check_identifier(name, node, "capture name"):
+            self.scope.bind(_nfkc(name))
+        self.children(node)
+
+    # -- resource folding ---------------------------------------------------------------------
+
+    def fold(self, node: ast.AST) -> object:
+        """The constant value of ``node`` (numbers; _Seq for sequences), or None if unknown."""
+        key = id(node)
+        if key in self.folded:
+            return self.folded[key]
+        self.folded[key] = None  # guards against re-entry; replaced below
+        result = self._fold(node)
+        self.folded[key] = result
+        return result
+
+    def _fold(self, node: ast.AST) -> object:
+        if isinstance(node, ast.Constant):
+            value = node.value
+            if isinstance(value, (str, bytes)):
+                return _Seq(len(value))
+            if isinstance(value, (int, float, complex)):
+                return value
+            return None
+        if isinstance(node, (ast.List, ast.Tuple)):
+            return _Seq(None if any(isinstance(e, ast.Starred) for e in node.elts) else len(node.elts))
+        if isinstance(node, ast.JoinedStr):
+            return _Seq(None)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Invert)):
+            value = self.fold(node.operand)
+            if isinstance(value, (int, float, complex)) and not isinstance(value, _Seq):
+                try:
+                    return {ast.USub: lambda v: -v, ast.UAdd: lambda v: +v,
+                            ast.Invert: lambda v: ~v}[type(node.op)](value)
+                except TypeError:
+                    return None
+            return None
+        if not isinstance(node, ast.BinOp):
+            return None
+        left, right = self.fold(node.left), self.fold(node.right)
+        op = node.op
+        if isinstance(op, ast.Pow):
+            return self.fold_power(node, left, right)
+        if isinstance(op, ast.Mult):
+            if isinstance(left, _Seq) or isinstance(right, _Seq):
+                seq, count = (left, right) if isinstance(left, _Seq) else (right, left)
+                return self.repeat(node, seq, count)
+            if _is_number(left) and _is_number(right):
+                if isinstance(left, int) and isinstance(right, int) \
+                        and left.bit_length() + right.bit_length() > self.p.max_int_bits:
+                    self.report("no-big-number", node, f"the product has more than {self.p.max_int_bits} bits")
+                    return None
+                return _arith(lambda a, b: a * b, left, right)
+            return None
+        if isinstance(op, ast.LShift):
+            if isinstance(right, int) and right > self.p.max_int_bits:
+                self.report("no-big-number", node, f"shifting by {right} makes a number larger than "
+                                                   f"{self.p.max_int_bits} bits")
+                return None
+            if isinstance(left, int) and isinstance(right, int) and right >= 0:
+                if left.bit_length() + right > self.p.max_int_bits:
+                    self.report("no-big-number", node, f"the shift result has more than {self.p.max_int_bits} bits")
+                    return None
+                return left << right
+            return None
+        if isinstance(op, ast.Add):
+            if isinstance(left, _Seq) and isinstance(right, _Seq):
+                return _Seq(None if left.length is None or right.length is None else left.length + right.length)
+            if isinstance(left, _Seq) or isinstance(right, _Seq):
+                return _Seq(None)
+        if isinstance(op, ast.Mod) and isinstance(left, _Seq):
+            return _Seq(None)
+        if _is_number(left) and _is_number(right):
+            func = _ARITH.get(type(op))
+            if func is not None:
+                return _arith(func, left, right)
+        return None
+
+    def fold_power(self, node: ast.AST, base: object, exponent: object) -> object:
+        if not _is_number(exponent):
+            return None
+        if isinstance(exponent, complex) or abs(exponent) > self.p.max_pow_exponent:
+            shown = exponent if isinstance(exponent, (int, complex)) else f"{exponent:g}"
+            self.report("no-big-number", node, f"exponent {shown} is larger than {self.p.max_pow_exponent}")
+            return None
+        if not _is_number(base):
+            return None
+        if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 \
+                and base.bit_length() * exponent > self.p.max_int_bits:
+            self.report("no-big-number", node, f"the power has more than {self.p.max_int_bits} bits")
+            return None
+        return _arith(lambda a, b: a ** b, base, exponent)
+
+    def fold_pow(self, node: ast.Call, base: ast.AST, exponent: ast.AST) -> None:
+        self.fold_power(node, self.fold(base), self.fold(exponent))
+
+    def repeat(self, node: ast.AST, seq: _Seq, count: object) -> object:
+        if isinstance(count, bool) or not isinstance(count, int):
+            return _Seq(None)
+        limit = self.p.max_sequence_length
+        total = None if seq.length is None else seq.length * count
+        if count > limit or (total is not None and total > limit):
+            size = f"{total} items" if total is not None else f"{count} repeats"
+            self.report("no-big-sequence", node, f"a sequence of {size} is larger than {limit}")
+            return None
+        return _Seq(total)
+
+    def check_size_arg(self, expr: ast.AST, what: str) -> None:
+        value = self.fold(expr)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > self.p.max_sequence_length:
+            self.report("no-big-sequence", expr, f"{what} {value} items is larger than {self.p.max_sequence_length}")
+
+    def check_range(self, node: ast.Call, args: list[ast.AST]) -> None:
+        values = [self.fold(a) for a in args]
+        limit = self.p.max_sequence_length
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values) and len(values) <= 3:
+            try:
+                length = len(range(*values))
+            except (OverflowError, ValueError):
+                length = limit + 1
+            if length > limit:
+                self.report("no-big-sequence", node, f"a range of more than {limit} items")
+            return
+        for a, v in zip(args, values):
+            if isinstance(v, int) and not isinstance(v, bool) and abs(v) > limit:
+                self.report("no-big-sequence", a, f"a range bound of {v} is larger than {limit}")
+
+    # -- recursion ----------------------------------------------------------------------------
+
+    def edge(self, target: ast.AST) -> None:
+        self.edges.setdefault(self.function, set()).add(target)
+
+    def find_recursion(self) -> None:
+        graph = {f: set(targets) for f, targets in self.edges.items()}
+        for f in self.calls_unknown:
+            graph.setdefault(f, set()).update(self.escaping)
+        for component in _cycles(graph):
+            first = min(component, key=lambda f: (f.lineno, f.col_offset))
+            names = sorted((self.names.get(f, "a function") for f in component))
+            if len(component) == 1:
+                message = f"{names[0]} calls itself (recursion)"
+            else:
+                message = f"{', '.join(names)} call each other (recursion)"
+            self.report("no-recursion", first, message)
+
+
+def _immutable(node: ast.AST) -> bool:
+    """Whether a default value is a number, string, None, name, lambda or tuple of those."""
+    if isinstance(node, (ast.Constant, ast.Name, ast.Lambda, ast.JoinedStr, ast.Attribute)):
+        return True
+    if isinstance(node, ast.Tuple):
+        return all(_immutable(e) for e in node.elts)
+    if isinstance(node, ast.UnaryOp):
+        return _immutable(node.operand)
+    if isinstance(node, ast.BinOp):
+        return _immutable(node.left) and _immutable(node.right)
+    if isinstance(node, ast.IfExp):
+        return _immutable(node.body) and _immutable(node.orelse)
+    return False
+
+
+def _format_problem(text: str) -> str | None:
+    """Why a literal format string is unsafe (a field reaching an attribute), or None."""
+    try:
+        pending = [text]
+        depth = 0
+        while pending and depth < 8:
+            nested = []
+            for piece in pending:
+                for _literal, field, spec, _conversion in string.Formatter().parse(piece):
+                    if field is not None and "." in field:
+                        return f"the format field `{{{field}}}` reaches an attribute"
+                    if spec:
+                        nested.append(spec)
+            pending = nested
+            depth += 1
+    except ValueError as exc:
+        return f"the format string is malformed ({exc})"
+    return None
+
+
+def _nfkc(name: str) -> str:
+    # ast.parse already normalises identifiers; this keeps hand-built trees honest too.
+    return name if name.isascii() else unicodedata.normalize("NFKC", name)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, complex)) and not isinstance(value, bool)
+
+
+def _arith(func, a, b) -> object:
+    try:
+        result = func(a, b)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return result if _is_number(result) else None
+
+
+_ARITH = {
+    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Div: lambda a, b: a / b,
+    ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
+    ast.BitOr: lambda a, b: a | b, ast.BitAnd: lambda a, b: a & b, ast.BitXor: lambda a, b: a ^ b,
+    ast.RShift: lambda a, b: a >> b,
+}
+
+_NODE_WORDS = {
+    "Import": "`import`", "ImportFrom": "`from ... import`", "For": "a `for` loop", "While": "a `while` loop",
+    "AsyncFor": "an `async for` loop", "ListComp": "a list comprehension", "SetComp": "a set comprehension",
+    "DictComp": "a dict comprehension", "GeneratorExp": "a generator expression",
+    "comprehension": "a comprehension", "Global": "`global`", "Nonlocal": "`nonlocal`",
+    "ClassDef": "a `class` definition", "AsyncFunctionDef": "`async def`", "Await": "`await`",
+    "AsyncWith": "`async with`", "Yield": "`yield`", "YieldFrom": "`yield from`",
+    "MatchClass": "a class pattern in `match`", "With": "a `with` statement", "TryStar": "`except*`",
+}
+
+
+def _cycles(graph: dict[ast.AST, set[ast.AST]]) -> list[list[ast.AST]]:
+    """Strongly connected components that contain a cycle (iterative Tarjan)."""
+    index: dict[ast.AST, int] = {}
+    low: dict[ast.AST, int] = {}
+    on_stack: set[ast.AST] = set()
+    stack: list[ast.AST] = []
+    found: list[list[ast.AST]] = []
+    counter = 0
+    for root in list(graph):
+        if root in index:
+            continue
+        work = [(root, iter(graph.get(root, ())))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, successors = work[-1]
+            advanced = False
+            for succ in successors:
+                if succ not in index:
+                    index[succ] = low[succ] = counter
+                    counter += 1
+                    stack.append(succ)
+                    on_stack.add(succ)
+                    work.append((succ, iter(graph.get(succ, ()))))
+                    advanced = True
+                    break
+                if succ in on_stack:
+                    low[node] = min(low[node], index[succ])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member is node:
+                        break
+                if len(component) > 1 or node in graph.get(node, ()):
+                    found.append(component)
+    return found

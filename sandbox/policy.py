@@ -1,0 +1,261 @@
+"""The static policy as data: which syntax, builtins and methods a strategy program may use.
+
+A :class:`Policy` is a frozen dataclass of allowlists (AST node types, builtin names, method
+and attribute names), a few switches (loops, comprehensions, recursion, module-level helpers,
+bare ``except``) and numeric limits. Everything not on an allowlist is rejected, so new Python
+syntax or a builtin nobody reviewed is refused by default.
+
+Every rejection names a :class:`Rule` from :data:`RULES`: an id, a category and a one-line
+explanation. The same explanations make up :meth:`Policy.describe`, the rule text shown to the
+model in the prompt, so what the model is told and what the checker enforces cannot drift apart.
+
+Tighten or relax a policy with :func:`dataclasses.replace`::
+
+    relaxed = dataclasses.replace(DEFAULT_POLICY, allow_loops=True, allow_comprehensions=True)
+    stricter = dataclasses.replace(DEFAULT_POLICY, allowed_builtins=DEFAULT_POLICY.allowed_builtins - {"print"})
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Rule", "RULES", "CATEGORIES", "Policy", "DEFAULT_POLICY", "LOOP_NODES", "COMPREHENSION_NODES"]
+
+CATEGORIES = ("import", "file_access", "randomness", "loop", "escape", "state", "structure", "resource",
+              "syntax")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of the policy: ``id`` (stable, used in violations), ``category``, one-line ``explanation``.
+
+    ``names`` are identifiers this rule forbids (builtins or well-known modules), ``nodes`` the AST
+    node type names it forbids; they route a rejected name or node to the most telling rule.
+    The explanation may use ``{builtins}``, ``{methods}`` and the policy's numeric limits as
+    ``str.format`` fields; :meth:`Policy.explain` fills them in.
+    """
+
+    id: str
+    category: str
+    explanation: str
+    names: frozenset[str] = field(default_factory=frozenset)
+    nodes: frozenset[str] = field(default_factory=frozenset)
+
+
+def _rule(id: str, category: str, explanation: str, names: str = "", nodes: str = "") -> Rule:
+    return Rule(id, category, explanation, frozenset(names.split()), frozenset(nodes.split()))
+
+
+# The registry, in the order the rules are described to the model. Ids are stable: tests,
+# the reward rules and users' policies refer to them.
+_RULE_LIST = (
+    _rule("no-import", "import",
+          "Do not import anything: no `import`, `from ... import` or `__import__`.",
+          names="__import__ importlib", nodes="Import ImportFrom"),
+    _rule("no-file-access", "file_access",
+          "Do not touch files, processes, the network or the OS: no `open`, `os`, `sys`, `io`, "
+          "`pathlib`, `socket`, `subprocess`, and no `print(..., file=...)`.",
+          names="open os sys io pathlib socket subprocess shutil tempfile glob builtins ctypes signal "
+                "multiprocessing threading resource posix nt fcntl mmap pickle marshal shelve urllib "
+                "http requests ftplib file gc inspect traceback code codecs atexit faulthandler "
+                "sysconfig platform"),
+    _rule("no-randomness", "randomness",
+          "Be deterministic: no `random`, `secrets`, `time`, `datetime`, `uuid`, `hash()` or `id()`; "
+          "the same board must always give the same move.",
+          names="random secrets time datetime uuid hash id perf_counter monotonic urandom getrandbits"),
+    _rule("no-loop", "loop",
+          "No `for` or `while` loops: go over rows and cells with `map`, `filter`, `sorted`, `sum`, "
+          "`any`, `all`, `max`, `min` and `zip`.",
+          nodes="For While"),
+    _rule("no-comprehension", "loop",
+          "No list, set or dict comprehensions and no generator expressions.",
+          nodes="ListComp SetComp DictComp GeneratorExp"),
+    _rule("no-recursion", "loop",
+          "No recursion: a function may not call itself, directly, through other functions, or by "
+          "being passed to itself."),
+    _rule("no-iter", "loop",
+          "No `iter()` or `next()` (`iter(f, sentinel)` is an unbounded loop).",
+          names="iter next aiter anext"),
+    _rule("no-underscore", "escape",
+          "No name or attribute that starts with `_` (no dunders such as `__class__`)."),
+    _rule("no-dynamic-code", "escape",
+          "No dynamic code or introspection: no `eval`, `exec`, `compile`, `getattr`, `setattr`, "
+          "`delattr`, `hasattr`, `globals`, `locals`, `vars`, `dir`, `type`, `object`, `super`, "
+          "`memoryview`.",
+          names="eval exec compile getattr setattr delattr hasattr globals locals vars dir type object "
+                "super memoryview classmethod staticmethod property callable issubclass format"),
+    _rule("no-interaction", "escape",
+          "No `input`, `breakpoint`, `help`, `exit` or `quit`.",
+          names="input breakpoint help exit quit copyright credits license"),
+    _rule("builtin-not-allowed", "escape",
+          "Use only these builtins: {builtins}."),
+    _rule("method-not-allowed", "escape",
+          "Use only these methods and attributes: {methods}."),
+    _rule("no-format-attribute", "escape",
+          "Call `.format` only on a literal string whose fields name no attributes (`\"{{0.x}}\"` is "
+          "not allowed)."),
+    _rule("no-base-exception", "escape",
+          "Catch only ordinary exceptions (`except Exception:`): no bare `except:` and no "
+          "`BaseException`, `SystemExit`, `KeyboardInterrupt` or `GeneratorExit`.",
+          names="BaseException SystemExit KeyboardInterrupt GeneratorExit BaseExceptionGroup "
+                "ExceptionGroup"),
+    _rule("no-global", "state",
+          "No `global` or `nonlocal`.",
+          nodes="Global Nonlocal"),
+    _rule("no-mutable-default", "state",
+          "Default argument values must be numbers, strings, tuples, `None` or names, never a list, "
+          "dict, set or call (they would keep state between moves)."),
+    _rule("no-attribute-assign", "state",
+          "Do not assign or delete attributes (such as attributes on functions)."),
+    _rule("module-level-code", "structure",
+          "At module level write only `def strategy(board):`, comments and docstrings; put helper "
+          "functions and constants inside `strategy`."),
+    _rule("no-strategy", "structure",
+          "Define the function `strategy(board)` at module level."),
+    _rule("no-class", "structure",
+          "No `class` definitions.",
+          nodes="ClassDef"),
+    _rule("no-decorator", "structure",
+          "No decorators."),
+    _rule("no-async", "structure",
+          "No `async`, `await`, `async for` or `async with`.",
+          nodes="AsyncFunctionDef Await AsyncFor AsyncWith"),
+    _rule("no-generator", "structure",
+          "No `yield`: `strategy` returns a move.",
+          nodes="Yield YieldFrom"),
+    _rule("no-match-class", "structure",
+          "No class patterns in `match` statements.",
+          nodes="MatchClass"),
+    _rule("syntax-not-allowed", "structure",
+          "Use only plain statements and expressions (no `with`, `try/except*`, type aliases, ...).",
+          nodes="With TryStar TypeAlias TypeVar ParamSpec TypeVarTuple"),
+    _rule("too-long", "resource",
+          "Keep the program under {max_source_bytes} bytes."),
+    _rule("too-deep", "resource",
+          "Nest expressions and blocks at most {max_depth} levels deep."),
+    _rule("no-big-number", "resource",
+          "No huge numbers: exponents at most {max_pow_exponent}, results at most {max_int_bits} bits."),
+    _rule("no-big-sequence", "resource",
+          "No huge sequences: repeats and ranges up to {max_sequence_length} items, literals up to "
+          "{max_literal_length} characters."),
+    _rule("syntax-error", "syntax",
+          "The program must be valid Python 3.11 text (UTF-8, no NUL bytes)."),
+    _rule("check-error", "structure",
+          "The checker must be able to analyse the program."),
+)
+
+RULES: dict[str, Rule] = {r.id: r for r in _RULE_LIST}
+"""Every rule, by id."""
+
+# Rules that describe syntax a switch can allow; describe() leaves them out once allowed.
+LOOP_NODES = frozenset({"For", "While"})
+COMPREHENSION_NODES = frozenset({"ListComp", "SetComp", "DictComp", "GeneratorExp", "comprehension"})
+
+_ALLOWED_NODES = frozenset("""
+    Module Expr FunctionDef arguments arg Lambda Return Assign AugAssign AnnAssign If IfExp Pass
+    Break Continue Try ExceptHandler Raise Assert Delete NamedExpr
+    Match match_case MatchValue MatchSingleton MatchSequence MatchMapping MatchStar MatchAs MatchOr
+    BoolOp BinOp UnaryOp Compare Call keyword Constant Name Attribute Subscript Slice Starred
+    List Tuple Dict Set JoinedStr FormattedValue
+    Load Store Del
+    And Or Add Sub Mult MatMult Div Mod Pow LShift RShift BitOr BitXor BitAnd FloorDiv
+    Invert Not UAdd USub Eq NotEq Lt LtE Gt GtE Is IsNot In NotIn
+""".split())
+
+_ALLOWED_BUILTINS = frozenset("""
+    len max min sum abs sorted reversed any all map filter zip enumerate range list tuple dict set
+    int float str bool round divmod pow isinstance print True False None
+    Exception ArithmeticError AssertionError AttributeError IndexError KeyError LookupError NameError
+    OverflowError RuntimeError TypeError ValueError ZeroDivisionError UnboundLocalError
+    NotImplementedError StopIteration
+""".split())
+
+# Methods of list, dict, set, str and numbers. Mutating methods are fine: the board is a fresh
+# copy each call and mutable defaults / function attributes (the only state that would survive
+# a call) are rejected by other rules. ``format`` is checked separately (no-format-attribute).
+_ALLOWED_METHODS = frozenset("""
+    append extend insert pop remove index count copy reverse sort clear
+    get keys values items setdefault update fromkeys popitem
+    add discard union intersection difference symmetric_difference issubset issuperset isdisjoint
+    join split rsplit strip lstrip rstrip upper lower replace startswith endswith find rfind
+    isdigit isalpha isalnum isspace isupper islower isnumeric isdecimal zfill ljust rjust center
+    splitlines partition rpartition title capitalize swapcase casefold format
+    bit_length bit_count is_integer
+""".split())
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a strategy program may contain. Frozen: derive variants with ``dataclasses.replace``."""
+
+    allowed_nodes: frozenset[str] = _ALLOWED_NODES        # AST node class names
+    allowed_builtins: frozenset[str] = _ALLOWED_BUILTINS  # builtin names a program may refer to
+    allowed_methods: frozenset[str] = _ALLOWED_METHODS    # attribute names a program may use
+    rules: tuple[Rule, ...] = _RULE_LIST                  # the registry the checker reports from
+    allow_loops: bool = False            # adds For/While to allowed_nodes
+    allow_comprehensions: bool = False   # adds comprehensions and generator expressions
+    allow_recursion: bool = False
+    allow_module_helpers: bool = False   # other top-level defs besides strategy
+    allow_bare_except: bool = False      # bare `except:` catches BaseException too
+    strategy_name: str = "strategy"
+    max_source_bytes: int = 20_000
+    max_depth: int = 200                 # AST nesting; deeper programs are rejected, not analysed
+    max_pow_exponent: int = 100
+    max_int_bits: int = 4096
+    max_sequence_length: int = 100_000
+    max_literal_length: int = 10_000
+
+    def nodes(self) -> frozenset[str]:
+        """The AST node types allowed, switches included."""
+        nodes = self.allowed_nodes
+        if self.allow_loops:
+            nodes = nodes | LOOP_NODES
+        if self.allow_comprehensions:
+            nodes = nodes | COMPREHENSION_NODES
+        return nodes
+
+    def rule(self, rule_id: str) -> Rule:
+        """The rule with this id (from the policy's registry, falling back to :data:`RULES`)."""
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        return RULES[rule_id]
+
+    def explain(self, rule_id: str) -> str:
+        """The rule's one-line explanation with this policy's lists and limits filled in."""
+        text = self.rule(rule_id).explanation
+        try:
+            return text.format(
+                builtins=", ".join(sorted(self.allowed_builtins - {"True", "False", "None"},
+                                          key=_builtin_order)),
+                methods=", ".join(sorted(self.allowed_methods)),
+                max_source_bytes=self.max_source_bytes, max_depth=self.max_depth,
+                max_pow_exponent=self.max_pow_exponent, max_int_bits=self.max_int_bits,
+                max_sequence_length=self.max_sequence_length,
+                max_literal_length=self.max_literal_length)
+        except (KeyError, IndexError, ValueError):  # a user's rule text with other braces
+            return text
+
+    def active_rules(self) -> tuple[Rule, ...]:
+        """The rules this policy enforces (switched-off ones and internal ones left out)."""
+        off = {"check-error", "syntax-error"}
+        if self.allow_loops:
+            off.add("no-loop")
+        if self.allow_comprehensions:
+            off.add("no-comprehension")
+        if self.allow_recursion:
+            off.add("no-recursion")
+        nodes = self.nodes()
+        return tuple(r for r in self.rules if r.id not in off and not (r.nodes and r.nodes <= nodes))
+
+    def describe(self) -> str:
+        """The rules as a bullet list of one-line explanations, used verbatim in prompts."""
+        return "\n".join(f"- {self.explain(r.id)}" for r in self.active_rules())
+
+
+def _builtin_order(name: str) -> tuple[int, str]:
+    # Functions first, then exception classes, so the prompt list reads naturally.
+    return (name[:1].isupper(), name)
+
+
+DEFAULT_POLICY = Policy()
+"""The mission's policy: no imports, I/O, randomness, loops, recursion, escapes or state."""
