@@ -46,36 +46,53 @@ _S32 = np.uint64(32)
 _LOW63 = np.uint64(0x7FFFFFFFFFFFFFFF)
 
 
-def _build(digest: int):  # noqa: C901  (one builder so every kernel shares the digest)
-    @njit(cache=True, inline="always")
-    def _count_tiles(b):
-        t = 0
-        for i in range(b.size):
-            if b[i] != 0:
-                t += 1
-        return t
+@njit(cache=True, inline="always")
+def _count_tiles(b):
+    t = 0
+    for i in range(b.size):
+        if b[i] != 0:
+            t += 1
+    return t
 
-    @njit(cache=True, inline="always")
-    def _mask_bits(b, lines):
-        m = 0
-        for d in range(4):
-            if kernel.can_move(b, lines, d):
-                m |= 1 << d
-        return m
 
-    @njit(cache=True)
-    def draw_seed(rng, k):
-        """A fresh non-negative 63-bit seed derived from ``rng[k]`` (for seedless resets)."""
-        if digest == 0:  # keeps ``digest`` in the closure (cache key); never true
-            return -1
-        z = rng[k] ^ (rng[k] >> _S32)
-        z = z * _MIX_A
-        z = z ^ (z >> _S32)
-        return np.int64(z & _LOW63)
+@njit(cache=True, inline="always")
+def _mask_bits(b, lines):
+    m = 0
+    for d in range(4):
+        if kernel.can_move(b, lines, d):
+            m |= 1 << d
+    return m
 
+
+@njit(cache=True)
+def draw_seed(rng, k):
+    """A fresh non-negative 63-bit seed derived from ``rng[k]`` (for seedless resets)."""
+    z = rng[k] ^ (rng[k] >> _S32)
+    z = z * _MIX_A
+    z = z ^ (z >> _S32)
+    return np.int64(z & _LOW63)
+
+
+@njit(cache=True, inline="always")
+def _reset_row(boards, rngs, lines, i, seed, stats):
+    kernel.reset(boards[i], rngs, i, seed)
+    for f in range(NFIELDS):
+        stats[i, f] = 0
+    stats[i, F_MASK] = _mask_bits(boards[i], lines)
+    stats[i, F_MAXEXP] = kernel.max_exponent(boards[i])
+
+
+# The helpers above are inlined (their Numba IR is rebuilt from source in each caller), so
+# only the entry points below, which link kernel code into their cached object code, need
+# the digest. Each must *use* ``digest`` for it to be in its closure; the closure must hold
+# nothing else (a dispatcher in a closure pickles differently in every process, which
+# would defeat the cache).
+def _build(digest: int):
     @njit(cache=True)
     def env_reset(board, rng, lines, seed):
         """Reset one board from ``seed`` -> (legal-mask bits, max exponent)."""
+        if digest == 0:  # keeps ``digest`` in the closure (the cache key); never true
+            return -1, -1
         kernel.reset(board, rng, 0, seed)
         return _mask_bits(board, lines), kernel.max_exponent(board)
 
@@ -86,6 +103,8 @@ def _build(digest: int):  # noqa: C901  (one builder so every kernel shares the 
         Merges are counted as the tiles lost by the slide: a slide keeps every tile except
         that each merge turns two into one.
         """
+        if digest == 0:  # see env_reset
+            return -1, False, -1, -1, -1
         before = _count_tiles(board)
         gained, changed = kernel.slide(board, lines, action)
         merges = 0
@@ -94,17 +113,11 @@ def _build(digest: int):  # noqa: C901  (one builder so every kernel shares the 
             kernel.spawn(board, rng, 0)
         return gained, changed, merges, _mask_bits(board, lines), kernel.max_exponent(board)
 
-    @njit(cache=True, inline="always")
-    def _reset_row(boards, rngs, lines, i, seed, stats):
-        kernel.reset(boards[i], rngs, i, seed)
-        for f in range(NFIELDS):
-            stats[i, f] = 0
-        stats[i, F_MASK] = _mask_bits(boards[i], lines)
-        stats[i, F_MAXEXP] = kernel.max_exponent(boards[i])
-
     @njit(cache=True)
     def vec_reset(boards, rngs, lines, seeds, which, stats):
         """Reset every board ``i`` with ``which[i]`` from ``seeds[i]`` (a negative seed: draw one from its RNG)."""
+        if digest == 0:  # see env_reset
+            return
         for i in range(boards.shape[0]):
             if which[i]:
                 s = seeds[i]
@@ -123,6 +136,8 @@ def _build(digest: int):  # noqa: C901  (one builder so every kernel shares the 
         that ends is reset in this call and its last board and statistics go to
         ``final_boards``/``final_stats`` with ``ended[i]`` set. Disabled (2): no reset.
         """
+        if digest == 0:  # see env_reset
+            return -1
         n_ended = 0
         for i in range(boards.shape[0]):
             ended[i] = False
@@ -177,7 +192,7 @@ def _build(digest: int):  # noqa: C901  (one builder so every kernel shares the 
                     stats[i, F_DONE] = 1
         return n_ended
 
-    return env_reset, env_step, draw_seed, vec_reset, vec_step
+    return env_reset, env_step, vec_reset, vec_step
 
 
-env_reset, env_step, draw_seed, vec_reset, vec_step = _build(_kernel_digest())
+env_reset, env_step, vec_reset, vec_step = _build(_kernel_digest())
