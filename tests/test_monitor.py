@@ -66,7 +66,7 @@ def test_headline_figures():
 
 def test_progress_bar_runs(tmp_path, capsys):
     with RunLogger(tmp_path, total_steps=3, use_tensorboard=False, progress=True) as log:
-        for s in (1, 2, 3):
+        for s in (0, 1, 2):  # 0-based step indices, as the trainer logs them
             log.log(s, {"reward_mean": 0.5, "max_tile": 64})
     err = capsys.readouterr().err
     assert "3/3" in err and "reward=0.500" in err

@@ -373,7 +373,7 @@ def tiny_model_and_tokenizer(seed: int = 0, *, layers: int = 2, hidden: int = 64
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=2048,
+        max_position_embeddings=4096,  # the full 2048 prompt is ~3.5k tiny-tokenizer tokens
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

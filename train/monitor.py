@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -78,7 +79,11 @@ def _tensorboard_writer(run_dir: Path, wanted: bool | None) -> Any:
 
 
 class RunLogger:
-    """Logs a run's metrics, shows its progress and keeps its best strategies."""
+    """Logs a run's metrics, shows its progress and keeps its best strategies.
+
+    ``log(step, ...)`` takes the 0-based index of the step just finished (as the trainer counts);
+    ``initial_step`` is the number of steps already done (a resumed run's checkpoint step).
+    """
 
     def __init__(self, run_dir: str | os.PathLike, total_steps: int, use_tensorboard: bool | None = None,
                  *, initial_step: int = 0, top_k: int = 5, progress: bool | None = None) -> None:
@@ -99,7 +104,7 @@ class RunLogger:
 
             self._bar = tqdm(total=self.total_steps, initial=int(initial_step), desc="train",
                              unit="step", dynamic_ncols=True)
-        self._last_step = int(initial_step)
+        self._done = int(initial_step)
 
     # --- metrics ---------------------------------------------------------------------
 
@@ -138,10 +143,11 @@ class RunLogger:
     def _update_bar(self, step: int, record: Mapping[str, Any]) -> None:
         if self._bar is None:
             return
-        advance = step - self._last_step
+        # ``step`` is the 0-based index of the step just finished: step + 1 steps are done.
+        advance = step + 1 - self._done
         if advance > 0:
             self._bar.update(advance)
-            self._last_step = step
+            self._done = step + 1
         self._bar.set_postfix(self.headline(record), refresh=True)
 
     def _check_signal(self, step: int, record: Mapping[str, Any]) -> None:
@@ -151,16 +157,18 @@ class RunLogger:
         if frac > ZERO_VARIANCE_WARN and not self._warned_low_signal:
             # Warn once per stretch of low signal, again only after it recovered.
             self._warned_low_signal = True
-            self._say(f"warning: step {step}: {100 * frac:.0f}% of groups have the same reward for every "
+            self._say(f"step {step}: {100 * frac:.0f}% of groups have the same reward for every "
                       "sample (no learning signal): the task is too easy or too hard for the model; "
                       "consider the reward spec, the prompt, the temperature or the group size")
         elif frac <= ZERO_VARIANCE_WARN:
             self._warned_low_signal = False
 
     def _say(self, text: str) -> None:
+        # Above a live progress bar a warning must go through it, or it tears the bar.
         if self._bar is not None:
-            self._bar.write(text)
-        warnings.warn(text, RuntimeWarning, stacklevel=3)
+            self._bar.write(f"warning: {text}", file=sys.stderr)
+        else:
+            warnings.warn(text, RuntimeWarning, stacklevel=3)
 
     # --- best strategies ---------------------------------------------------------------
 
