@@ -1,0 +1,165 @@
+"""Sandbox speed: a clean reference strategy through ``sandbox.run`` vs plainly in-process.
+
+Prints games/s and moves/s for the same games played (a) in-process by plain ``exec`` of the
+source, (b) through the sandbox with 1 and 2 warm workers, plus the latency of one GRPO-style
+group (8 distinct programs x 4 seeds, each new to the determinism probe) and ``check`` calls/s
+on typical model outputs. Targets: sandbox overhead <= 1.5x plain on one worker, check >= 2,000/s.
+
+    .venv/bin/python benchmarks/sandbox_speed.py [--games 200] [--strategy greedy]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import envs  # noqa: E402
+from sandbox.records import Limits  # noqa: E402
+from sandbox.runner import WorkerPool  # noqa: E402
+from sandbox.worker import play_game  # noqa: E402
+
+FALLBACK = '''def strategy(board):
+    # Left if it moves anything, else up, right, down.
+    rows = list(map(lambda r: list(filter(lambda v: v != 0, r)), board))
+    shifts = any(map(lambda i: rows[i] + [0] * (len(board) - len(rows[i])) != board[i], range(len(board))))
+    merges = any(map(lambda r: any(map(lambda j: r[j] == r[j + 1], range(len(r) - 1))), rows))
+    return "A" if shifts or merges else ["W", "D", "S"][sum(map(sum, board)) % 3]
+'''
+
+TYPICAL_OUTPUTS = [
+    # Shapes seen in model samples: short clean programs, imports, loops, syntax errors, no function.
+    "def strategy(board):\n    return 'A'\n",
+    "def strategy(board):\n    if board[0][0] == 0:\n        return 'A'\n    return 'W'\n",
+    "import random\ndef strategy(board):\n    return random.choice(['W', 'A', 'S', 'D'])\n",
+    "def strategy(board):\n    for row in board:\n        if 0 in row:\n            return 'A'\n    return 'W'\n",
+    "def strategy(board):\n    moves = ['W', 'A', 'S', 'D']\n    return moves[sum(map(sum, board)) % 4]\n",
+    "def strategy(board)\n    return 'W'\n",
+    "def move(board):\n    return 'S'\n",
+    "def strategy(board):\n    empty = sum(map(lambda r: r.count(0), board))\n"
+    "    return 'A' if empty > 4 else ('W' if board[0][0] >= board[0][1] else 'D')\n",
+    "def strategy(board):\n    return eval('\"W\"')\n",
+    "def strategy(board):\n    best = max(map(max, board))\n    corner = board[0][0] == best\n"
+    "    return 'A' if corner else 'W'\n",
+]
+
+
+def reference_source(name: str) -> tuple[str, str]:
+    try:
+        from envs.baselines import SOURCES
+    except ImportError:
+        return "built-in left-first", FALLBACK
+    return (f"baselines.{name}", SOURCES[name]) if name in SOURCES else ("built-in left-first", FALLBACK)
+
+
+def plain(source: str, seeds: list[int], limits: Limits) -> tuple[float, int]:
+    """The worker's own game loop, in this process, with the source exec'd plainly."""
+    namespace: dict = {}
+    exec(compile(source, "<plain>", "exec"), namespace)
+    fn = namespace["strategy"]
+    spec = envs.get("2048")
+    hb = [0] * 8
+    limit = {"max_moves": limits.max_moves, "stuck_moves": limits.stuck_moves}
+    start = time.perf_counter()
+    moves = sum(play_game(spec, fn, s, {}, limit, hb)["moves"] for s in seeds)
+    return time.perf_counter() - start, moves
+
+
+def trusted(source: str, seeds: list[int], limits: Limits) -> tuple[float, int] | None:
+    """envs.play.play_trusted on the same function, when it exists."""
+    try:
+        from envs.play import play_trusted
+    except ImportError:
+        return None
+    namespace: dict = {}
+    exec(compile(source, "<plain>", "exec"), namespace)
+    start = time.perf_counter()
+    games = play_trusted(namespace["strategy"], game="2048", seeds=seeds, max_moves=limits.max_moves)
+    seconds = time.perf_counter() - start
+    moves = sum(int(g["moves"] if isinstance(g, dict) else g.moves) for g in games)
+    return seconds, moves
+
+
+def sandboxed(source: str, seeds: list[int], limits: Limits, workers: int) -> tuple[float, int, float]:
+    with WorkerPool(workers=workers) as pool:
+        start = time.perf_counter()
+        pool.warm()
+        startup = time.perf_counter() - start
+        start = time.perf_counter()
+        records = pool.run(source, seeds=seeds, limits=limits)
+        seconds = time.perf_counter() - start
+    bad = [r for r in records if r.outcome not in ("finished", "won", "max_moves")]
+    if bad:
+        raise SystemExit(f"reference strategy did not play cleanly: {bad[0]}")
+    return seconds, sum(r.moves for r in records), startup
+
+
+def group_latency(source: str, limits: Limits) -> float:
+    """Median seconds for 8 new programs x 4 seeds through run_many on 2 workers."""
+    times = []
+    with WorkerPool(workers=2) as pool:
+        pool.warm()
+        for round_ in range(3):
+            # Distinct sources (a comment differs) so every program pays the determinism probe.
+            sources = [source + f"\n# variant {round_}-{i}\n" for i in range(8)]
+            start = time.perf_counter()
+            pool.run_many(sources, seeds=[0, 1, 2, 3], limits=limits)
+            times.append(time.perf_counter() - start)
+    return sorted(times)[1]
+
+
+def check_rate(seconds: float = 1.5) -> tuple[float, int] | None:
+    try:
+        from sandbox.check import check
+    except ImportError:
+        return None
+    sources = TYPICAL_OUTPUTS + [reference_source("greedy")[1], envs.get("2048").example]
+    calls = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for s in sources:
+            check(s)
+        calls += len(sources)
+    return calls / (time.perf_counter() - start), len(sources)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--games", type=int, default=200)
+    parser.add_argument("--strategy", default="greedy", help="baseline source name (default greedy)")
+    args = parser.parse_args()
+    name, source = reference_source(args.strategy)
+    seeds = list(range(args.games))
+    limits = Limits(move_seconds=2.0, game_seconds=60.0)
+    plain(source, seeds[:3], limits)  # warm the engine in this process
+
+    rows = []
+    p_sec, p_moves = plain(source, seeds, limits)
+    rows.append(("plain in-process (exec)", p_sec, p_moves, None))
+    t = trusted(source, seeds, limits)
+    if t is not None:
+        rows.append(("envs.play.play_trusted", t[0], t[1], None))
+    startups = {}
+    for workers in (1, 2):
+        sec, moves, startup = sandboxed(source, seeds, limits, workers)
+        startups[workers] = startup
+        rows.append((f"sandbox.run, {workers} worker{'s' if workers > 1 else ''}", sec, moves, workers))
+
+    print(f"reference strategy: {name}; {args.games} games of 2048 (4x4), seeds 0..{args.games - 1}; "
+          f"{os.cpu_count()} CPU cores")
+    print(f"{'setup':34} {'seconds':>8} {'games/s':>9} {'moves/s':>10} {'time vs plain':>14}")
+    for label, sec, moves, _ in rows:
+        print(f"{label:34} {sec:8.2f} {args.games / sec:9.1f} {moves / sec:10.0f} {sec / p_sec:13.2f}x")
+    print(f"worker pool start (warm() before timing): 1 worker {startups[1]:.2f}s, 2 workers {startups[2]:.2f}s")
+    print(f"GRPO-style group, 8 new programs x 4 seeds, 2 workers: {group_latency(source, limits) * 1000:.0f} ms")
+    rate = check_rate()
+    if rate is None:
+        print("sandbox.check not available: check calls/s not measured")
+    else:
+        print(f"sandbox.check on {rate[1]} typical outputs: {rate[0]:,.0f} calls/s (target >= 2,000/s)")
+
+
+if __name__ == "__main__":
+    main()
