@@ -1,10 +1,17 @@
 """Games as fast Numba kernels, a registry of game specs, and Gymnasium environments.
 
-``import envs`` registers the built-in games (2048) with the registry and with Gymnasium
-(``gymnasium.make("codepolicy/2048-v0")``). Nothing here imports torch.
+``import envs`` imports every game folder under ``envs/`` (each registers its spec with the
+registry, and with Gymnasium where it has an env: ``gymnasium.make("codepolicy/2048-v0")``),
+so adding a game is adding a folder. Nothing here imports torch.
 """
+import importlib
+import pkgutil
+
 from envs.registry import GameSpec, UnknownGameError, get, names, register
 
-from envs import game2048  # noqa: E402,F401  (registers "2048")
+# Every subpackage of envs is a game; importing it registers it.
+for _game in pkgutil.iter_modules(__path__):
+    if _game.ispkg:
+        importlib.import_module(f"{__name__}.{_game.name}")
 
-__all__ = ["GameSpec", "UnknownGameError", "get", "names", "register", "game2048"]
+__all__ = ["GameSpec", "UnknownGameError", "get", "names", "register"]

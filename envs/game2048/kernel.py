@@ -135,15 +135,24 @@ def legal_mask(b: np.ndarray, lines: np.ndarray, out: np.ndarray) -> None:
 
 @njit(cache=True)
 def is_over(b: np.ndarray, n: int) -> bool:
-    """True when no move changes the board: no empty cell and no equal neighbours."""
+    """True when no move changes the board: no tile can slide into an empty cell or merge.
+
+    An empty board is over too (nothing can move), though play never produces one.
+    """
+    empty = False
+    tile = False
     for r in range(n):
         for c in range(n):
             v = b[r * n + c]
             if v == 0:
-                return False
-            if c + 1 < n and b[r * n + c + 1] == v:
-                return False
-            if r + 1 < n and b[(r + 1) * n + c] == v:
+                empty = True
+            else:
+                tile = True
+                if c + 1 < n and b[r * n + c + 1] == v:
+                    return False
+                if r + 1 < n and b[(r + 1) * n + c] == v:
+                    return False
+            if empty and tile:
                 return False
     return True
 
