@@ -168,7 +168,7 @@ class _Checker:
         self.dispatch = {
             "Module": self.v_module, "FunctionDef": self.v_function, "AsyncFunctionDef": self.v_function,
             "Lambda": self.v_lambda, "Name": self.v_name, "Attribute": self.v_attribute,
-            "Call": self.v_call, "BinOp": self.v_binop, "AugAssign": self.v_augassign,
+            "Call": self.v_call, "Subscript": self.v_subscript, "BinOp": self.v_binop, "AugAssign": self.v_augassign,
             "Constant": self.v_constant, "ExceptHandler": self.v_except, "Import": self.v_import,
             "ImportFrom": self.v_import, "Assign": self.v_assign, "FormattedValue": self.v_formatted,
             "ListComp": self.v_comprehension, "SetComp": self.v_comprehension,
@@ -407,6 +407,9 @@ class _Checker:
         found = self.resolve(name, scope)
         if found is None:
             self.global_name(name, node)
+            if name == "pow" and not called and "pow" in self.builtins_ok:
+                self.report("pow-by-name", node,
+                            "`pow` used as a value (alias, default, container) escapes the big-number check")
             return
         functions = found.functions.get(name)
         if functions and reference:
@@ -444,6 +447,17 @@ class _Checker:
         else:
             self.visit(node.value)
 
+    def v_subscript(self, node: ast.Subscript) -> None:
+        key = node.slice
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            # `__builtins__['__import__']`: a forbidden name spelled as a string key.
+            name = _nfkc(key.value)
+            value = node.value
+            dunder_base = isinstance(value, ast.Name) and value.id.startswith("_")
+            if name in self.name_rule and (name.startswith("_") or dunder_base):
+                self.report(self.name_rule[name], key, f"`{name}` is looked up by its name as a string")
+        self.children(node)
+
     def format_call(self, node: ast.Attribute) -> None:
         target = node.value
         if not (isinstance(target, ast.Constant) and isinstance(target.value, str)):
@@ -480,8 +494,14 @@ class _Checker:
             for kw in node.keywords:
                 if kw.arg == "file":
                     self.report("no-file-access", kw, "`print(..., file=...)` writes to a file")
-        elif name == "pow" and len(args) == 2 and not node.keywords:
-            self.fold_pow(node, args[0], args[1])
+        elif name == "pow":
+            if any(isinstance(a, ast.Starred) for a in args) or any(k.arg is None for k in node.keywords):
+                self.report("pow-by-name", node, "`pow` with unpacked arguments cannot be checked for huge results")
+                return
+            given = dict(zip(("base", "exp", "mod"), args))
+            given.update((k.arg, k.value) for k in node.keywords)
+            if "base" in given and "exp" in given and given.get("mod") is None:
+                self.fold_pow(node, given["base"], given["exp"])
         elif name == "range":
             self.check_range(node, args)
         elif name == "str" and args and self.address_text(args[0], scope):

@@ -134,6 +134,9 @@ _RULE_LIST = (
           "Nest expressions and blocks at most {max_depth} levels deep."),
     _rule("no-big-number", "resource",
           "No huge numbers: exponents at most {max_pow_exponent}, results at most {max_int_bits} bits."),
+    _rule("pow-by-name", "resource",
+          "Call `pow` directly by name with plain arguments (`pow(x, 2)`), not through an alias, a "
+          "container or unpacked arguments."),
     _rule("no-big-sequence", "resource",
           "No huge sequences: repeats and ranges up to {max_sequence_length} items, literals up to "
           "{max_literal_length} characters."),
