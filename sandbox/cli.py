@@ -87,3 +87,173 @@ def _run_check(args: argparse.Namespace) -> int:
 
 # -- play -------------------------------------------------------------------------------------
 # `_add_play(sub)` (codepolicy play FILE) goes here; add_commands picks it up when it exists.
+
+# Outcomes of a game that ran as a program should (the rest mean the program failed).
+_PLAYED = ("finished", "won", "max_moves", "stuck")
+
+
+def _add_play(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "play", help="play games with a strategy program (through the sandbox)",
+        description="Play seeded games with a strategy program: through the sandbox by default (static "
+                    "check, restricted worker processes, limits), or in this process with --trusted. "
+                    "Exit code 0: every game played to its end (finished, won, max_moves or stuck); "
+                    "1: some game ended in a violation, error, invalid output, timeout or crash; "
+                    "2: usage error.")
+    p.add_argument("file", metavar="FILE", help="the program defining strategy(board); '-' reads standard input")
+    p.add_argument("--games", type=int, default=10, help="number of games (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first game; games use SEED..SEED+N-1")
+    p.add_argument("--game", default="2048", help="registered game (default 2048)")
+    p.add_argument("--size", type=int, default=None, help="board size, for games that have one (2048: 3..8)")
+    p.add_argument("--max-moves", type=int, default=None, help="move cap per game")
+    p.add_argument("--move-seconds", type=float, default=None, help="wall time one move may take (sandbox)")
+    p.add_argument("--game-seconds", type=float, default=None, help="wall time one game may take (sandbox)")
+    p.add_argument("--workers", type=int, default=None, help="sandbox worker processes (default: cores)")
+    p.add_argument("--completion", action="store_true",
+                   help="FILE is a model completion: extract the strategy code block first")
+    p.add_argument("--trusted", action="store_true",
+                   help="run the program in this process, without any sandbox (only for code you trust)")
+    p.add_argument("--json", action="store_true", help="print the games and the summary as JSON")
+    p.add_argument("--show", action="store_true", help="print the final board of every game")
+    p.set_defaults(handler=_run_play)
+
+
+def _play_source(args: argparse.Namespace) -> str:
+    data = _read_input(args.file).decode("utf-8", errors="replace")
+    if not args.completion:
+        return data
+    from sandbox.extract import extract
+    from sandbox.records import FormatError
+
+    try:
+        return extract(data)
+    except FormatError as exc:
+        where = f" (line {exc.line})" if exc.line else ""
+        raise ValueError(f"{args.file}: no usable strategy in the completion [{exc.reason}]{where}: "
+                         f"{exc.message}") from None
+
+
+def _play_limits(args: argparse.Namespace):
+    from sandbox.records import Limits
+
+    changes = {}
+    for name in ("max_moves", "move_seconds", "game_seconds"):
+        value = getattr(args, name)
+        if value is not None:
+            if value <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            changes[name] = value
+    return Limits(**changes)
+
+
+def _play_trusted(source: str, args: argparse.Namespace, seeds: list[int], options: dict,
+                  limits) -> list[dict]:
+    from envs.play import play_trusted
+
+    namespace: dict = {"__name__": "strategy_module"}
+    try:
+        exec(compile(source, args.file, "exec"), namespace)  # --trusted: the user vouches for it
+    except SyntaxError as exc:
+        raise ValueError(f"{args.file}: line {exc.lineno}: syntax error: {exc.msg}") from None
+    fn = namespace.get("strategy")
+    if not callable(fn):
+        raise ValueError(f"{args.file}: defines no function strategy(board)")
+    last: list = [None]
+
+    def watched(view):
+        last[0] = view  # play_trusted returns no board: --show prints the last one the program saw
+        return fn(view)
+
+    games = []
+    for seed in seeds:
+        last[0] = None
+        (game,) = play_trusted(watched, game=args.game, seeds=[seed], max_moves=limits.max_moves,
+                               stuck_moves=limits.stuck_moves, **options)
+        games.append({**game, "final_view": last[0]})
+    return games
+
+
+def _render_view(view) -> str:
+    if isinstance(view, (list, tuple)) and view and all(isinstance(r, (list, tuple)) for r in view):
+        cells = [[str(v) if v else "." for v in row] for row in view]
+        width = max((len(c) for row in cells for c in row), default=1)
+        return "\n".join(" ".join(c.rjust(width) for c in row) for row in cells)
+    return repr(view)
+
+
+def _play_summary(games: list[dict], seconds: float) -> dict:
+    import statistics
+
+    outcomes: dict[str, int] = {}
+    for g in games:
+        outcomes[g["outcome"]] = outcomes.get(g["outcome"], 0) + 1
+    scores = [float(g.get("score", 0.0)) for g in games]
+    moves = sum(int(g.get("moves", 0)) for g in games)
+    return {
+        "games": len(games), "outcomes": outcomes,
+        "mean_score": statistics.fmean(scores) if scores else 0.0,
+        "median_score": statistics.median(scores) if scores else 0.0,
+        "best_score": max(scores, default=0.0),
+        "best_max_tile": max((int(g.get("max_tile", 0)) for g in games), default=0),
+        "won_rate": outcomes.get("won", 0) / len(games) if games else 0.0,
+        "moves": moves, "seconds": seconds,
+        "games_per_second": len(games) / seconds if seconds > 0 else 0.0,
+        "moves_per_second": moves / seconds if seconds > 0 else 0.0,
+    }
+
+
+def _run_play(args: argparse.Namespace) -> int:
+    import time
+
+    import envs
+
+    if args.games < 1:
+        raise ValueError(f"--games must be at least 1, got {args.games}")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    spec = envs.get(args.game)
+    options = {} if args.size is None else {"size": args.size}
+    spec.make(args.seed, **options)  # a bad game option is one clear error before anything runs
+    source = _play_source(args)
+    limits = _play_limits(args)
+    seeds = list(range(args.seed, args.seed + args.games))
+    start = time.perf_counter()
+    if args.trusted:
+        games = _play_trusted(source, args, seeds, options, limits)
+    else:
+        from sandbox.runner import WorkerPool
+
+        with WorkerPool(workers=args.workers or min(len(seeds), max(1, _cores()))) as pool:
+            records = pool.run(source, game=args.game, seeds=seeds, limits=limits, options=options)
+        games = [asdict(r) for r in records]
+    seconds = time.perf_counter() - start
+    summary = _play_summary(games, seconds)
+    if args.json:
+        print(json.dumps({"file": args.file, "game": args.game, "options": options,
+                          "mode": "trusted" if args.trusted else "sandbox", "games": games,
+                          "summary": summary}, default=list))
+    else:
+        print(f"{'seed':>6}  {'outcome':14} {'score':>8} {'max tile':>8} {'moves':>6} {'wasted':>6} "
+              f"{'seconds':>8}  error")
+        for g in games:
+            print(f"{g['seed']:>6}  {g['outcome']:14} {g.get('score', 0):>8.0f} {g.get('max_tile', 0):>8} "
+                  f"{g.get('moves', 0):>6} {g.get('illegal_moves', 0):>6} {g.get('wall_seconds', 0):>8.3f}  "
+                  f"{g.get('error', '')}")
+            if args.show and g.get("final_view") is not None:
+                label = "last board the program saw" if args.trusted else "final board"
+                print(f"        {label}:")
+                print("\n".join("        " + line for line in _render_view(g["final_view"]).splitlines()))
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["outcomes"].items()))
+        mode = "trusted, in-process" if args.trusted else "sandbox"
+        print(f"{summary['games']} games ({mode}): {counts}; mean score {summary['mean_score']:.1f}, "
+              f"median {summary['median_score']:.0f}, best {summary['best_score']:.0f}; best tile "
+              f"{summary['best_max_tile']}; won {summary['won_rate']:.0%}; {summary['moves']} moves in "
+              f"{seconds:.2f}s ({summary['games_per_second']:.1f} games/s, "
+              f"{summary['moves_per_second']:.0f} moves/s)")
+    return 0 if all(g["outcome"] in _PLAYED for g in games) else 1
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
