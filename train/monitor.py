@@ -285,8 +285,8 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
 
 # (title, [(metric names to try, label)]) per panel.
 _PANELS: list[tuple[str, list[tuple[tuple[str, ...], str]]]] = [
-    ("reward", [(("reward_mean",), "mean"), (("reward_max",), "max")]),
-    ("compliance rate", [(("compliance", "compliance_rate"), "compliant"), (("format_ok", "format_rate"), "format ok"),
+    ("reward", [(("reward_mean",), "mean"), (("reward_max",), "max"), (("eval/reward_mean",), "eval mean")]),
+    ("compliance rate", [(("compliance", "compliance_rate"), "compliant"), (("eval/compliance",), "eval compliant"), (("format_ok", "format_rate"), "format ok"),
                          (("played", "played_rate"), "played")]),
     ("max tile", [(("max_tile", "max_tile_max"), "best"), (("mean_max_tile",), "mean")]),
     ("score", [(("score_mean", "mean_score"), "mean"), (("score_max",), "max")]),
@@ -321,6 +321,8 @@ def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -
             if band:
                 xs, lo, hi = zip(*band)
                 ax.fill_between(xs, lo, hi, alpha=0.2, label="± std")
+        if title == "max tile" and drawn:
+            ax.set_yscale("symlog", base=2, linthresh=2)  # tiles double: equal steps per doubling
         if not drawn:
             ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="grey")
         ax.set_ylabel(title)
