@@ -165,6 +165,7 @@ class _Checker:
         self.folded: dict[int, object] = {}
         self.loads: list[tuple] = []              # Name loads, resolved after the walk
         self.later: list = []                     # checks that need resolved names
+        self.callbacks: dict[int, tuple] = {}     # id(arg) -> (builtin name, scope): see mark_callbacks
         self.dispatch = {
             "Module": self.v_module, "FunctionDef": self.v_function, "AsyncFunctionDef": self.v_function,
             "Lambda": self.v_lambda, "Name": self.v_name, "Attribute": self.v_attribute,
@@ -314,7 +315,11 @@ class _Checker:
     def v_lambda(self, node: ast.Lambda, called: bool = False) -> None:
         self.edge(node)
         if not called:
-            self.escaping.add(node)
+            callback = self.callbacks.get(id(node))
+            if callback is None:
+                self.escaping.add(node)
+            else:
+                self.later.append(lambda: self.resolve(*callback) is not None and self.escaping.add(node))
         self.names.setdefault(node, f"the lambda on line {node.lineno}")
         self.arguments(node.args)
         self.function_body(node, node.args, [node.body])
@@ -394,7 +399,8 @@ class _Checker:
         if not self.check_identifier(name, node, "name"):
             return
         if isinstance(node.ctx, ast.Load):
-            self.loads.append((node, name, self.scope, self.function, called, reference))
+            callback = self.callbacks.get(id(node))
+            self.loads.append((node, name, self.scope, self.function, called, reference, callback))
         else:
             self.scope.bind(name)
 
@@ -403,7 +409,7 @@ class _Checker:
         self.check_identifier(node.id, node, "name")
 
     def resolve_load(self, node: ast.Name, name: str, scope: _Scope, function: ast.AST,
-                     called: bool, reference: bool) -> None:
+                     called: bool, reference: bool, callback: tuple | None) -> None:
         found = self.resolve(name, scope)
         if found is None:
             self.global_name(name, node)
@@ -414,7 +420,7 @@ class _Checker:
         functions = found.functions.get(name)
         if functions and reference:
             self.edges.setdefault(function, set()).update(functions)
-            if not called:
+            if not called and (callback is None or self.resolve(*callback) is not None):
                 self.escaping.update(functions)
         if called and (name in found.unknown or not functions):
             self.calls_unknown.add(function)
@@ -483,10 +489,34 @@ class _Checker:
             if not isinstance(func, ast.Attribute):
                 self.calls_unknown.add(self.function)
             self.visit(func)
+        self.mark_callbacks(node)
         if isinstance(func, ast.Attribute) and func.attr in _PADDING_METHODS and node.args:
             self.check_size_arg(node.args[0], f"`.{func.attr}` of")
         self.visit_all(node.args)
         self.visit_all(node.keywords)
+
+    def mark_callbacks(self, node: ast.Call) -> None:
+        """Functions handed to map/filter/sorted/max/min as the function to apply do not escape.
+
+        The builtin calls them (the reference is an edge of the recursion graph already) but can
+        never hand them back, so they cannot reach a call through an unknown value. Whether the
+        name is really the builtin is only known after the walk: the mark keeps (name, scope).
+        """
+        func = node.func
+        if isinstance(func, ast.Name):
+            name = _nfkc(func.id)
+            key = (name, self.scope)
+            if name in ("map", "filter") and node.args:
+                self.callbacks[id(node.args[0])] = key
+            if name in ("sorted", "max", "min"):
+                for kw in node.keywords:
+                    if kw.arg == "key":
+                        self.callbacks[id(kw.value)] = key
+        elif isinstance(func, ast.Attribute) and func.attr == "sort":
+            for kw in node.keywords:
+                if kw.arg == "key":
+                    # A method: `resolve` of a name no scope binds is None, i.e. "the builtin".
+                    self.callbacks[id(kw.value)] = ("sort", None)
 
     def builtin_call(self, name: str, node: ast.Call, scope: _Scope) -> None:
         args = node.args

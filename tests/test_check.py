@@ -1,0 +1,533 @@
+"""sandbox.check and sandbox.policy: clean strategies pass, every cheat is rejected with its category."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sandbox import DEFAULT_POLICY, Policy, Verdict, Violation, check
+from sandbox.policy import CATEGORIES, RULES
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def src(text: str) -> str:
+    return textwrap.dedent(text).strip("\n") + "\n"
+
+
+# -- clean programs --------------------------------------------------------------------------
+
+CLEAN = [
+    '''
+    def strategy(board):
+        # Prefer left, then up, then right; down only when nothing else is possible.
+        if board[0][0] == 0 or board[0][0] == board[0][1]:
+            return "A"
+        return "W" if board[1][0] == board[0][0] else "D"
+    ''',
+    '''
+    """A corner strategy."""
+
+    def strategy(board: list[list[int]]) -> str:
+        """Keep the biggest tile in the top-left corner."""
+        n = len(board)
+        def empty(b):
+            return sum(map(lambda row: row.count(0), b))
+        def merges(rows):
+            return sum(map(lambda r: sum(map(lambda p: 1 if p[0] == p[1] and p[0] else 0,
+                                             zip(r, r[1:]))), rows))
+        cols = list(map(list, zip(*board)))
+        scores = {"A": merges(board) + empty(board), "W": merges(cols) + empty(cols)}
+        best = max(scores, key=lambda m: scores[m])
+        if board[0][0] == max(map(max, board)):
+            return best
+        elif board[n - 1][0] == 0:
+            return "S"
+        return "D" if scores["A"] < 2 else "A"
+    ''',
+    '''
+    def strategy(board):
+        flat = sum(board, [])
+        dir = "W"
+        time = 3
+        id_ = 0
+        a, (b, c) = 1, (2, 3)
+        q, _ = divmod(len(flat), 4)
+        if (k := flat.count(0)) > 8:
+            dir = "A"
+        try:
+            v = board[4][4]
+        except (IndexError, KeyError) as e:
+            v = -1
+        except Exception:
+            v = 0
+        moves = sorted("WASD", key=lambda m: ("WASD".index(m) * 7 + k) % 4, reverse=True)
+        label = f"{k:>3}" + "{} {}".format(q, v) + "%d" % a
+        print(label, moves)
+        return moves[0] if isinstance(moves[0], str) and abs(-q) >= 0 else dir
+    ''',
+    '''
+    def strategy(board):
+        rows = [] if False else list(map(list, board))
+        rows.sort(key=sum)
+        rows.reverse()
+        d = dict(zip("WASD", range(4)))
+        d.update({"W": d.get("W", 0) + 1})
+        s = set(map(len, rows)) | {4}
+        total = sum(filter(lambda x: x > 0, sum(rows, [])))
+        big = pow(2, 11) + 2 ** 16 + (1 << 10) + 10 ** 9 + round(total / 3.0, 2)
+        pad = [0] * 16 + ["-"] * 40
+        t = tuple(reversed(range(0, 16, 2)))
+        match len(board):
+            case 4:
+                size = "four"
+            case [x, *rest]:
+                size = "seq"
+            case {"k": v, **others}:
+                size = "map"
+            case 3 | 5:
+                size = "odd"
+            case _:
+                size = "other"
+        assert size
+        del pad[0]
+        return "WASD"[int(any(map(bool, s))) + int(all(t)) % 2]
+    ''',
+    '''
+    def strategy(board):
+        def score(move, weigh=2, *rest, scale=1.0, **kw):
+            return weigh * "WASD".index(move) * scale
+        def apply(fn, x):
+            return fn(x)
+        order = ("W", "A", "S", "D")
+        best = max(order, key=lambda m: apply(score, m))
+        return best if best in order else order[0]
+    ''',
+]
+
+
+@pytest.mark.parametrize("program", CLEAN, ids=range(len(CLEAN)))
+def test_clean_programs_pass(program):
+    verdict = check(src(program))
+    assert verdict.ok, "\n".join(map(str, verdict.violations))
+    assert verdict == Verdict(True, ())
+
+
+# -- cheats: (category, program) ---------------------------------------------------------------
+
+def body(*lines: str) -> str:
+    """A strategy whose body is ``lines`` followed by a return."""
+    return "def strategy(board):\n" + "".join(f"    {line}\n" for line in lines) + "    return 'W'\n"
+
+
+CHEATS = [
+    # import
+    ("import", body("import os")),
+    ("import", body("from random import choice")),
+    ("import", "import math\n" + body()),
+    ("import", body("m = __import__('os')")),
+    ("import", body("t = __builtins__['__import__']('os')")),
+    ("import", body("m = importlib.import_module('os')")),
+    # file_access
+    ("file_access", body("f = open('/etc/passwd')")),
+    ("file_access", body("f = open")),
+    ("file_access", "def strategy(board, o=open):\n    return 'W'\n"),
+    ("file_access", body("g = lambda p=open: p('x')")),
+    ("file_access", body("os.system('ls')")),
+    ("file_access", body("sys.exit(0)")),
+    ("file_access", body("p = pathlib.Path('x')")),
+    ("file_access", body("s = socket.socket()")),
+    ("file_access", body("subprocess.run(['ls'])")),
+    ("file_access", body("print('x', file=None)")),
+    ("file_access", body("x = io.StringIO()")),
+    ("file_access", body("ｏｐｅｎ('x')")),
+    ("file_access", body("def h(b):", "    return open")),
+    # randomness
+    ("randomness", body("r = random.random()")),
+    ("randomness", body("r = hash(str(board))")),
+    ("randomness", body("r = id(board) % 4")),
+    ("randomness", body("r = time.time()")),
+    ("randomness", body("r = datetime.now()")),
+    ("randomness", body("r = uuid.uuid4()")),
+    ("randomness", body("r = secrets.choice('WASD')")),
+    ("randomness", body("r = str(strategy)[-3:]")),
+    ("randomness", body("r = f'{map(abs, [1])}'")),
+    ("randomness", body("r = '%s' % (lambda: 0)")),
+    ("randomness", body("h = hash", "r = h('x')")),
+    # loop
+    ("loop", body("for r in board:", "    pass")),
+    ("loop", body("while True:", "    pass")),
+    ("loop", body("x = [c for c in board]")),
+    ("loop", body("x = {c: 1 for c in 'ab'}")),
+    ("loop", body("x = {c for c in 'ab'}")),
+    ("loop", body("x = sum(c for c in board[0])")),
+    ("loop", src('''
+        def strategy(board):
+            return strategy(board)
+        ''')),
+    ("loop", body("def h(n):", "    return h(n - 1) if n else 0")),
+    ("loop", body("def a(n):", "    return b(n)", "def b(n):", "    return a(n)")),
+    ("loop", body("f = lambda n: f(n - 1) if n else 0")),
+    ("loop", body("f = lambda g, n: g(g, n - 1) if n else 0", "f(f, 10)")),
+    ("loop", body("(lambda g: g(g))(lambda g: g(g))")),
+    ("loop", body("Y = lambda f: (lambda x: x(x))(lambda x: f(lambda v: x(x)(v)))")),
+    ("loop", body("def h(r):", "    return list(map(h, r))")),
+    ("loop", body("def h(r):", "    g = h", "    return g(r)")),
+    ("loop", body("def h(r):", "    fs = [h]", "    return fs[0](r)")),
+    ("loop", body("x = list(iter(lambda: 1, 0))")),
+    ("loop", body("x = next(iter(board))")),
+    # escape
+    ("escape", body("x = eval('1')")),
+    ("escape", body("exec('x = 1')")),
+    ("escape", body("c = compile('1', 'f', 'eval')")),
+    ("escape", body("x = getattr(board, 'copy')")),
+    ("escape", body("setattr(strategy, 'n', 1)")),
+    ("escape", body("x = hasattr(board, 'x')")),
+    ("escape", body("g = globals()")),
+    ("escape", body("v = vars()")),
+    ("escape", body("d = dir(board)")),
+    ("escape", body("t = type(board)")),
+    ("escape", body("o = object()")),
+    ("escape", body("breakpoint()")),
+    ("escape", body("x = input()")),
+    ("escape", body("exit()")),
+    ("escape", body("m = memoryview(b'x')")),
+    ("escape", body("c = board.__class__")),
+    ("escape", body("c = ().__class__.__base__.__subclasses__()")),
+    ("escape", body("x = _secret")),
+    ("escape", body("__x = 1")),
+    ("escape", body("x = '{0.__class__}'.format(board)")),
+    ("escape", body("x = '{0.x}'.format(board)")),
+    ("escape", body("x = '{0:{1.y}}'.format(board, 1)")),
+    ("escape", body("fmt = '{0}'", "x = fmt.format(board)")),
+    ("escape", body("x = str.format('{0}', board)")),
+    ("escape", body("x = '{0}'.format_map({})")),
+    ("escape", body("x = format(board, '')")),
+    ("escape", body("x = ｅｖａｌ('1')")),
+    ("escape", body("x = board.__ｃlass__")),
+    ("loop", body("def apply(fn, x):", "    return fn(x)", "f = lambda m: apply(f, m)")),
+    ("loop", body("def apply(fn, x):", "    return fn(x)", "g = lambda m: apply(max(g, g, key=len), m)")),
+    ("escape", body("try:", "    pass", "except:", "    pass")),
+    ("escape", body("try:", "    pass", "except BaseException:", "    pass")),
+    ("escape", body("try:", "    pass", "except (ValueError, KeyboardInterrupt):", "    pass")),
+    ("escape", body("raise SystemExit")),
+    ("escape", body("x = board.copy.mro")),
+    ("escape", body("x = (lambda: 0).gi_frame")),
+    ("escape", body("x = ord('a')")),
+    ("escape", body("f = lambda **kw: kw", "f(__class__=1)")),
+    # state
+    ("state", body("global G")),
+    ("state", body("x = 0", "def h():", "    nonlocal x")),
+    ("state", "def strategy(board, memo={}):\n    return 'W'\n"),
+    ("state", "def strategy(board, memo=[]):\n    return 'W'\n"),
+    ("state", "def strategy(board, *, seen=set()):\n    return 'W'\n"),
+    ("state", body("strategy.count = 1")),
+    ("state", body("del strategy.count")),
+    ("state", body("h = lambda: 0", "h.calls = 2")),
+    # structure
+    ("structure", "x = 1\n" + body()),
+    ("structure", body() + "print(strategy([[0]]))\n"),
+    ("structure", "def helper(b):\n    return 'W'\n" + body()),
+    ("structure", "if True:\n" + textwrap.indent(body(), "    ")),
+    ("structure", "def move(board):\n    return 'W'\n"),
+    ("structure", ""),
+    ("structure", body("class A:", "    pass")),
+    ("structure", "@staticmethod\n" + body()),
+    ("structure", body("@h", "def g():", "    pass")),
+    ("structure", "async def strategy(board):\n    return 'W'\n"),
+    ("structure", body("def g():", "    yield 1")),
+    ("structure", body("async def g():", "    await g()")),
+    ("structure", body("with board as b:", "    pass")),
+    ("structure", body("match board:", "    case list(x):", "        pass")),
+    ("structure", body("try:", "    pass", "except* ValueError:", "    pass")),
+    # resource
+    ("resource", body("x = 9 ** 9 ** 9")),
+    ("resource", body("x = 10 ** 1000000")),
+    ("resource", body("x = 2 ** 5000")),
+    ("resource", body("x = board[0][0] ** 1000")),
+    ("resource", body("x = pow(9, 9 ** 9)")),
+    ("resource", body("x = pow(base=2, exp=10 ** 6)")),
+    ("resource", body("p = pow", "x = p(9, 9 ** 9)")),
+    ("resource", body("x = pow(*(9, 99999))")),
+    ("resource", body("x = 1 << 10 ** 9")),
+    ("resource", body("x = [0] * 10 ** 9")),
+    ("resource", body("x = 'a' * 10 ** 8")),
+    ("resource", body("x = 10 ** 6 * [1, 2]")),
+    ("resource", body("x = ('a' * 10000) * 10000")),
+    ("resource", body("x = ([0] * len(board)) * 10 ** 9")),
+    ("resource", body("x = list(range(10 ** 9))")),
+    ("resource", body("x = sum(range(3, 10 ** 12, 1))")),
+    ("resource", body("x = 'a'.ljust(10 ** 9)")),
+    ("resource", body(f"x = '{'a' * 12000}'")),
+    ("resource", body("x = " + "9" * 2000)),
+    ("resource", body("x *= 0", "x **= 10 ** 6")),
+]
+
+
+@pytest.mark.parametrize("category,program", CHEATS, ids=[f"{c}-{i}" for i, (c, _) in enumerate(CHEATS)])
+def test_cheats_are_rejected_with_their_category(category, program):
+    verdict = check(program)
+    assert not verdict.ok
+    assert category in verdict.categories, "\n".join(map(str, verdict.violations))
+    for v in verdict.violations:
+        assert v.category == RULES[v.rule].category
+        assert v.line >= 1 and v.col >= 1 and v.message
+
+
+def test_every_category_has_cheats_here():
+    assert {c for c, _ in CHEATS} == set(CATEGORIES) - {"syntax"}
+
+
+# -- properties --------------------------------------------------------------------------------
+
+# Cheat snippets (one statement each) and where they can be spliced into a clean program.
+SNIPPETS = {
+    "import": ["import os", "m = __import__('sys')"],
+    "file_access": ["f = open('x')", "p = open", "os.listdir('.')"],
+    "randomness": ["r = hash(board)", "r = id(board)", "r = random.random()"],
+    "loop": ["for c in board: pass", "x = [c for c in board]", "k = list(iter(int, 1))"],
+    "escape": ["x = board.__class__", "x = eval('1')", "x = getattr(board, 'copy')",
+               "x = '{0.__class__}'.format(board)"],
+    "state": ["strategy.n = 1", "global G"],
+    "resource": ["x = 9 ** 9 ** 9", "x = [0] * 10 ** 9"],
+}
+SITES = [
+    "def strategy(board):\n    {s}\n    return 'W'\n",
+    "def strategy(board):\n    def helper(b):\n        {s}\n        return b\n    return 'WASD'[len(helper(board)) % 4]\n",
+    "def strategy(board):\n    if board[0][0]:\n        {s}\n    else:\n        pass\n    return 'A'\n",
+    "def strategy(board):\n    try:\n        {s}\n    except Exception:\n        pass\n    return 'S'\n",
+]
+
+
+@FAST
+@given(st.sampled_from(sorted(SNIPPETS)), st.data())
+def test_spliced_cheats_are_rejected_wherever_they_go(category, data):
+    snippet = data.draw(st.sampled_from(SNIPPETS[category]))
+    site = data.draw(st.sampled_from(SITES))
+    program = site.format(s=snippet)
+    assert category in check(program).categories, program
+
+
+_FULLWIDTH = {c: chr(ord(c) - ord("a") + ord("ａ")) for c in "abcdefghijklmnopqrstuvwxyz"}
+
+
+@FAST
+@given(st.sampled_from(["eval", "open", "exec", "getattr", "hash", "globals", "compile", "vars"]), st.data())
+def test_nfkc_lookalikes_are_the_name_they_look_like(name, data):
+    mask = data.draw(st.lists(st.booleans(), min_size=len(name), max_size=len(name)))
+    spelled = "".join(_FULLWIDTH[c] if m else c for c, m in zip(name, mask))
+    plain = check(body(f"x = {name}"))
+    disguised = check(body(f"x = {spelled}"))
+    assert not disguised.ok
+    assert disguised.categories == plain.categories
+    assert [v.rule for v in disguised.violations] == [v.rule for v in plain.violations]
+
+
+@FAST
+@given(st.lists(st.sampled_from(CLEAN), min_size=1, max_size=1), st.sampled_from(["dir", "time", "id", "hash",
+                                                                                      "open", "type", "random"]))
+def test_locals_may_shadow_forbidden_names(programs, name):
+    # A local variable that happens to be called `dir` or `time` is not the builtin or module.
+    program = body(f"{name} = 3", f"y = {name} + 1")
+    assert check(program).ok, check(program).violations
+    assert check(src(programs[0])).ok
+
+
+@FAST
+@given(st.text(max_size=300))
+def test_arbitrary_text_never_raises_and_reports_sorted_unique(text):
+    verdict = check(text)
+    assert isinstance(verdict, Verdict)
+    assert verdict.ok == (not verdict.violations)
+    keys = [(v.line, v.col, v.rule) for v in verdict.violations]
+    assert keys == sorted(set(keys))
+    assert all(isinstance(v, Violation) and v.category in CATEGORIES for v in verdict.violations)
+
+
+# -- hostile input -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("source,rule", [
+    (b"def strategy(board):\n    return '\xff'\n", "syntax-error"),
+    ("def strategy(board):\n    return 'W'\0\n", "syntax-error"),
+    ("def strategy(board):\n    return '\ud800'\n", "syntax-error"),
+    (None, "syntax-error"),
+    (12, "syntax-error"),
+    ("def strategy(board):\n    return (\n", "syntax-error"),
+    ("x = " + "9" * 5000, "syntax-error"),  # beyond int's digit limit: ast.parse raises ValueError
+    ("x" * 10_000_000, "too-long"),
+    (b"x" * 10_000_000, "too-long"),
+    ("é" * 15_000, "too-long"),  # 15k characters, 30k bytes
+    ("-" * 10_000 + "1", "too-deep"),
+    ("(" * 10_000 + ")" * 10_000, "syntax-error"),
+    ("x = " + "+".join(["a"] * 5_000), "too-deep"),
+    ("def strategy(board):\n    return " + "not " * 400 + "0\n", "too-deep"),
+    ("x = " + "lambda: " * 300 + "0\n", "too-deep"),
+])
+def test_hostile_input_is_a_violation_not_an_exception(source, rule):
+    verdict = check(source)
+    assert not verdict.ok
+    assert rule in {v.rule for v in verdict.violations}, verdict.violations
+
+
+def test_deep_but_legal_nesting_is_fine():
+    assert check("def strategy(board):\n    return 'WASD'[len(" + "[" * 150 + "]" * 150 + ")]\n").ok
+
+
+def test_bytes_are_accepted_like_text():
+    program = src(CLEAN[0])
+    assert check(program.encode()) == check(program)
+
+
+def test_syntax_errors_carry_their_line():
+    verdict = check("def strategy(board):\n    x = 1\n    return 'W\n")
+    assert [(v.rule, v.category, v.line) for v in verdict.violations] == [("syntax-error", "syntax", 3)]
+
+
+def test_violations_are_sorted_and_deduplicated():
+    program = body("x = open", "y = eval('1') + open('f').read()", "z = open")
+    verdict = check(program)
+    places = [(v.line, v.col) for v in verdict.violations]
+    assert places == sorted(places)
+    assert len({(v.line, v.col, v.rule) for v in verdict.violations}) == len(verdict.violations)
+    assert [v.line for v in verdict.violations if v.rule == "no-file-access"] == [2, 3, 4]
+
+
+# -- the policy is data --------------------------------------------------------------------------
+
+LOOPY = body("t = 0", "for row in board:", "    t += sum(row)", "x = [c for c in board[0] if c]",
+             "y = {k: v for k, v in zip('ab', 'cd')}")
+
+
+def test_relaxing_loops_and_comprehensions_lets_them_through():
+    assert {"no-loop", "no-comprehension"} <= {v.rule for v in check(LOOPY).violations}
+    loops = dataclasses.replace(DEFAULT_POLICY, allow_loops=True)
+    assert {v.rule for v in check(LOOPY, loops).violations} == {"no-comprehension"}
+    both = dataclasses.replace(loops, allow_comprehensions=True)
+    assert check(LOOPY, both).ok, check(LOOPY, both).violations
+    assert "no-loop" not in both.describe() and "`for`" not in both.describe()
+    # Relaxing loops does not relax anything else.
+    assert not check(body("for r in board:", "    x = open"), loops).ok
+
+
+def test_comprehension_scopes_resolve_names():
+    policy = dataclasses.replace(DEFAULT_POLICY, allow_comprehensions=True)
+    assert check(body("x = [open for open in board]"), policy).ok
+    assert "file_access" in check(body("x = [open for c in board]"), policy).categories
+    assert check(body("x = [(y := c) for c in board]", "z = y"), policy).ok
+
+
+def test_other_switches():
+    recursive = body("def h(n):", "    return h(n - 1) if n else 0")
+    assert check(recursive, dataclasses.replace(DEFAULT_POLICY, allow_recursion=True)).ok
+    helpers = "def helper(b):\n    return 'W'\n" + body()
+    assert check(helpers, dataclasses.replace(DEFAULT_POLICY, allow_module_helpers=True)).ok
+    bare = body("try:", "    pass", "except:", "    pass")
+    assert check(bare, dataclasses.replace(DEFAULT_POLICY, allow_bare_except=True)).ok
+    named = "def play(board):\n    return 'W'\n"
+    assert check(named, dataclasses.replace(DEFAULT_POLICY, strategy_name="play")).ok
+
+
+def test_tightening_and_extending_the_allowlists():
+    no_print = dataclasses.replace(DEFAULT_POLICY, allowed_builtins=DEFAULT_POLICY.allowed_builtins - {"print"})
+    assert check(body("print(1)")).ok
+    assert [v.rule for v in check(body("print(1)"), no_print).violations] == ["builtin-not-allowed"]
+    with_ord = dataclasses.replace(DEFAULT_POLICY, allowed_builtins=DEFAULT_POLICY.allowed_builtins | {"ord"})
+    assert check(body("x = ord('a')"), with_ord).ok
+    no_lambda = dataclasses.replace(DEFAULT_POLICY, allowed_nodes=DEFAULT_POLICY.allowed_nodes - {"Lambda"})
+    assert not check(body("x = (lambda: 1)()"), no_lambda).ok
+    no_sort = dataclasses.replace(DEFAULT_POLICY, allowed_methods=DEFAULT_POLICY.allowed_methods - {"sort"})
+    assert [v.rule for v in check(body("board.sort()"), no_sort).violations] == ["method-not-allowed"]
+    small = dataclasses.replace(DEFAULT_POLICY, max_pow_exponent=4, max_source_bytes=200)
+    assert "no-big-number" in {v.rule for v in check(body("x = 2 ** 5"), small).violations}
+    assert [v.rule for v in check(body(*["x = 1"] * 30), small).violations] == ["too-long"]
+
+
+def test_policy_is_frozen_and_hashable():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DEFAULT_POLICY.allow_loops = True  # type: ignore[misc]
+    assert hash(DEFAULT_POLICY) == hash(Policy())
+    assert Policy() == DEFAULT_POLICY
+
+
+def test_rules_registry_and_describe():
+    assert len(RULES) == len(DEFAULT_POLICY.rules)
+    for rule in DEFAULT_POLICY.rules:
+        assert rule.category in CATEGORIES
+        text = DEFAULT_POLICY.explain(rule.id)
+        assert text and "\n" not in text and "{" not in text.replace("{{", "").replace("{0", "")
+    text = DEFAULT_POLICY.describe()
+    lines = text.splitlines()
+    assert all(line.startswith("- ") for line in lines)
+    for word in ("import", "open", "random", "for", "recursion", "eval", "`_`", "global", "class",
+                 "len, list, map, max, min", "exponents at most 100"):
+        assert word in text, word
+    assert "syntax-error" not in text and "checker" not in text
+
+
+def test_every_rule_can_fire():
+    fired = set()
+    for _, program in CHEATS:
+        fired |= {v.rule for v in check(program).violations}
+    fired |= {v.rule for v in check("-" * 10_000 + "1").violations}
+    fired |= {v.rule for v in check("x" * 30_000).violations}
+    fired |= {v.rule for v in check("def (").violations}
+    assert set(RULES) - fired <= {"check-error"}, set(RULES) - fired
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "codepolicy", "check", *args], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli_check(tmp_path, capsys):
+    from codepolicy.cli import main
+
+    good, bad = tmp_path / "good.py", tmp_path / "bad.py"
+    good.write_text(src(CLEAN[0]))
+    bad.write_text(body("x = eval('1')", "for r in board:", "    pass"))
+    assert main(["check", str(good)]) == 0
+    assert "compliant" in capsys.readouterr().out
+    assert main(["check", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad}:2:9: no-dynamic-code (escape)" in out and "no-loop (loop)" in out
+    assert DEFAULT_POLICY.explain("no-loop") in out and "rejected (2 violations)" in out
+    assert main(["check", str(bad), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is False and [v["rule"] for v in data["violations"]] == ["no-dynamic-code", "no-loop"]
+    assert data["violations"][0]["explanation"] == DEFAULT_POLICY.explain("no-dynamic-code")
+    assert main(["check", str(tmp_path / "missing.py")]) == 2
+    assert "missing.py" in capsys.readouterr().err
+    assert main(["check", str(tmp_path)]) == 2
+
+
+def test_cli_completion_and_stdin(tmp_path, capsys):
+    from codepolicy.cli import main
+
+    completion = tmp_path / "c.txt"
+    completion.write_text("Sure!\n```python\n" + src(CLEAN[0]) + "```\nThat is all.")
+    assert main(["check", "--completion", str(completion)]) == 0
+    assert main(["check", "--completion", "--json", str(completion)]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["source"].startswith("def strategy")
+    completion.write_text("I would go left.")
+    assert main(["check", "--completion", str(completion)]) == 1
+    assert "no_code" in capsys.readouterr().out
+    run = _cli("-", stdin=body("x = open"))
+    assert run.returncode == 1 and "<stdin>:2:9: no-file-access" in run.stdout
+    assert _cli("-", stdin=src(CLEAN[1])).returncode == 0
+
+
+def test_import_sandbox_is_light():
+    code = ("import sys, sandbox; assert 'sandbox.runner' not in sys.modules; "
+            "assert 'torch' not in sys.modules; assert callable(sandbox.check); "
+            "print(sorted(set(sandbox.__all__) - set(dir(sandbox))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
