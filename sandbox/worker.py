@@ -190,6 +190,12 @@ def _inplacevar(op: str, x: Any, y: Any) -> Any:
         raise SyntaxError(f"in-place operator {op!r} is not allowed") from None
 
 
+def _apply(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    # RestrictedPython routes calls with *args / **kwargs through _apply_; the callee is
+    # already whatever the guarded names and attributes let the program reach.
+    return fn(*args, **kwargs)
+
+
 def make_builtins(names: Any = None) -> dict[str, Any]:
     """The builtins dict of a strategy: SAFE_BUILTIN_NAMES, narrowed to ``names`` when given."""
     import builtins
@@ -220,6 +226,7 @@ def restricted_globals(builtin_names: Any = None) -> dict[str, Any]:
         "_getiter_": iter,
         "_write_": full_write_guard,
         "_inplacevar_": _inplacevar,
+        "_apply_": _apply,
         "_unpack_sequence_": guarded_unpack_sequence,
         "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
         "_print_": _NullPrint,

@@ -97,6 +97,13 @@ def test_exception_is_an_error_with_its_line(pool):
     assert "IndexError" in records[0].error and "line 3" in records[0].error
 
 
+def test_star_args_and_keywords_work(pool):
+    source = ("def strategy(board):\n    pick = lambda *a, **k: a[0] % 4\n"
+              "    return 'WASD'[max(*[0, 1], *[2]) + pick(*[1], **{'x': 1}) - 3]\n")
+    (r,) = pool.run(source, seeds=[0], limits=FAST, policy=UNCHECKED)
+    assert r.outcome == "stuck" and r.move_histogram["W"] == r.moves + r.illegal_moves, r
+
+
 def test_stuck_and_max_moves(pool):
     (stuck,) = pool.run("def strategy(board):\n    return 'W'\n", seeds=[1],
                         limits=dataclasses.replace(FAST, stuck_moves=3), policy=UNCHECKED)
