@@ -28,11 +28,13 @@ from sandbox.records import FormatError
 __all__ = ["extract", "MAX_SOURCE_BYTES"]
 
 MAX_SOURCE_BYTES = 20_000  # same default as Policy.max_source_bytes
+_MAX_COMPLETION_FACTOR = 64  # a completion longer than this many code-size limits is not scanned
 
 _FENCE = re.compile(r"^[ \t]*(```+|~~~+)[ \t]*([\w+.#-]*)[^\n]*$", re.MULTILINE)
 _DEF_STRATEGY = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+strategy\b", re.MULTILINE)
 _ANY_DEF = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+\w+", re.MULTILINE)
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_TRAILING_TICKS = re.compile(r"(?:\n[ \t]*`{1,3}[ \t]*)+\s*\Z|`{3}\s*\Z")
 _LEADING_BLANK = re.compile(r"\A(?:[ \t]*\n)+")
 _CODE_START = re.compile(r"^(?:(?:async[ \t]+)?def |@|#|\"\"\"|'''|import |from \w)", re.MULTILINE)
 
@@ -41,6 +43,9 @@ def extract(completion: str, name: str = "strategy", max_bytes: int = MAX_SOURCE
     """The source of the code block in ``completion`` that defines ``name``; raises FormatError."""
     if not isinstance(completion, str):
         raise FormatError("empty", f"the completion is not text (got {type(completion).__name__})")
+    if len(completion) > _MAX_COMPLETION_FACTOR * max_bytes:  # no model writes this: don't scan it
+        raise FormatError("too_long", f"the completion has {len(completion)} characters, more than "
+                                      f"{_MAX_COMPLETION_FACTOR * max_bytes}")
     text = _strip_reasoning(completion.replace("\r\n", "\n").replace("\r", "\n"))
     if not text.strip():
         raise FormatError("empty", "the completion is empty")
@@ -48,7 +53,7 @@ def extract(completion: str, name: str = "strategy", max_bytes: int = MAX_SOURCE
     if blocks:
         candidates = blocks
     else:
-        candidates = _unfenced_candidates(text, name)
+        candidates = _unfenced_candidates(text, name, max_bytes)
         if not candidates:
             if _ANY_DEF.search(text):
                 raise FormatError("no_function", f"the completion defines no function `{name}`")
@@ -86,15 +91,15 @@ def _fenced_blocks(text: str) -> list[str]:
                     and text[m.start():m.end()].strip() == m.group(1):
                 closing = j
                 break
-        if closing is None:
-            blocks.append(textwrap.dedent(text[body_start:]))
+        if closing is None:  # unterminated: runs to the end, minus a truncated fence ("``")
+            blocks.append(textwrap.dedent(_TRAILING_TICKS.sub("", text[body_start:])))
             break
         blocks.append(textwrap.dedent(text[body_start:matches[closing].start()]))
         i = closing + 1
     return blocks
 
 
-def _unfenced_candidates(text: str, name: str) -> list[str]:
+def _unfenced_candidates(text: str, name: str, max_bytes: int) -> list[str]:
     """Plain code without fences: the whole text, or from the first code-looking line, trimmed."""
     match = re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(name)}\b", text, re.MULTILINE)
     if match is None:
@@ -110,7 +115,8 @@ def _unfenced_candidates(text: str, name: str) -> list[str]:
         code = textwrap.dedent(text[start:])
         candidates.append(code)
         # Prose after the code: cut at each later unindented line (most code kept first).
-        cuts = [m.start() for m in re.finditer(r"^[^ \t\n#]", code, re.MULTILINE) if m.start() > 0]
+        cuts = [m.start() for m in re.finditer(r"^[^ \t\n#]", code[:max_bytes + 1], re.MULTILINE)
+                if m.start() > 0]
         for cut in reversed(cuts[-12:]):
             candidates.append(code[:cut])
     return candidates
@@ -121,7 +127,8 @@ def _choose(candidates: list[str], name: str, max_bytes: int, fenced: bool, text
     chosen = None
     for source in candidates:
         source = _LEADING_BLANK.sub("", source).rstrip() + "\n"
-        size = len(source.encode("utf-8", "surrogatepass"))
+        # Characters <= bytes: skip encoding huge candidates.
+        size = len(source) if len(source) > max_bytes else len(source.encode("utf-8", "surrogatepass"))
         if size > max_bytes:
             error = FormatError("too_long", f"the code has {size} bytes, more than {max_bytes}")
             if _DEF_STRATEGY.search(source) or name != "strategy":
@@ -131,7 +138,7 @@ def _choose(candidates: list[str], name: str, max_bytes: int, fenced: bool, text
             tree = ast.parse(source)
         except SyntaxError as exc:
             if re.search(rf"\bdef[ \t]+{re.escape(name)}\b", source):
-                line = exc.lineno
+                line = exc.lineno or 1
                 best_error = _more_telling(best_error, FormatError(
                     "syntax_error", f"syntax error on line {line}: {exc.msg}", line))
             continue
