@@ -107,3 +107,18 @@ def test_trl_accepts_the_functions_in_its_config():  # pragma: no cover - only w
     config = GRPOConfig(output_dir="/tmp/codepolicy-trl-test", reward_weights=rewards.trl_reward_weights(SPEC),
                         report_to=[])
     assert len(config.reward_weights) == len(funcs)
+
+
+def test_end_to_end_through_the_sandbox():
+    sandbox = pytest.importorskip("sandbox")
+    if not hasattr(sandbox, "WorkerPool"):
+        pytest.skip("sandbox.WorkerPool not available yet")
+    spec = SPEC.with_rule("format", 1.0)
+    with sandbox.WorkerPool(1) as pool:
+        funcs = rewards.trl_reward_funcs(spec, game="2048", games=1, pool=pool)
+        completions = [[{"role": "assistant", "content": "```python\ndef strategy(board):\n    return 'A'\n```"}],
+                       [{"role": "assistant", "content": "no code, sorry"}]]
+        values = {f.__name__: f(prompts=[[{"role": "user", "content": "play"}]] * 2, completions=completions)
+                  for f in funcs}
+    assert values["format"][0] > values["format"][1]
+    assert values["compliance"] == [pytest.approx(0.1), 0.0]
