@@ -452,7 +452,9 @@ class WorkerPool:
 
     ``workers`` defaults to the number of CPU cores. One extra worker, started with another
     ``PYTHONHASHSEED``, answers the determinism probe. Use as a context manager or call
-    :meth:`close`.
+    :meth:`close`. Strategy output is always discarded (``Limits.output_bytes`` is not used).
+    ``restricted=False`` on :meth:`run` / :meth:`run_many` compiles with plain ``compile`` and
+    full builtins: only tests use it, to show the audit hook and process layers hold alone.
     """
 
     def __init__(self, workers: int | None = None, game: str = "2048") -> None:
@@ -594,7 +596,9 @@ class WorkerPool:
                 if not mismatch and reference is not None and answers is not None:
                     mismatch = _compare(reference, answers)
             if mismatch:
-                records = [dataclasses.replace(r, outcome="violation", error=mismatch[:ERROR_CHARS])
+                # A violation the worker already named keeps its name (it also explains the mismatch).
+                records = [r if r.outcome == "violation" else
+                           dataclasses.replace(r, outcome="violation", error=mismatch[:ERROR_CHARS])
                            for r in records]
             results[s] = records
         return [r if r is not None else [] for r in results]

@@ -136,7 +136,7 @@ def test_timeout_kills_the_worker_and_keeps_finished_games(pool):
     replaced = pool.replaced
     start = time.monotonic()
     records = pool.run(source, seeds=seeds, limits=limits, policy=UNCHECKED)
-    assert time.monotonic() - start < 3.0
+    assert time.monotonic() - start < 30.0  # bounded even on a loaded machine (a restart included)
     assert [r.seed for r in records] == seeds
     assert [r.outcome in ("max_moves", "stuck") for r in records[:2]] == [True, True], records
     assert records[2].outcome == "timeout" and "0.3s" in records[2].error
@@ -172,7 +172,7 @@ def test_memory_bomb_is_contained(pool):
 
 def test_cpu_rlimit_is_a_backstop(pool):
     source = "def strategy(board):\n    return str(sum(range(10 ** 10)))\n"
-    limits = Limits(move_seconds=10.0, game_seconds=10.0, cpu_seconds=1)
+    limits = Limits(move_seconds=30.0, game_seconds=30.0, cpu_seconds=1)
     (r,) = pool.run(source, seeds=[0], limits=limits, policy=UNCHECKED)
     assert r.outcome == "crashed" and "CPU time" in r.error
 
@@ -219,6 +219,13 @@ def test_hash_dependent_strategy_is_a_randomness_violation(pool):
     assert all(r.outcome == "violation" and r.error.startswith("randomness:") for r in records), records
     # A deterministic program on the same boards is not flagged.
     assert all(r.outcome != "violation" for r in pool.run(CYCLE, seeds=[0, 1], limits=FAST, policy=UNCHECKED))
+
+
+def test_a_named_violation_is_not_renamed_randomness(pool):
+    # Violates only on some boards: its probe answers differ, but the records keep the real cause.
+    source = "def strategy(board):\n    if board[0][0]:\n        open('x')\n    return 'WASD'[sum(map(sum, board)) % 4]\n"
+    records = pool.run(source, seeds=list(range(6)), limits=FAST, policy=UNCHECKED)
+    assert all(r.outcome == "violation" and "open" in r.error for r in records), records
 
 
 def test_probe_boards_are_fixed_and_varied():
