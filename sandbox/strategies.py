@@ -951,6 +951,25 @@ def _t_sort_key(draw, names: _Names) -> _Snippet:
     return _Snippet((f"{t} = sorted(['W', 'A', 'S', 'D'], key={ref})",))
 
 
+def _t_address(draw, names: _Names) -> _Snippet:
+    """Object addresses leak through the text of functions, methods and iterators."""
+    f, t = names(), names()
+    hexdigit = lambda text: f"'WASD'[int({text}[-4], 16) % 4]"  # noqa: E731
+    return _Snippet(draw(st.sampled_from([
+        (f"{t} = {hexdigit('str(lambda: 0)')}",),
+        (f"def {f}():", "    return 0", f"{t} = {hexdigit(f'str({f})')}"),
+        (f"{f} = lambda: 0", f"{t} = f'{{{f}}}'[-4:]"),
+        (f"{t} = {hexdigit('str([abs, lambda: 1])')}",),
+        (f"{t} = {hexdigit(repr('{}') + '.format(lambda: 0)')}",),
+        (f"{t} = {hexdigit(repr('%s') + ' % (lambda: 0,)')}",),
+        (f"{t} = {hexdigit('str(board.copy)')}",),
+        (f"{t} = {hexdigit('str(map(abs, board[0]))')}",),
+        (f"{t} = {hexdigit('str(reversed(board[1]))')}",),
+        (f"{t} = {hexdigit('str((zip(board[0], board[1]),))')}",),
+        (f"{f} = lambda: 0", f"{t} = {hexdigit(f'str({{0: {f}}})')}"),
+    ])))
+
+
 def _t_random_modules(draw, names: _Names) -> _Snippet:
     module, chain = draw(st.sampled_from([
         ("random", ".random()"), ("random", ".choice('WASD')"), ("random", ".randint(0, 3)"),
@@ -1005,7 +1024,8 @@ def _t_comprehension(draw, names: _Names) -> _Snippet:
 def _t_recursion(draw, names: _Names) -> _Snippet:
     f, g, t, n, m = names(), names(), names(), names(), names()
     form = draw(st.sampled_from(["direct", "mutual", "lambda", "self_app_lambda", "self_app_def", "omega",
-                                 "alias", "container", "higher_order", "via_argument", "nested_inner"]))
+                                 "alias", "container", "higher_order", "via_argument", "nested_inner",
+                                 "lambda_argument"]))
     if form == "direct":
         lines = (f"def {f}({n}):", f"    return 0 if {n} <= 0 else {f}({n} - 1) + 1", f"{t} = {f}(3)")
     elif form == "mutual":
@@ -1031,6 +1051,9 @@ def _t_recursion(draw, names: _Names) -> _Snippet:
         lines = (f"def {f}({n}):", f"    return {agg}({inner}{extra})", f"{t} = {f}(3)")
     elif form == "via_argument":
         lines = (f"def {f}({n}, {g}=None):", f"    return 0 if {n} <= 0 or {g} is None else {g}({n} - 1, {g})",
+                 f"{t} = {f}(3, {f})")
+    elif form == "lambda_argument":
+        lines = (f"{f} = lambda {n}, {g}=None: 0 if {n} <= 0 or {g} is None else {g}({n} - 1, {g})",
                  f"{t} = {f}(3, {f})")
     else:  # nested_inner: the recursive function is defined inside another helper
         lines = (f"def {f}():", f"    def {g}({n}):", f"        return 0 if {n} <= 0 else {g}({n} - 1)",
@@ -1133,7 +1156,8 @@ def _t_nonlocal(draw, names: _Names) -> _Snippet:
                      f"{names()} = {f}()"))
 
 
-_MUTABLE_DEFAULTS = ("[]", "{}", "set()", "dict()", "list()", "[0] * 4", "{'n': 0}", "[[]]")
+_MUTABLE_DEFAULTS = ("[]", "{}", "set()", "dict()", "list()", "[0] * 4", "{'n': 0}", "[[]]", "([],)", "(0, {})",
+                     "(({'n': 0},),)")
 
 
 def _t_mutable_default(draw, names: _Names) -> _Snippet:
@@ -1141,6 +1165,9 @@ def _t_mutable_default(draw, names: _Names) -> _Snippet:
     default = draw(st.sampled_from(_MUTABLE_DEFAULTS))
     form = draw(st.sampled_from(["header", "header_kwonly", "helper", "lambda", "nested"]))
     use = f"{t} = len({p})"
+    if default.startswith("(") and draw(st.booleans()):
+        # A tuple is immutable, the list or dict inside it is not: it keeps state between moves.
+        return _Snippet((f"{t} = {p}[0]",), params=f"{p}={default}")
     if form == "header":
         return _Snippet((use,), params=f"{p}={default}")
     if form == "header_kwonly":
@@ -1227,6 +1254,7 @@ def _t_bomb(draw, names: _Names) -> _Snippet:
         "9 ** 9 ** 9", "10 ** 10 ** 10", "2 ** 10 ** 10", "[0] * 10 ** 9", "'x' * 10 ** 10", "(0,) * 10 ** 10",
         "1 << 10 ** 10", "'ab' * 10 ** 5 * 10 ** 5", "[0] * (10 ** 5) * (10 ** 5)", "sum(range(10 ** 12))",
         "max(range(10 ** 15))", "len(list(range(10 ** 10)))", "[board] * 10 ** 10", "99 ** 99 ** 99",
+        "((2 ** 100) ** 100) ** 100", "(10 ** 99) ** 99", "'x' * 10 ** 5 * 10 ** 5", "(1 << 100) ** 100",
     ]))
     form = draw(st.sampled_from(["direct", "lambda", "default", "nested"]))
     if form == "direct":
@@ -1255,6 +1283,7 @@ _TECHNIQUE_FNS: dict[str, dict[str, Callable]] = {
     },
     "randomness": {
         "hash_id": _t_hash_id, "sort_key": _t_sort_key, "random_modules": _t_random_modules,
+        "address": _t_address,
     },
     "loop": {
         "for": _t_for, "while": _t_while, "comprehension": _t_comprehension, "recursion": _t_recursion,
