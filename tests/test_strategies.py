@@ -206,8 +206,7 @@ HONEST = {"finished", "won", "max_moves", "stuck"}
 # Clean programs the current runner fails on, found by these properties and reported to the lead:
 # (substring identifying the construct, exact source for the strict xfail test, reason).
 KNOWN_RUNNER_GAPS: list[tuple[str, str, str]] = [
-    ("(*", "def strategy(board):\n    return 'WASD'[max(*[0, 1]) % 4]\n",
-     "the worker gives RestrictedPython no `_apply_`, so a call with *args raises NameError"),
+    # Closed: the worker gave RestrictedPython no `_apply_`, so `max(*row)` raised NameError.
 ]
 
 
@@ -232,9 +231,9 @@ def test_clean_programs_play_to_an_honest_record(source):
 
 
 @needs_run
-@pytest.mark.parametrize("source", [s for _, s, _ in KNOWN_RUNNER_GAPS] or
-                         [pytest.param("", marks=pytest.mark.skip(reason="no known runner gaps"))])
-@pytest.mark.xfail(strict=True, reason="known runner gap, reported to the lead")
+@pytest.mark.parametrize("source", [
+    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=why)) for _, s, why in KNOWN_RUNNER_GAPS]
+    or [pytest.param("", marks=pytest.mark.skip(reason="no known runner gaps"))])
 def test_known_runner_gaps(source):
     from sandbox.records import Limits
 
