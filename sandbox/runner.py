@@ -450,7 +450,7 @@ def _limits_dict(limits: Limits) -> dict:
 class WorkerPool:
     """Warm sandbox workers, used in parallel; a killed or crashed worker is replaced on next use.
 
-    ``workers`` defaults to the number of CPU cores. One extra worker, started with another
+    ``workers`` defaults to the CPU cores this process may use (at most 32). One extra worker, started with another
     ``PYTHONHASHSEED``, answers the determinism probe. Use as a context manager or call
     :meth:`close`. Strategy output is always discarded (``Limits.output_bytes`` is not used).
     ``restricted=False`` on :meth:`run` / :meth:`run_many` compiles with plain ``compile`` and
@@ -458,7 +458,7 @@ class WorkerPool:
     """
 
     def __init__(self, workers: int | None = None, game: str = "2048") -> None:
-        self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
+        self.workers = max(1, int(workers if workers is not None else _available_cores()))
         self.game = game
         self._slots: list[_Worker | None] = [None] * self.workers
         self._idle: Queue[int] = Queue()
@@ -608,6 +608,16 @@ class WorkerPool:
             restricted: bool = True) -> list[GameRecord]:
         """Play every seed with ``source`` -> one record per seed."""
         return self.run_many([source], game, seeds, limits, options, policy, restricted=restricted)[0]
+
+
+def _available_cores() -> int:
+    # Cores this process may run on (affinity, cgroups via sched_getaffinity), capped: each warm
+    # worker holds about 150 MB resident.
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 32))
 
 
 def _start(hash_seed: int, game: str) -> _Worker:
