@@ -490,6 +490,8 @@ class _Checker:
                 self.calls_unknown.add(self.function)
             self.visit(func)
         self.mark_callbacks(node)
+        if isinstance(func, ast.Attribute) and func.attr == "format":
+            self.text_of(node, [*node.args, *(k.value for k in node.keywords)])
         if isinstance(func, ast.Attribute) and func.attr in _PADDING_METHODS and node.args:
             self.check_size_arg(node.args[0], f"`.{func.attr}` of")
         self.visit_all(node.args)
@@ -535,26 +537,54 @@ class _Checker:
         elif name == "range":
             self.check_range(node, args)
         elif name == "str" and args and self.address_text(args[0], scope):
-            self.report("no-randomness", node,
-                        "the text of a function or iterator contains its memory address, which changes between runs")
+            self.report("no-randomness", node, "the text of a function, method or iterator contains its "
+                                               "memory address, which changes between runs")
 
-    def address_text(self, expr: ast.AST, scope: _Scope) -> bool:
-        """Whether ``expr`` is a function or lazy iterator, whose str() shows a memory address."""
-        if isinstance(expr, ast.Lambda):
-            return True
+    def address_text(self, expr: ast.AST, scope: _Scope, depth: int = 0) -> bool:
+        """Whether the text of ``expr`` may show a memory address (``<function f at 0x...>``).
+
+        Functions, bound methods and lazy iterators print with their address, which changes
+        between runs: text built from them is a hidden source of randomness. Containers are
+        searched, since ``str([f])`` shows ``f``'s address too.
+        """
+        if depth > 20:
+            return False
+        if isinstance(expr, (ast.Lambda, ast.Attribute)):
+            return True  # every allowed attribute is a method: its value is a bound method
         if isinstance(expr, ast.Name):
             found = self.resolve(expr.id, scope)
-            return bool(found and found.functions.get(expr.id) and expr.id not in found.unknown)
-        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
-            return expr.func.id in _ADDRESS_ITERATORS and self.resolve(expr.func.id, scope) is None
-        return False
+            return bool(found and found.functions.get(expr.id))
+        if isinstance(expr, ast.Call):
+            if isinstance(expr.func, ast.Name):
+                return expr.func.id in _ADDRESS_ITERATORS and self.resolve(expr.func.id, scope) is None
+            return False
+        if isinstance(expr, (ast.List, ast.Tuple, ast.Set)):
+            parts = expr.elts
+        elif isinstance(expr, ast.Dict):
+            parts = [*(k for k in expr.keys if k is not None), *expr.values]
+        elif isinstance(expr, ast.Starred):  # `*it` unpacks an iterator: only its items become text
+            parts = expr.value.elts if isinstance(expr.value, (ast.List, ast.Tuple, ast.Set)) else []
+        elif isinstance(expr, ast.IfExp):
+            parts = [expr.body, expr.orelse]
+        elif isinstance(expr, ast.BoolOp):
+            parts = expr.values
+        elif isinstance(expr, ast.NamedExpr):
+            parts = [expr.value]
+        elif isinstance(expr, ast.Subscript) and isinstance(expr.value, (ast.List, ast.Tuple, ast.Dict)):
+            parts = [expr.value]  # an item of a literal container
+        else:
+            return False
+        return any(self.address_text(p, scope, depth + 1) for p in parts)
+
+    def text_of(self, node: ast.AST, exprs: list[ast.AST]) -> None:
+        """Report ``node`` if the text it builds from ``exprs`` may show a memory address."""
+        scope = self.scope
+        self.later.append(lambda: any(self.address_text(e, scope) for e in exprs) and self.report(
+            "no-randomness", node,
+            "the text of a function, method or iterator contains its memory address, which changes between runs"))
 
     def v_formatted(self, node: ast.FormattedValue) -> None:
-        if isinstance(node.value, (ast.Name, ast.Lambda, ast.Call)):
-            scope = self.scope
-            self.later.append(lambda: self.address_text(node.value, scope) and self.report(
-                "no-randomness", node,
-                "the text of a function or iterator contains its memory address, which changes between runs"))
+        self.text_of(node, [node.value])
         self.children(node)
 
     def v_keyword(self, node: ast.keyword) -> None:
@@ -566,11 +596,7 @@ class _Checker:
         self.fold(node)
         if isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant) \
                 and isinstance(node.left.value, str):
-            items = node.right.elts if isinstance(node.right, ast.Tuple) else [node.right]
-            scope = self.scope
-            self.later.append(lambda: any(self.address_text(item, scope) for item in items) and self.report(
-                "no-randomness", node,
-                "the text of a function or iterator contains its memory address, which changes between runs"))
+            self.text_of(node, [node.right])
         self.children(node)
 
     def v_augassign(self, node: ast.AugAssign) -> None:

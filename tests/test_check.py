@@ -68,7 +68,7 @@ CLEAN = [
         except Exception:
             v = 0
         moves = sorted("WASD", key=lambda m: ("WASD".index(m) * 7 + k) % 4, reverse=True)
-        label = f"{k:>3}" + "{} {}".format(q, v) + "%d" % a
+        label = f"{k:>3}" + "{} {}".format(q, v) + "%d" % a + "".join(map(str, flat)) + "{}{}".format(*map(str, [1, 2]))
         print(label, moves)
         return moves[0] if isinstance(moves[0], str) and abs(-q) >= 0 else dir
     ''',
@@ -160,6 +160,12 @@ CHEATS = [
     ("randomness", body("r = f'{map(abs, [1])}'")),
     ("randomness", body("r = '%s' % (lambda: 0)")),
     ("randomness", body("h = hash", "r = h('x')")),
+    ("randomness", body("r = str([abs, lambda: 1])")),
+    ("randomness", body("r = '{}'.format(lambda: 0)")),
+    ("randomness", body("r = '%s' % (lambda: 0,)")),
+    ("randomness", body("r = str(board.copy)")),
+    ("randomness", body("r = str((zip(board[0], board[1]),))")),
+    ("randomness", body("f = lambda: 0", "r = str({0: f})")),
     # loop
     ("loop", body("for r in board:", "    pass")),
     ("loop", body("while True:", "    pass")),
