@@ -77,6 +77,19 @@ class _Malformed(Exception):
 # --- worker process handle -------------------------------------------------------------------
 
 
+def _spec_origin(spec: Any) -> list[str] | None:
+    """(module, file) that registers ``spec``, for games registered outside ``envs/``.
+
+    Workers are fresh interpreters that know only the games ``import envs`` registers; a game
+    registered elsewhere (a user's module, a test) is loaded in the worker from this file.
+    """
+    module = sys.modules.get(getattr(spec.new_state, "__module__", "") or "")
+    if module is None or module.__name__.split(".")[0] == "envs":
+        return None
+    path = getattr(module, "__file__", None)
+    return [module.__name__, os.path.abspath(path)] if path else None
+
+
 def _package_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -579,7 +592,8 @@ class WorkerPool:
         futures: dict[int, list[Future]] = {}
         references: dict[int, Future] = {}
         for s in runnable:
-            base = {"game": game, "options": options, "limits": _limits_dict(limits), "source": sources[s],
+            base = {"game": game, "origin": _spec_origin(spec), "options": options,
+                    "limits": _limits_dict(limits), "source": sources[s],
                     "builtins": builtin_names, "methods": methods, "restricted": restricted, "probe": boards}
             key = hashlib.sha256(json.dumps([sources[s], game, options, builtin_names, methods, restricted],
                                             sort_keys=True).encode()).hexdigest()

@@ -435,10 +435,8 @@ def address_space() -> int:
 
 def run_job(job: dict, send: Callable[[dict], None], hb: Any, baseline_as: int) -> None:
     """Play every seed of ``job`` (sending one message per game), then answer the probe boards."""
-    import envs
-
     global ALLOWED_ATTRIBUTES
-    spec = envs.get(job["game"])
+    spec = game_spec(job["game"], job.get("origin"))
     methods = job.get("methods")
     ALLOWED_ATTRIBUTES = None if methods is None else frozenset(methods)
     options = job.get("options") or {}
@@ -462,6 +460,23 @@ def run_job(job: dict, send: Callable[[dict], None], hb: Any, baseline_as: int) 
     probe = job.get("probe") or []
     hb[HB_GAME] = len(seeds) + 1
     send({"t": "done", "probe": probe_answers(fn, probe, hb) if probe else []})
+
+
+def game_spec(name: str, origin: list[str] | None) -> Any:
+    """The spec of game ``name``, loading the module that registers it when ``envs`` does not."""
+    import envs
+
+    if name not in envs.names() and origin:
+        module_name, path = origin
+        if module_name not in sys.modules:
+            import importlib.util
+
+            loader_spec = importlib.util.spec_from_file_location(module_name, path)
+            if loader_spec is not None and loader_spec.loader is not None:
+                module = importlib.util.module_from_spec(loader_spec)
+                sys.modules[module_name] = module
+                loader_spec.loader.exec_module(module)
+    return envs.get(name)
 
 
 def warm(game: str) -> None:
