@@ -1,0 +1,71 @@
+"""TrainConfig: presets, TOML loading, flag overrides, one-line validation errors, TOML round trip."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from train.config import PRESETS, TrainConfig, config_to_toml, load_config, make_config, save_config
+
+
+def test_defaults_are_the_cpu_preset_and_gpu_differs():
+    assert load_config() == TrainConfig() == make_config(preset="cpu")
+    gpu = make_config(preset="gpu")
+    assert gpu.group_size == 8 and gpu.max_new_tokens == 512 and gpu.kl_beta > 0
+    assert all(getattr(gpu, k) == v for k, v in PRESETS["gpu"].items())
+
+
+def test_toml_file_tables_and_overrides(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('preset = "gpu"\nsteps = 7\n[lora]\nrank = 4\ntarget_modules = ["q_proj", "v_proj"]\n')
+    cfg = load_config(f, {"lr": "3e-4", "gradient_checkpointing": "true", "group_size": None})
+    assert cfg.steps == 7 and cfg.lora_rank == 4 and cfg.lora_target_modules == ("q_proj", "v_proj")
+    assert cfg.lr == 3e-4 and cfg.gradient_checkpointing is True and cfg.group_size == 8
+    assert load_config(f, preset="cpu").group_size == TrainConfig().group_size
+
+
+@pytest.mark.parametrize("content, overrides, message", [
+    ("stepz = 3\n", {}, "unknown config key 'stepz'"),
+    ("steps = 'ten'\n", {}, "'steps' must be an integer"),
+    ("steps = true\n", {}, "'steps' must be an integer"),
+    ("", {"lr": "fast"}, "'lr' must be a number"),
+    ("group_size = 1\n", {}, "'group_size' must be >= 2"),
+    ("top_p = 1.5\n", {}, "'top_p' must be <= 1"),
+    ("loss_variant = 'ppo'\n", {}, "'loss_variant' must be one of"),
+    ("grad_accum = 3\n", {}, "'grad_accum' (3) must divide"),
+    ("steps = [\n", {}, "is not valid TOML"),
+    ("preset = 'tpu'\n", {}, "unknown preset"),
+])
+def test_errors_are_one_line_and_name_the_field(tmp_path, content, overrides, message):
+    f = tmp_path / "bad.toml"
+    f.write_text(content)
+    with pytest.raises(ValueError) as err:
+        load_config(f, overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError, match="nope.toml"):
+        load_config("nope.toml")
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 64), st.floats(1e-6, 1.0), st.sampled_from(["grpo", "dr_grpo", "dapo", "gspo"]),
+       st.booleans(), st.text(alphabet="abc/_-\"\\", min_size=1, max_size=12))
+def test_toml_round_trip(tmp_path_factory, rank, lr, variant, gc, out):
+    cfg = make_config({"lora_rank": rank, "lr": lr, "loss_variant": variant, "gradient_checkpointing": gc,
+                       "output_dir": out})
+    path = tmp_path_factory.mktemp("cfg") / "config.toml"
+    save_config(cfg, path)
+    assert load_config(path) == cfg
+    assert config_to_toml(cfg).count("\n") == len(dataclasses.fields(cfg))
+
+
+def test_replace_validates():
+    cfg = TrainConfig()
+    assert cfg.replace(steps=3).steps == 3
+    with pytest.raises(ValueError):
+        cfg.replace(steps=0)
+    assert cfg.batch_size == cfg.prompts_per_step * cfg.group_size

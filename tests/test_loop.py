@@ -1,0 +1,137 @@
+"""The GRPO loop end to end on the tiny local model with toy rewards: runs, logs, checkpoints, resumes, learns."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from rewards.records import Breakdown
+from train.config import make_config
+from train.loop import add_lora, step_plan, train
+from train.model import tiny_model_and_tokenizer
+
+PROMPTS = ["def strategy(board):", "board = [[2, 4, 8, 16], [0, 0, 2, 2]]\nmove"]
+
+
+def _config(tmp_path, **kw):
+    base = dict(steps=3, group_size=4, prompts_per_step=2, max_new_tokens=8, lr=1e-2, lora_rank=4,
+                lora_alpha=8, save_interval=2, output_dir=str(tmp_path / "run"), seeds_per_eval=2)
+    return make_config(base | kw)
+
+
+def _low_id_reward(tok):
+    """Toy reward: the share of the completion's tokens whose id is below 128."""
+    def reward_fn(completions, seeds):
+        out = []
+        for text in completions:
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            r = sum(i < 128 for i in ids) / max(len(ids), 1)
+            out.append(Breakdown(values={"low": r}, weights={"low": 1.0}, total=r,
+                                 info={"compliant": 1.0, "max_tile": 2.0 ** (1 + len(ids) % 5), "mean_score": r},
+                                 source=f"def strategy(board):\n    return 'W'  # {len(ids)}\n"))
+        return out
+    return reward_fn
+
+
+def test_three_steps_run_log_and_checkpoint(tmp_path):
+    model, tok = tiny_model_and_tokenizer(0)
+    cfg = _config(tmp_path)
+    summary = train(cfg, _low_id_reward(tok), model, tok, prompts=PROMPTS, progress=False)
+    run = tmp_path / "run"
+    assert summary.steps_done == 3 and not summary.interrupted
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [0, 1, 2]
+    for key in ("reward_mean", "reward_std", "reward_min", "reward_max", "rule/low", "zero_variance_frac",
+                "compliance", "max_tile", "score_mean", "kl", "clip_frac", "entropy", "completion_len_mean",
+                "truncation_rate", "rollout_tokens_per_s", "train_tokens_per_s", "step_seconds",
+                "peak_memory_gb", "loss", "grad_norm", "lr"):
+        assert key in lines[-1], key
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002", "step-00000003"]
+    assert (run / "config.toml").is_file() and (run / "curves.png").is_file()
+    assert summary.best and (run / "best" / "best-1.py").is_file()
+
+
+def test_equal_rewards_leave_the_weights_unchanged(tmp_path):
+    model, tok = tiny_model_and_tokenizer(0)
+    flat = lambda texts, seeds: [Breakdown(values={}, weights={}, total=1.0) for _ in texts]  # noqa: E731
+    cfg = _config(tmp_path, steps=2, save_interval=0, kl_beta=0.0)
+    summary = train(cfg, flat, model, tok, prompts=PROMPTS, progress=False)
+    assert all(h["zero_variance_frac"] == 1.0 and h["grad_norm"] == 0.0 for h in summary.history)
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and all(torch.equal(p, torch.zeros_like(p)) for p in lora_b)
+
+
+def test_reference_is_the_base_model_with_the_adapter_disabled():
+    model, tok = tiny_model_and_tokenizer(0)
+    ids = tok(PROMPTS[0], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        base = model(ids).logits.clone()
+    policy = add_lora(model, make_config({"lora_rank": 4}))
+    with torch.no_grad():  # make the adapter do something
+        for n, p in policy.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+        with policy.disable_adapter():
+            ref = policy(ids).logits
+        adapted = policy(ids).logits
+    assert torch.equal(ref, base)
+    assert not torch.allclose(adapted, base)
+    # One copy of the weights: the base parameters are the policy's own, not a clone.
+    assert sum(p.numel() for p in policy.parameters()) < 1.2 * sum(
+        p.numel() for n, p in policy.named_parameters() if "lora_" not in n)
+
+
+def test_step_plan_depends_only_on_seed_and_step():
+    cfg = make_config({"prompts_per_step": 3, "seeds_per_eval": 2})
+    assert step_plan(cfg, 4, 5) == step_plan(cfg, 4, 5)
+    assert step_plan(cfg, 4, 5) != step_plan(cfg, 5, 5)
+    plan = step_plan(cfg, 0, 5)
+    assert len(plan.prompt_indices) == 3 and all(len(s) == 2 for s in plan.eval_seeds)
+
+
+def test_ctrl_c_saves_and_resume_reproduces_the_uninterrupted_run(tmp_path):
+    kw = dict(steps=4, save_interval=0, num_iterations=2, kl_beta=0.05, schedule="cosine", lora_dropout=0.1,
+              loss_variant="dapo", clip_eps_high=0.28, grad_accum=2)
+    model, tok = tiny_model_and_tokenizer(0)
+    full = train(_config(tmp_path / "a", **kw), _low_id_reward(tok), model, tok, prompts=PROMPTS,
+                 progress=False)
+
+    reward = _low_id_reward(tok)
+    calls = {"n": 0}
+
+    def interrupting(texts, seeds):
+        calls["n"] += 1
+        if calls["n"] == 5:  # step 2's first group: Ctrl-C arrives mid-step
+            os.kill(os.getpid(), signal.SIGINT)
+        return reward(texts, seeds)
+
+    cfg = _config(tmp_path / "b", **kw)
+    model, tok = tiny_model_and_tokenizer(0)
+    part = train(cfg, interrupting, model, tok, prompts=PROMPTS, progress=False)
+    assert part.interrupted and part.steps_done == 2
+    assert (tmp_path / "b" / "run" / "checkpoints" / "step-00000002").is_dir()
+
+    model, tok = tiny_model_and_tokenizer(0)
+    rest = train(cfg, reward, model, tok, prompts=PROMPTS, progress=False, resume=True)
+    assert rest.steps_done == 4 and not rest.interrupted
+    got = [h["loss"] for h in part.history] + [h["loss"] for h in rest.history]
+    want = [h["loss"] for h in full.history]
+    assert got == want  # bit for bit
+    assert [h["reward_mean"] for h in rest.history] == [h["reward_mean"] for h in full.history[2:]]
+
+
+def test_reward_rises_on_a_toy_task(tmp_path):
+    model, tok = tiny_model_and_tokenizer(0)
+    with torch.no_grad():  # sharper logits than the default init: a policy with somewhere to go
+        model.model.embed_tokens.weight.mul_(8.0)
+    # One prompt, so the step-to-step reward moves with the policy, not with the prompt mix.
+    cfg = _config(tmp_path, steps=12, group_size=8, prompts_per_step=4, max_new_tokens=12, lr=1e-2,
+                  lora_rank=8, lora_alpha=16, save_interval=0)
+    summary = train(cfg, _low_id_reward(tok), model, tok, prompts=["You are playing 2048"],
+                    progress=False)
+    r = [h["reward_mean"] for h in summary.history]
+    first, last = sum(r[:3]) / 3, sum(r[-3:]) / 3
+    assert last > first + 0.3, r  # measured: ~0.05 -> ~1.0
