@@ -216,7 +216,6 @@ def max_exponent(b: np.ndarray) -> int:
 _U4, _U12, _U16, _U24, _U60 = np.uint64(4), np.uint64(12), np.uint64(16), np.uint64(24), np.uint64(60)
 _ROW = np.uint64(0xFFFF)
 _NIBBLE_LOW_BITS = np.uint64(0x1111111111111111)
-_ROW_OVERFLOW = 0xFFFF  # table entry of a row whose move would need a 16th exponent
 
 
 @njit(cache=True)
@@ -224,7 +223,7 @@ def _build_row_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Left/right results and points of every 16-bit row, computed with the reference line kernel."""
     left = np.zeros(65536, np.uint16)
     right = np.zeros(65536, np.uint16)
-    points = np.zeros(65536, np.int64)  # the same for both directions: the same pairs merge count
+    points = np.zeros(65536, np.uint32)  # the same for both directions; uint32 keeps the table in cache
     row = np.zeros(4, np.uint8)
     forward = np.array([0, 1, 2, 3], np.int64)
     backward = np.array([3, 2, 1, 0], np.int64)
@@ -236,7 +235,7 @@ def _build_row_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             packed = 0
             for j in range(4):
                 packed |= np.int64(row[j]) << (4 * j)
-            table[key] = _ROW_OVERFLOW if row.max() > 15 else packed
+            table[key] = packed & 0xFFFF  # rows holding a 15 never use the tables
             points[key] = g
     return left, right, points
 
@@ -245,11 +244,28 @@ _LEFT, _RIGHT, _POINTS = _build_row_tables()
 
 
 @njit(cache=True, inline="always")
-def _pack(b: np.ndarray) -> np.uint64:
+def _pack(b: np.ndarray) -> tuple[np.uint64, bool]:
+    """The bitboard of ``b`` and whether it may take the fast path (every exponent below 15)."""
     x = np.uint64(0)
+    top = 0
     for i in range(16):
         x |= np.uint64(b[i]) << np.uint64(4 * i)
-    return x
+        top |= b[i]
+    return x, top < 15 or _max_below_15(b)
+
+
+@njit(cache=True, inline="always")
+def _max_below_15(b: np.ndarray) -> bool:
+    for i in range(16):
+        if b[i] >= 15:
+            return False
+    return True
+
+
+@njit(cache=True, inline="always")
+def _has_15(x: np.uint64) -> bool:
+    """Whether a nibble holds 15 (tile 32768): the next merge there would not fit in 4 bits."""
+    return (x & (x >> np.uint64(1)) & (x >> np.uint64(2)) & (x >> np.uint64(3)) & _NIBBLE_LOW_BITS) != 0
 
 
 @njit(cache=True, inline="always")
@@ -268,30 +284,27 @@ def _transpose(x: np.uint64) -> np.uint64:
 
 
 @njit(cache=True, inline="always")
-def _rows(x: np.uint64, table: np.ndarray, points: np.ndarray) -> tuple[np.uint64, int, bool]:
+def _rows(x: np.uint64, table: np.ndarray, points: np.ndarray) -> tuple[np.uint64, int]:
     out = np.uint64(0)
     gained = 0
-    fits = True
     for r in range(4):
         shift = np.uint64(16 * r)
         row = (x >> shift) & _ROW
-        res = table[row]
-        fits &= res != _ROW_OVERFLOW
-        out |= np.uint64(res) << shift
-        gained += points[row]
-    return out, gained, fits
+        out |= np.uint64(table[row]) << shift
+        gained += np.int64(points[row])
+    return out, gained
 
 
 @njit(cache=True, inline="always")
 def _move4(x: np.uint64, d: int, left: np.ndarray, right: np.ndarray,
-           points: np.ndarray) -> tuple[np.uint64, int, bool]:
-    """Move bitboard ``x`` in direction ``d`` -> (result, points, fits in nibbles)."""
+           points: np.ndarray) -> tuple[np.uint64, int]:
+    """Move bitboard ``x`` (no nibble at 15) in direction ``d`` -> (result, points)."""
     if d == LEFT:
         return _rows(x, left, points)
     if d == RIGHT:
         return _rows(x, right, points)
-    y, g, fits = _rows(_transpose(x), left if d == UP else right, points)
-    return _transpose(y), g, fits
+    y, g = _rows(_transpose(x), left if d == UP else right, points)
+    return _transpose(y), g
 
 
 @njit(cache=True, inline="always")
@@ -315,7 +328,7 @@ def _spawn4(x: np.uint64, rngs: np.ndarray, k: int) -> np.uint64:
 @njit(cache=True, inline="always")
 def _over4(x: np.uint64, left: np.ndarray, right: np.ndarray, points: np.ndarray) -> bool:
     for d in range(4):
-        y, _, _ = _move4(x, d, left, right, points)
+        y, _ = _move4(x, d, left, right, points)
         if y != x:
             return False
     return True
@@ -338,16 +351,17 @@ def _step_batch(boards, rngs, lines, actions, gained, changed, over, left, right
     for i in range(boards.shape[0]):
         b = boards[i]
         if n == 4:
-            x = _pack(b)
-            y, g, fits = _move4(x, actions[i], left, right, points)
-            if fits:
+            x, fast = _pack(b)
+            if fast:
+                y, g = _move4(x, actions[i], left, right, points)
                 c = y != x
                 if c:
                     y = _spawn4(y, rngs, i)
                     _unpack(y, b)
                 gained[i] = g
                 changed[i] = c
-                over[i] = _over4(y, left, right, points)
+                # _over4 needs no nibble at 15; a fresh 32768 is rare enough for the array kernel
+                over[i] = is_over(b, n) if _has_15(y) else _over4(y, left, right, points)
                 continue
         g, c = step(b, rngs, i, lines, actions[i])
         gained[i] = g
@@ -381,24 +395,20 @@ def _random_play_batch(boards, rngs, lines, steps, seeds, perms, left, right, po
     moves = 0
     for i in range(boards.shape[0]):
         b = boards[i]
-        x = _pack(b) if n == 4 else np.uint64(0)
+        x, fast = _pack(b) if n == 4 else (np.uint64(0), False)
         for _ in range(steps):
             r = _next(rngs, i)
             p = perms[((r >> _S32) * np.uint64(24)) >> _S32]
             moved = False
             for t in range(4):
-                if n == 4:
-                    y, g, fits = _move4(x, p[t], left, right, points)
-                    if not fits:  # past tile 32768: finish this move on the array kernel
-                        _unpack(x, b)
-                        g, c = slide(b, lines, p[t])
-                        spawn(b, rngs, i)
-                        x = _pack(b)
-                        moved = True
-                        break
+                if fast:
+                    y, g = _move4(x, p[t], left, right, points)
                     if y != x:
                         x = _spawn4(y, rngs, i)
                         moved = True
+                        if _has_15(x):  # tile 32768: the rest of this game on the array kernel
+                            _unpack(x, b)
+                            fast = False
                         break
                 else:
                     g, c = slide(b, lines, p[t])
@@ -412,8 +422,8 @@ def _random_play_batch(boards, rngs, lines, steps, seeds, perms, left, right, po
                 seeds[i] += boards.shape[0]
                 reset(b, rngs, i, seeds[i])
                 if n == 4:
-                    x = _pack(b)
-        if n == 4:
+                    x, fast = _pack(b)
+        if fast:
             _unpack(x, b)
     return moves
 
