@@ -119,8 +119,6 @@ def default_reward_fn(config: TrainConfig) -> RewardFn:
 def _default_prompts(config: TrainConfig, tokenizer: Any) -> list[str]:
     from train.prompts import build_prompt
 
-    if config.prompt_template == "default":
-        return [build_prompt(config.game, tokenizer)]
     return [build_prompt(config.game, tokenizer, template=config.prompt_template)]
 
 
