@@ -197,3 +197,30 @@ def test_real_gguf_conversion_matches_the_gguf_model(tmp_path):
     x = torch.tensor([[1, 9690, 198, 28120, 905]])
     with torch.no_grad():
         assert torch.equal(plain(x).logits, quantized(x).logits)
+
+
+def test_failed_hub_download_falls_back_to_the_gguf(monkeypatch, tmp_path):
+    import transformers
+
+    model, tok = M.tiny_model_and_tokenizer(seed=4)
+    monkeypatch.setenv("CODEPOLICY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(M, "hub_reachable", lambda timeout=1.5: True)
+    monkeypatch.setattr(M, "_hub_copy_in_hf_cache", lambda: None)
+    monkeypatch.setattr(M, "find_gguf", lambda: tmp_path / "m.gguf")
+
+    def fake_convert(gguf, out=None):
+        model.save_pretrained(out)
+        tok.save_pretrained(out)
+        return out
+
+    monkeypatch.setattr(M, "convert_gguf", fake_convert)
+    real = transformers.AutoModelForCausalLM.from_pretrained
+
+    def no_hub(path, *a, **k):
+        if path == M.HUB_ID:
+            raise OSError("connection reset")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_hub)
+    loaded, _ = M.load_model("smollm2-135m", device="cpu")
+    assert loaded.config.num_hidden_layers == 2

@@ -19,6 +19,7 @@ import importlib.util
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from functools import lru_cache
@@ -212,7 +213,7 @@ def resolve_model(name: str = DEFAULT_MODEL, *, verbose: bool = False) -> str:
         raise ValueError(f"model name must be a non-empty string, got {name!r}")
     if name.strip().lower() not in _ALIASES:
         return name
-    say = print if verbose else (lambda *a, **k: None)
+    say = (lambda *a: print(*a, file=sys.stderr)) if verbose else (lambda *a: None)
     converted = converted_dir()
     if _is_complete_hf_folder(converted):
         return str(converted)
@@ -288,7 +289,15 @@ def load_model(name: str = DEFAULT_MODEL, dtype: str = "auto", device: str = "au
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        except OSError:
+            # The hub answered the quick check but the download failed: the bundled GGUF still works.
+            if path != HUB_ID or find_gguf() is None:
+                raise
+            print(f"could not download {HUB_ID}; converting the bundled GGUF instead", file=sys.stderr)
+            path = str(convert_gguf(find_gguf(), converted_dir()))
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FileNotFoundError(f"cannot load model {name!r} from {path!r}: {first}") from None
