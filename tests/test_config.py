@@ -34,7 +34,7 @@ def test_toml_file_tables_and_overrides(tmp_path):
     ("group_size = 1\n", {}, "'group_size' must be >= 2"),
     ("top_p = 1.5\n", {}, "'top_p' must be <= 1"),
     ("loss_variant = 'ppo'\n", {}, "'loss_variant' must be one of"),
-    ("grad_accum = 3\n", {}, "'grad_accum' (3) must divide"),
+    ("grad_accum = 9\n", {}, "'grad_accum' (9) must be <="),
     ("steps = [\n", {}, "is not valid TOML"),
     ("preset = 'tpu'\n", {}, "unknown preset"),
 ])
@@ -69,3 +69,4 @@ def test_replace_validates():
     with pytest.raises(ValueError):
         cfg.replace(steps=0)
     assert cfg.batch_size == cfg.prompts_per_step * cfg.group_size
+    assert cfg.replace(group_size=3, prompts_per_step=2, grad_accum=4).micro_batch_size == 2  # 6 rows: 2,2,2

@@ -18,7 +18,8 @@ PROMPTS = ["def strategy(board):", "board = [[2, 4, 8, 16], [0, 0, 2, 2]]\nmove"
 
 def _config(tmp_path, **kw):
     base = dict(steps=3, group_size=4, prompts_per_step=2, max_new_tokens=8, lr=1e-2, lora_rank=4,
-                lora_alpha=8, save_interval=2, output_dir=str(tmp_path / "run"), seeds_per_eval=2)
+                lora_alpha=8, save_interval=2, output_dir=str(tmp_path / "run"), seeds_per_eval=2,
+                grad_accum=1, gradient_checkpointing=False)
     return make_config(base | kw)
 
 
@@ -38,7 +39,7 @@ def _low_id_reward(tok):
 
 def test_three_steps_run_log_and_checkpoint(tmp_path):
     model, tok = tiny_model_and_tokenizer(0)
-    cfg = _config(tmp_path)
+    cfg = _config(tmp_path, gradient_checkpointing=True, grad_accum=4, eval_interval=3, eval_samples=4)
     summary = train(cfg, _low_id_reward(tok), model, tok, prompts=PROMPTS, progress=False)
     run = tmp_path / "run"
     assert summary.steps_done == 3 and not summary.interrupted
@@ -47,7 +48,7 @@ def test_three_steps_run_log_and_checkpoint(tmp_path):
     for key in ("reward_mean", "reward_std", "reward_min", "reward_max", "rule/low", "zero_variance_frac",
                 "compliance", "max_tile", "score_mean", "kl", "clip_frac", "entropy", "completion_len_mean",
                 "truncation_rate", "rollout_tokens_per_s", "train_tokens_per_s", "step_seconds",
-                "peak_memory_gb", "loss", "grad_norm", "lr"):
+                "peak_memory_gb", "loss", "grad_norm", "lr", "eval/reward_mean"):
         assert key in lines[-1], key
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002", "step-00000003"]
     assert (run / "config.toml").is_file() and (run / "curves.png").is_file()
@@ -94,7 +95,7 @@ def test_step_plan_depends_only_on_seed_and_step():
 
 def test_ctrl_c_saves_and_resume_reproduces_the_uninterrupted_run(tmp_path):
     kw = dict(steps=4, save_interval=0, num_iterations=2, kl_beta=0.05, schedule="cosine", lora_dropout=0.1,
-              loss_variant="dapo", clip_eps_high=0.28, grad_accum=2)
+              loss_variant="dapo", clip_eps_high=0.28, grad_accum=3)  # 8 rows: micro-batches 3, 3, 2
     model, tok = tiny_model_and_tokenizer(0)
     full = train(_config(tmp_path / "a", **kw), _low_id_reward(tok), model, tok, prompts=PROMPTS,
                  progress=False)

@@ -62,8 +62,9 @@ class TrainConfig:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    steps: int = 12
-    grad_accum: int = 1
+    steps: int = 8
+    # The default prompt is ~1.4k tokens: one sequence per micro-batch keeps a CPU update near 1 GB.
+    grad_accum: int = 8
     num_iterations: int = 1
     # GRPO objective.
     clip_eps_low: float = 0.2
@@ -77,7 +78,7 @@ class TrainConfig:
     # Hardware.
     dtype: str = "auto"
     device: str = "auto"
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = True
     rollout_backend: str = "auto"
     rollout_compile: bool = True
     vllm_gpu_memory_utilization: float = 0.3
@@ -96,8 +97,8 @@ class TrainConfig:
 
     @property
     def micro_batch_size(self) -> int:
-        """Sequences per forward/backward pass (the batch split into grad_accum parts)."""
-        return self.batch_size // self.grad_accum
+        """Sequences per forward/backward pass: the batch split into grad_accum parts (the last may be smaller)."""
+        return -(-self.batch_size // self.grad_accum)
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A validated copy with some fields changed."""
@@ -116,6 +117,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_steps": 10,
         "steps": 300,
         "grad_accum": 4,
+        "gradient_checkpointing": False,
         "kl_beta": 0.04,
         "seeds_per_eval": 4,
         "dtype": "bfloat16",
@@ -235,10 +237,10 @@ def _validate(cfg: TrainConfig) -> None:
             raise ValueError(f"config field '{name}' must be one of {', '.join(choices)}; got {v!r}")
     if not cfg.model.strip():
         raise ValueError("config field 'model' must name a model or a local path, got ''")
-    if cfg.batch_size % cfg.grad_accum:
+    if cfg.grad_accum > cfg.batch_size:
         raise ValueError(
-            f"config field 'grad_accum' ({cfg.grad_accum}) must divide prompts_per_step * group_size "
-            f"({cfg.batch_size})"
+            f"config field 'grad_accum' ({cfg.grad_accum}) must be <= prompts_per_step * group_size "
+            f"({cfg.batch_size}): each micro-batch needs at least one sequence"
         )
 
 

@@ -341,6 +341,8 @@ class LeanBackend(RolloutBackend):
         done = torch.zeros(B, dtype=torch.bool, device=dev)
         next_pos = pmask.sum(1)  # position of the first generated token
         pad_tok = torch.full((B,), self.pad, dtype=torch.long, device=dev)
+        # Cache slots of the generated tokens, made once: no host-to-device copy inside the loop.
+        slots = torch.arange(P, L, device=dev)
         steps = 0
         for t in range(T):
             tok, lp = sample_tokens(logits, sampling.temperature, sampling.top_p, gen)
@@ -356,8 +358,7 @@ class LeanBackend(RolloutBackend):
                 break
             if self.compile:
                 torch.compiler.cudagraph_mark_step_begin()
-            index = torch.tensor(P + t, device=dev)
-            logits = self._decode(tok, next_pos + t, index, key_valid, cache)
+            logits = self._decode(tok, next_pos + t, slots[t], key_valid, cache)
             if self.compile:
                 logits = logits.clone()
         tokens, logps = tokens[:N, :steps], logps[:N, :steps]
