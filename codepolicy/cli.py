@@ -3,12 +3,13 @@
 Each package contributes its subcommands from its own ``cli`` module through
 ``add_commands(subparsers)``; a subcommand's handler returns the exit code. Expected
 errors (bad file, bad config, bad input) are raised as :class:`UsageError` or ``ValueError``
-and printed as one line, without a traceback.
+and printed as one line, without a traceback (``CODEPOLICY_DEBUG=1`` shows it).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from codepolicy import __version__
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except (UsageError, ValueError, FileNotFoundError, KeyError) as exc:
+        if os.environ.get("CODEPOLICY_DEBUG"):  # the traceback, for bug reports
+            raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"codepolicy {args.command}: error: {message}", file=sys.stderr)
         return 2
