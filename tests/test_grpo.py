@@ -15,6 +15,7 @@ from train.grpo import (
     policy_loss,
     selective_log_softmax,
     sequence_logprobs,
+    shared_prompt,
     token_entropy,
 )
 
@@ -115,6 +116,129 @@ def test_sequence_logprobs_ignore_left_padding_and_batch_in_micro_batches():
     lp0, _ = sequence_logprobs(m, ids[:1, 2:], mask[:1, 2:], 2)
     assert torch.allclose(lp[0], lp0[0])
     assert torch.allclose(batched_logprobs(m, ids, mask, 2, micro_batch_size=1), lp.detach())
+
+
+# ---------------------------------------------------------------- shared-prompt log-probs
+
+def _shared_batch(seed=0, B=4, P=9, C=6, pad=3, vocab=300):
+    """Rows [pad | one prompt | completions of different lengths], right-padded completions."""
+    g = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(3, vocab, (P,), generator=g)
+    comp = torch.randint(3, vocab, (B, C), generator=g)
+    lengths = [C, 1, C - 2, 3][:B] + [C] * max(0, B - 4)
+    cmask = torch.tensor([[1] * n + [0] * (C - n) for n in lengths])
+    comp = torch.where(cmask.bool(), comp, torch.zeros_like(comp))
+    ids = torch.cat([torch.zeros(B, pad, dtype=torch.long), prompt.expand(B, P), comp], 1)
+    mask = torch.cat([torch.zeros(B, pad, dtype=torch.long), torch.ones(B, P, dtype=torch.long), cmask], 1)
+    return ids, mask, C
+
+
+def test_shared_prompt_detects_one_prompt_and_rejects_the_rest():
+    ids, mask, C = _shared_batch()
+    got = shared_prompt(ids, mask, C)
+    assert got is not None and torch.equal(got, ids[0, 3:3 + 9])
+    other = ids.clone()
+    other[2, 5] += 1  # one row's prompt differs
+    assert shared_prompt(other, mask, C) is None
+    shifted = mask.clone()
+    shifted[1, 3] = 0  # same ids, different padding
+    assert shared_prompt(ids, shifted, C) is None
+    holed = mask.clone()
+    holed[:, 6] = 0  # a hole inside the prompt: not left padding
+    assert shared_prompt(ids, holed, C) is None
+    gap = mask.clone()
+    gap[0, -3] = 0  # a hole inside a completion: not right padding
+    assert shared_prompt(ids, gap, C) is None
+    assert shared_prompt(ids, mask, ids.shape[1]) is None  # no prompt part
+
+
+def _tiny_policy(lora: bool, checkpointing: bool):
+    from train.config import make_config
+    from train.loop import add_lora
+    from train.model import tiny_model_and_tokenizer
+
+    model, _ = tiny_model_and_tokenizer(0)
+    model = model.double()
+    if lora:
+        model = add_lora(model, make_config({"lora_rank": 4, "lora_alpha": 8,
+                                             "gradient_checkpointing": checkpointing}))
+        with torch.no_grad():  # a non-zero adapter, so its gradients flow through the prompt too
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 0.3, generator=torch.Generator().manual_seed(len(n)))
+    elif checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    return model
+
+
+def _values_and_grads(model, ids, mask, C, share, weights):
+    model.zero_grad(set_to_none=True)
+    lp, ent = sequence_logprobs(model, ids, mask, C, 0.8, with_entropy=True, share_prompt=share)
+    cm = mask[:, -C:].to(lp.dtype)
+    (lp * weights * cm).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return lp.detach() * cm, ent * cm, grads
+
+
+@pytest.mark.parametrize("lora", [False, True])
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_shared_prefix_values_and_gradients_equal_the_full_path(monkeypatch, lora, checkpointing):
+    import train.grpo as grpo
+
+    calls = []
+    real = grpo._prefix_forward
+    monkeypatch.setattr(grpo, "_prefix_forward", lambda *a: calls.append(1) or real(*a))
+    model = _tiny_policy(lora, checkpointing)
+    ids, mask, C = _shared_batch(seed=1)
+    w = torch.randn(ids.shape[0], C, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    full = _values_and_grads(model, ids, mask, C, False, w)
+    assert calls == []
+    shared = _values_and_grads(model, ids, mask, C, True, w)
+    assert calls == [1]  # the prompt ran once for the whole micro-batch
+    # float64 model; the log-softmax itself runs in float32, hence ~1e-7 relative agreement.
+    assert torch.allclose(shared[0], full[0], atol=1e-6) and torch.allclose(shared[1], full[1], atol=1e-6)
+    assert full[2].keys() == shared[2].keys() and len(full[2]) > 0
+    if lora:
+        assert all("lora_" in n for n in full[2])
+    for n, g in full[2].items():
+        assert torch.allclose(shared[2][n], g, atol=1e-6 * float(g.abs().max()), rtol=0), n
+    # The prompt's own layers get gradient only through its keys/values and last logits: check it is there.
+    assert any(g.abs().sum() > 0 for n, g in shared[2].items() if "layers.0." in n)
+
+
+def test_shared_prefix_single_completion_token_and_fallback_for_different_prompts(monkeypatch):
+    import train.grpo as grpo
+
+    model = _tiny_policy(lora=True, checkpointing=False)
+    ids, mask, _ = _shared_batch(seed=3)
+    one = ids[:, :-5], mask[:, :-5]  # completions of one token: only the prompt's last logits are used
+    a, _ = sequence_logprobs(model, *one, 1, share_prompt=False)
+    b, _ = sequence_logprobs(model, *one, 1)
+    assert torch.allclose(a, b, atol=1e-6)
+    other = ids.clone()
+    other[1, 4] += 1
+    calls = []
+    real = grpo._prefix_forward
+    monkeypatch.setattr(grpo, "_prefix_forward", lambda *a: calls.append(1) or real(*a))
+    lp, _ = sequence_logprobs(model, other, mask, 6)
+    lp_full, _ = sequence_logprobs(model, other, mask, 6, share_prompt=False)
+    assert calls == [] and torch.equal(lp, lp_full)
+
+
+def test_batched_logprobs_share_one_prompt_across_micro_batches(monkeypatch):
+    import train.grpo as grpo
+
+    model = _tiny_policy(lora=True, checkpointing=False).eval()
+    ids, mask, C = _shared_batch(seed=4, B=5)
+    calls = []
+    real = grpo._prefix_forward
+    monkeypatch.setattr(grpo, "_prefix_forward", lambda *a: calls.append(1) or real(*a))
+    shared = batched_logprobs(model, ids, mask, C, micro_batch_size=2)
+    full = batched_logprobs(model, ids, mask, C, micro_batch_size=2, share_prompt=False)
+    assert calls == [1]
+    cm = mask[:, -C:]
+    assert torch.allclose(shared * cm, full * cm, atol=1e-6)
 
 
 # ---------------------------------------------------------------- KL and the policy loss

@@ -4,7 +4,10 @@ Read top to bottom, this is the whole objective:
 
 1. ``group_advantages``: each completion's reward relative to its group (and optionally scaled).
 2. ``selective_log_softmax`` / ``sequence_logprobs``: log pi(token) for the sampled tokens only, in chunks, so a
-   float32 [batch, seq, vocab] tensor is never built for the whole batch.
+   float32 [batch, seq, vocab] tensor is never built for the whole batch. When every row of a batch has the
+   same prompt (the usual case: a group is G samples of one prompt), the prompt runs once at batch 1 and
+   only the completions run at batch B over its expanded KV cache (``shared_prompt``): exact, gradients
+   included, and most of the work of a 1.4k-token prompt with 128-token completions is gone.
 3. ``k3_kl``: the per-token KL estimate to the reference policy.
 4. ``policy_loss``: the clipped surrogate, with the normalisation of the chosen variant
    (grpo, dr_grpo, dapo, gspo), written so that summing it over micro-batches gives exactly the loss
@@ -12,7 +15,9 @@ Read top to bottom, this is the whole objective:
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Any, Iterator
 
 import torch
 
@@ -21,6 +26,8 @@ __all__ = [
     "selective_log_softmax",
     "token_entropy",
     "position_ids_from_mask",
+    "shared_prompt",
+    "prefix_sharing_supported",
     "sequence_logprobs",
     "batched_logprobs",
     "k3_kl",
@@ -135,19 +142,166 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def shared_prompt(input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int) -> torch.Tensor | None:
+    """The prompt's real token ids [P] when every row has the same prompt, else None.
+
+    Rows are [left-padded prompt | right-padded completion]. "Same" means the same ids and the same mask
+    in the prompt part, the prompt mask is pure left padding and each completion mask pure right padding
+    (the layout the shared-prefix path reproduces exactly); anything else returns None.
+    """
+    P = input_ids.shape[1] - n_completion
+    if P <= 0 or input_ids.shape[0] == 0:
+        return None
+    ids, mask = input_ids[:, :P], attention_mask[:, :P]
+    if not (torch.equal(ids, ids[:1].expand_as(ids)) and torch.equal(mask, mask[:1].expand_as(mask))):
+        return None
+    real = mask[0].bool()
+    if not bool(real.any()) or bool((real[:-1] & ~real[1:]).any()):
+        return None
+    comp = attention_mask[:, P:].bool()
+    if bool((~comp[:, :-1] & comp[:, 1:]).any()):
+        return None
+    return ids[0, real]
+
+
+def prefix_sharing_supported(model: Any) -> str | None:
+    """None if ``sequence_logprobs`` can share a prompt's KV cache with this model, else the reason it cannot."""
+    cfg = getattr(model, "config", None)
+    if cfg is None or not hasattr(cfg, "get_text_config"):
+        return "not a transformers model"
+    if getattr(cfg, "is_encoder_decoder", False):
+        return "an encoder-decoder model"
+    impl = getattr(cfg, "_attn_implementation", None) or "sdpa"
+    if impl not in ("sdpa", "eager"):
+        return f"attention implementation {impl!r} (sdpa or eager needed)"
+    text_cfg = cfg.get_text_config(decoder=True)
+    if any(t != "full_attention" for t in (getattr(text_cfg, "layer_types", None) or [])):
+        return "the model has sliding-window or linear-attention layers"
+    if torch.is_grad_enabled():
+        for m in model.modules():
+            if getattr(m, "gradient_checkpointing", False) and getattr(m, "training", False):
+                fn = getattr(m, "_gradient_checkpointing_func", None)
+                if getattr(fn, "keywords", {}).get("use_reentrant", True):
+                    # Reentrant checkpointing detaches a layer's inner tensors: the prompt's keys would get no gradient.
+                    return "reentrant gradient checkpointing"
+    return None
+
+
+def _cache_layers() -> tuple[type, type, type]:
+    """Two replay-safe KV-cache layers (built lazily: transformers is imported only when a model is used)."""
+    global _LAYERS
+    if _LAYERS is None:
+        from transformers.cache_utils import Cache, DynamicLayer
+
+        class RecordLayer(DynamicLayer):
+            """Prompt pass: keeps the first keys/values it sees and returns its input unchanged.
+
+            Returning the input (not a concatenation) makes a checkpointed layer's backward replay compute
+            exactly what the forward did; the stored tensors are those of the forward, with their graph.
+            """
+
+            def update(self, key_states, value_states, *args, **kwargs):
+                if not self.is_initialized:
+                    self.dtype, self.device = key_states.dtype, key_states.device
+                    self.keys, self.values = key_states, value_states
+                    self.is_initialized = True
+                return key_states, value_states
+
+        class PrefixLayer(DynamicLayer):
+            """Completion pass: the prompt's keys/values (batch 1, expanded: a view) before the new ones; stores nothing."""
+
+            def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+                super().__init__()
+                self.keys, self.values = keys, values
+                self.dtype, self.device = keys.dtype, keys.device
+                self.is_initialized = True
+
+            def update(self, key_states, value_states, *args, **kwargs):
+                B = key_states.shape[0]
+                k = torch.cat([self.keys.expand(B, -1, -1, -1).to(key_states.dtype), key_states], dim=-2)
+                v = torch.cat([self.values.expand(B, -1, -1, -1).to(value_states.dtype), value_states], dim=-2)
+                return k, v
+
+        _LAYERS = (Cache, RecordLayer, PrefixLayer)
+    return _LAYERS
+
+
+_LAYERS: tuple[type, type, type] | None = None
+
+
+@contextlib.contextmanager
+def _keep_cache_under_checkpointing(model: Any) -> Iterator[None]:
+    """transformers drops the KV cache inside checkpointed layers (a replay would write it twice); ours is replay-safe."""
+    layers = [m for m in model.modules()
+              if getattr(m, "gradient_checkpointing", False) and hasattr(type(m), "_can_checkpoint_with_cache")]
+    for m in layers:
+        m._can_checkpoint_with_cache = True
+    try:
+        yield
+    finally:
+        for m in layers:
+            del m._can_checkpoint_with_cache  # back to the class's value
+
+
+def _prefix_forward(model: Any, prompt: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """Run the prompt once at batch 1: each layer's keys and values [1, H, P, D] and the last position's logits [1, V]."""
+    Cache, RecordLayer, _ = _cache_layers()
+    cache = Cache(layer_class_to_replicate=RecordLayer)
+    ids = prompt[None]
+    pos = torch.arange(ids.shape[1], device=ids.device)[None]
+    with _keep_cache_under_checkpointing(model):
+        out = model(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers], out.logits[:, -1]
+
+
+def _completion_logits(model: Any, prefix: tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor],
+                       completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    """Logits [B, C, V] predicting each completion token: the prompt's last logits, then the completion's own."""
+    keys, values, last = prefix
+    Cache, _, PrefixLayer = _cache_layers()
+    B, C = completion_ids.shape
+    P = keys[0].shape[-2]
+    first = last[:, None, :].expand(B, 1, last.shape[-1])
+    if C == 1:
+        return first
+    # Completion token t is predicted from position P + t - 1: feed all but the last completion token.
+    feed = completion_ids[:, :-1]
+    mask = torch.cat([torch.ones(B, P, dtype=completion_mask.dtype, device=completion_mask.device),
+                      completion_mask[:, :-1]], dim=1)
+    pos = (P + torch.arange(C - 1, device=feed.device))[None].expand(B, -1)
+    cache = Cache(layers=[PrefixLayer(k, v) for k, v in zip(keys, values)])
+    with _keep_cache_under_checkpointing(model):
+        out = model(input_ids=feed, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+    return torch.cat([first.to(out.logits.dtype), out.logits], dim=1)
+
+
+def _shared(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int,
+            share_prompt: bool) -> torch.Tensor | None:
+    if not share_prompt or input_ids.shape[0] < 2 or prefix_sharing_supported(model) is not None:
+        return None
+    return shared_prompt(input_ids, attention_mask, n_completion)
+
+
 def sequence_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       n_completion: int, temperature: float = 1.0,
-                      with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                      with_entropy: bool = False, share_prompt: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(token) of the last ``n_completion`` tokens of each row ([B, n_completion] float32), and entropy.
 
     Rows are [left-padded prompt | completion]; only the completion's logits are computed
-    (``logits_to_keep``), scaled by the sampling temperature as in the rollout.
+    (``logits_to_keep``), scaled by the sampling temperature as in the rollout. When all rows share one
+    prompt (see :func:`shared_prompt`) and ``share_prompt``, the prompt runs once at batch 1 and its KV cache
+    is expanded to the batch: the same values and gradients, the prompt's cost paid once instead of B times.
     """
-    out = model(input_ids=input_ids, attention_mask=attention_mask,
-                position_ids=position_ids_from_mask(attention_mask),
-                use_cache=False, logits_to_keep=n_completion + 1)
-    logits = out.logits[:, :-1]  # position t predicts token t+1
     targets = input_ids[:, -n_completion:]
+    prompt = _shared(model, input_ids, attention_mask, n_completion, share_prompt)
+    if prompt is not None:
+        logits = _completion_logits(model, _prefix_forward(model, prompt), targets,
+                                    attention_mask[:, -n_completion:])
+    else:
+        out = model(input_ids=input_ids, attention_mask=attention_mask,
+                    position_ids=position_ids_from_mask(attention_mask),
+                    use_cache=False, logits_to_keep=n_completion + 1)
+        logits = out.logits[:, :-1]  # position t predicts token t+1
     logp = selective_log_softmax(logits, targets, temperature)
     ent = token_entropy(logits, temperature) if with_entropy else None
     return logp, ent
@@ -155,12 +309,23 @@ def sequence_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention
 
 @torch.no_grad()
 def batched_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     n_completion: int, micro_batch_size: int, temperature: float = 1.0) -> torch.Tensor:
-    """sequence_logprobs over micro-batches without gradients (old-policy and reference passes)."""
+                     n_completion: int, micro_batch_size: int, temperature: float = 1.0,
+                     share_prompt: bool = True) -> torch.Tensor:
+    """sequence_logprobs over micro-batches without gradients (old-policy and reference passes).
+
+    A prompt shared by the whole batch runs once, for all micro-batches.
+    """
+    prompt = _shared(model, input_ids, attention_mask, n_completion, share_prompt)
+    prefix = _prefix_forward(model, prompt) if prompt is not None else None
     parts = []
     for i in range(0, input_ids.shape[0], micro_batch_size):
-        lp, _ = sequence_logprobs(model, input_ids[i:i + micro_batch_size],
-                                  attention_mask[i:i + micro_batch_size], n_completion, temperature)
+        ids, mask = input_ids[i:i + micro_batch_size], attention_mask[i:i + micro_batch_size]
+        if prefix is not None:
+            targets = ids[:, -n_completion:]
+            logits = _completion_logits(model, prefix, targets, mask[:, -n_completion:])
+            lp = selective_log_softmax(logits, targets, temperature)
+        else:
+            lp, _ = sequence_logprobs(model, ids, mask, n_completion, temperature, share_prompt=False)
         parts.append(lp)
     return torch.cat(parts)
 
