@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 
@@ -95,7 +96,7 @@ def test_step_plan_depends_only_on_seed_and_step():
 
 def test_ctrl_c_saves_and_resume_reproduces_the_uninterrupted_run(tmp_path):
     kw = dict(steps=4, save_interval=0, num_iterations=2, kl_beta=0.05, schedule="cosine", lora_dropout=0.1,
-              loss_variant="dapo", clip_eps_high=0.28, grad_accum=3)  # 8 rows: micro-batches 3, 3, 2
+              loss_variant="dapo", clip_eps_high=0.28, grad_accum=3)  # 8 rows, 2 prompts: micro-batches 3, 1, 3, 1
     model, tok = tiny_model_and_tokenizer(0)
     full = train(_config(tmp_path / "a", **kw), _low_id_reward(tok), model, tok, prompts=PROMPTS,
                  progress=False)
@@ -136,3 +137,30 @@ def test_reward_rises_on_a_toy_task(tmp_path):
     r = [h["reward_mean"] for h in summary.history]
     first, last = sum(r[:3]) / 3, sum(r[-3:]) / 3
     assert last > first + 0.3, r  # measured: ~0.05 -> ~1.0
+
+
+def test_micro_batches_never_straddle_two_prompts():
+    from train.loop import _micro_batches, _prompt_runs
+
+    ids = torch.tensor([[0, 5, 6]] * 3 + [[7, 8, 9]] * 4 + [[0, 5, 6]] * 2)
+    mask = (ids != 0).long()
+    runs = _prompt_runs(ids, mask)
+    assert runs == [0, 3, 7, 9]
+    assert _micro_batches(runs, 2) == [(0, 2), (2, 3), (3, 5), (5, 7), (7, 9)]
+    assert _micro_batches(runs, 9) == [(0, 3), (3, 7), (7, 9)]
+    one = _prompt_runs(ids[:3], mask[:3])
+    assert _micro_batches(one, 8) == [(0, 3)]
+
+
+def test_one_prompt_runs_once_per_micro_batch_in_the_loop(tmp_path, monkeypatch):
+    import train.grpo as grpo
+
+    calls = []
+    real = grpo._prefix_forward
+    monkeypatch.setattr(grpo, "_prefix_forward", lambda *a: calls.append(1) or real(*a))
+    model, tok = tiny_model_and_tokenizer(0)
+    cfg = _config(tmp_path, steps=1, save_interval=0, grad_accum=2, kl_beta=0.05, num_iterations=2)
+    summary = train(cfg, _low_id_reward(tok), model, tok, prompts=PROMPTS[:1], progress=False)
+    # Reference pass 1 + old-policy pass 1 + 2 iterations x 2 micro-batches (8 rows of one prompt).
+    assert len(calls) == 6
+    assert summary.steps_done == 1 and math.isfinite(summary.history[0]["loss"])

@@ -80,6 +80,29 @@ def test_lean_backend_is_deterministic_and_pads_the_batch_to_a_bucket(tiny):
     assert len(backend._caches) == 1
 
 
+@pytest.mark.parametrize("prompts,n", [(PROMPTS, 3), (PROMPTS[:1], 4), ([PROMPTS[0], PROMPTS[1], PROMPTS[0]], 2)])
+def test_lean_shared_prefill_samples_what_the_batched_prefill_samples(tiny, prompts, n):
+    model, tok = tiny
+    sp = SamplingParams(max_new_tokens=12, temperature=0.9)
+    a = LeanBackend(model, tok, share_prompt=False).generate(prompts, n, sp, seed=1)
+    shared = LeanBackend(model, tok)
+    b = shared.generate(prompts, n, sp, seed=1)
+    # Same sampling stream, same logits up to float rounding: the same tokens.
+    assert torch.equal(a.completion_ids, b.completion_ids) and torch.equal(a.prompt_ids, b.prompt_ids)
+    assert torch.allclose(a.logprobs, b.logprobs, atol=1e-5)
+    c = shared.generate(prompts, n, sp, seed=1)  # the reused static cache is reset and refilled
+    assert torch.equal(b.completion_ids, c.completion_ids) and torch.equal(b.logprobs, c.logprobs)
+
+
+def test_hf_shared_prefill_samples_what_plain_generate_samples(tiny):
+    model, tok = tiny
+    sp = SamplingParams(max_new_tokens=10, temperature=0.9)
+    a = HFBackend(model, tok, share_prompt=False).generate(PROMPTS[:1], 4, sp, seed=2)
+    b = HFBackend(model, tok).generate(PROMPTS[:1], 4, sp, seed=2)
+    assert torch.equal(a.completion_ids, b.completion_ids)
+    assert torch.allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
 def test_lean_backend_with_eager_attention(tiny):
     model, tok = tiny_model_and_tokenizer(1)
     model.set_attn_implementation("eager")

@@ -10,8 +10,10 @@ One step of :func:`train` (all of it in :func:`grpo_step`):
 4. turn rewards into group-relative advantages;
 5. compute the reference log-probs (the same model with its LoRA adapter disabled: one copy of the
    weights) and, for several updates per batch, the old policy's log-probs;
-6. ``num_iterations`` optimizer updates, each over the whole batch in ``grad_accum`` micro-batches,
-   clipped surrogate + beta * KL, grad-norm clipping, learning-rate schedule;
+6. ``num_iterations`` optimizer updates, each over the whole batch in ``grad_accum`` micro-batches
+   (split further where the prompt changes: the rows of a micro-batch share one prompt, which then
+   runs once, see ``train.grpo.sequence_logprobs``), clipped surrogate + beta * KL, grad-norm
+   clipping, learning-rate schedule;
 7. log every monitoring figure, keep the best programs, checkpoint every ``save_interval`` steps.
 
 Ctrl-C stops at the next safe point (between phases, before the weights change, or after the
@@ -211,6 +213,27 @@ def _trim(ids: torch.Tensor, mask: torch.Tensor, cmask: torch.Tensor) -> tuple[t
     return ids[:, first:end], mask[:, first:end], width
 
 
+def _prompt_runs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> list[int]:
+    """Row indices where a run of identical prompts starts (plus the end): the shared-prefix path needs one prompt."""
+    same = (prompt_ids[1:] == prompt_ids[:-1]).all(1) & (prompt_mask[1:] == prompt_mask[:-1]).all(1)
+    return [0] + [i + 1 for i in torch.nonzero(~same).flatten().tolist()] + [prompt_ids.shape[0]]
+
+
+def _micro_batches(runs: list[int], size: int) -> list[tuple[int, int]]:
+    """Chunks of at most ``size`` rows that never straddle two prompts (each runs its prompt once)."""
+    out = []
+    for a, b in zip(runs[:-1], runs[1:]):
+        out.extend((i, min(i + size, b)) for i in range(a, b, size))
+    return out
+
+
+def _logprobs_by_prompt(policy: Any, ids: torch.Tensor, attn: torch.Tensor, runs: list[int], n_completion: int,
+                        micro_batch_size: int, temperature: float) -> torch.Tensor:
+    """batched_logprobs run per run of identical prompts, so each prompt is computed once."""
+    return torch.cat([batched_logprobs(policy, ids[a:b], attn[a:b], n_completion, micro_batch_size, temperature)
+                      for a, b in zip(runs[:-1], runs[1:])])
+
+
 def _mean(xs: Sequence[float]) -> float:
     return float(np.mean(xs)) if len(xs) else 0.0
 
@@ -295,12 +318,13 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
     C = cmask.shape[1]
     total_tokens = float(cmask.sum())
     ref_logp = old_logp = None
+    runs = _prompt_runs(rollout.prompt_ids, rollout.prompt_mask)
     with _autocast(policy):
         if config.kl_beta > 0:
             with policy.disable_adapter():
-                ref_logp = batched_logprobs(policy, ids, attn, C, mb, config.temperature)
+                ref_logp = _logprobs_by_prompt(policy, ids, attn, runs, C, mb, config.temperature)
         if config.num_iterations > 1:
-            old_logp = batched_logprobs(policy, ids, attn, C, mb, config.temperature)
+            old_logp = _logprobs_by_prompt(policy, ids, attn, runs, C, mb, config.temperature)
 
     # 6. Policy updates: num_iterations passes over the batch, grad_accum micro-batches each.
     policy.train()
@@ -309,8 +333,7 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
     trained_tokens = 0
     for it in range(config.num_iterations):
         optimizer.zero_grad(set_to_none=True)
-        for i in range(0, B, mb):
-            j = i + mb
+        for i, j in _micro_batches(runs, mb):
             m_ids, m_attn, width = _trim(ids[i:j], attn[i:j], cmask[i:j])
             m_mask = cmask[i:j, :width]
             with _autocast(policy):

@@ -190,13 +190,18 @@ class RolloutBackend:
 
 
 class HFBackend(RolloutBackend):
-    """transformers ``generate``: left-padded batch, sampling, dynamic KV cache, through the peft model."""
+    """transformers ``generate``: left-padded batch, sampling, dynamic KV cache, through the peft model.
+
+    When every row has the same prompt, the prompt is prefilled once and its cache repeated per row.
+    """
 
     name = "hf"
 
-    def __init__(self, model: Any, tokenizer: Any, record_logprobs: bool = True, logprob_batch_size: int = 16):
+    def __init__(self, model: Any, tokenizer: Any, record_logprobs: bool = True, logprob_batch_size: int = 16,
+                 share_prompt: bool = True):
         super().__init__(model, tokenizer)
         self.record_logprobs = record_logprobs
+        self.share_prompt = share_prompt  # prefill a prompt shared by every row once
         self.logprob_batch_size = logprob_batch_size
 
     @torch.no_grad()
@@ -212,10 +217,20 @@ class HFBackend(RolloutBackend):
             max_new_tokens=sampling.max_new_tokens, min_new_tokens=0,
             eos_token_id=self.eos, pad_token_id=self.pad,
         )
+        extra: dict[str, Any] = {}
+        if self.share_prompt and len(rows) > 1 and len(rows[0]) > 1 and all(r == rows[0] for r in rows):
+            # One prompt for every row: prefill all but its last token once, repeat the cache per row;
+            # generate then runs only the last prompt token and the new ones (same sampling stream).
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.model.config)
+            self.model(input_ids=ids[:1, :-1], past_key_values=cache, use_cache=True, logits_to_keep=1)
+            cache.batch_repeat_interleave(len(rows))
+            extra["past_key_values"] = cache
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg)
+            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg, **extra)
         tokens = out[:, ids.shape[1]:]
         c_ids, c_mask, _, texts, lengths, truncated = _finish(tokens, None, self.eos, self.pad, self.tokenizer)
         logprobs = None
@@ -258,14 +273,15 @@ class LeanBackend(RolloutBackend):
     Shapes: the batch is padded to the next of ``batch_buckets`` (extra rows repeat row 0 and are
     dropped), the prompt to a multiple of ``prompt_bucket``; the cache holds prompt bucket +
     max_new_tokens positions. One attention mask row per sequence marks its valid keys (real prompt
-    tokens and everything generated); the causal limit is the current cache index.
+    tokens and everything generated); the causal limit is the current cache index. Each distinct prompt
+    is prefilled once at batch 1 and copied into the cache rows of its samples (``share_prompt``).
     """
 
     name = "lean"
 
     def __init__(self, model: Any, tokenizer: Any, compile: bool | None = None,
                  batch_buckets: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
-                 prompt_bucket: int = 64, check_every: int = 16):
+                 prompt_bucket: int = 64, check_every: int = 16, share_prompt: bool = True):
         super().__init__(model, tokenizer)
         why = lean_supported(model)
         if why is not None:
@@ -274,6 +290,8 @@ class LeanBackend(RolloutBackend):
         self.batch_buckets = tuple(batch_buckets)
         self.prompt_bucket = prompt_bucket
         self.check_every = check_every
+        # Rows with the same prompt (a group's G samples) are prefilled once and share the prompt's KV entries.
+        self.share_prompt = share_prompt
         self._caches: dict[tuple[int, int], Any] = {}
         self._decode = torch.compile(self._decode_step, mode="reduce-overhead", fullgraph=False) \
             if self.compile else self._decode_step
@@ -292,6 +310,39 @@ class LeanBackend(RolloutBackend):
         else:
             cache.reset()
         return cache
+
+    def _prefill_shared(self, distinct: dict[tuple[int, ...], list[int]], cache: Any, B: int, P: int) -> torch.Tensor:
+        """Prefill each distinct prompt once at batch 1 and copy its keys/values into all its rows of the static cache.
+
+        A prompt of length p fills slots P - p .. P - 1 (left padding, as the batched prefill lays it out);
+        the pad slots stay zero and masked. Returns the first step's logits [B, V].
+        """
+        from transformers import DynamicCache
+
+        dev = self.device
+        logits: torch.Tensor | None = None
+        for prompt, row_list in distinct.items():
+            p = len(prompt)
+            small = DynamicCache(config=self.model.config)
+            out = self.model(input_ids=torch.tensor([prompt], device=dev),
+                             position_ids=torch.arange(p, device=dev)[None], past_key_values=small,
+                             use_cache=True, logits_to_keep=1)
+            if logits is None:
+                logits = out.logits.new_zeros(B, out.logits.shape[-1])
+                first = small.layers[0].keys
+                cache.early_initialization(batch_size=B, num_heads=[l.keys.shape[1] for l in small.layers],
+                                           head_dim=[l.keys.shape[-1] for l in small.layers],
+                                           dtype=first.dtype, device=dev)
+            idx = torch.tensor(row_list, device=dev)
+            logits[idx] = out.logits[0, -1]
+            for big, one in zip(cache.layers, small.layers):
+                # In place: the static buffers' addresses are what a compiled decode step reads.
+                big.keys[idx, :, P - p:P] = one.keys[0]
+                big.values[idx, :, P - p:P] = one.values[0]
+        for big in cache.layers:
+            big.cumulative_length.fill_(P)  # the next write (first decode step) goes to slot P
+        assert logits is not None
+        return logits
 
     def _mask(self, allowed: torch.Tensor) -> torch.Tensor:
         if self._bool_mask:
@@ -326,13 +377,20 @@ class LeanBackend(RolloutBackend):
 
         key_valid = torch.ones(B, L, dtype=torch.bool, device=dev)
         key_valid[:, :P] = pmask.bool()
-        ar = torch.arange(L, device=dev)
-        q = torch.arange(P, device=dev)
-        # Prefill: causal over real prompt tokens; a left pad attends only to itself (no empty softmax row).
-        allowed = (key_valid[:, None, :] & (ar[None, None, :] <= q[None, :, None])) | (ar[None, None, :] == q[None, :, None])
-        logits = self.model(input_ids=ids, attention_mask=self._mask(allowed[:, None]),
-                            position_ids=position_ids_from_mask(pmask), past_key_values=cache,
-                            use_cache=True, logits_to_keep=1).logits[:, -1]
+        distinct: dict[tuple[int, ...], list[int]] = {}
+        for i, r in enumerate(rows):
+            distinct.setdefault(tuple(r), []).append(i)
+        if self.share_prompt and len(distinct) < B:
+            logits = self._prefill_shared(distinct, cache, B, P)
+        else:
+            ar = torch.arange(L, device=dev)
+            q = torch.arange(P, device=dev)
+            # Prefill: causal over real prompt tokens; a left pad attends only to itself (no empty softmax row).
+            allowed = ((key_valid[:, None, :] & (ar[None, None, :] <= q[None, :, None]))
+                       | (ar[None, None, :] == q[None, :, None]))
+            logits = self.model(input_ids=ids, attention_mask=self._mask(allowed[:, None]),
+                                position_ids=position_ids_from_mask(pmask), past_key_values=cache,
+                                use_cache=True, logits_to_keep=1).logits[:, -1]
 
         gen = torch.Generator(device=dev).manual_seed(int(seed))
         eos = torch.tensor(self.eos, device=dev)
