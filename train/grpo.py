@@ -255,15 +255,18 @@ def _prefix_forward(model: Any, prompt: torch.Tensor) -> tuple[list[torch.Tensor
 
 
 def _completion_logits(model: Any, prefix: tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor],
-                       completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
-    """Logits [B, C, V] predicting each completion token: the prompt's last logits, then the completion's own."""
+                       completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> list[torch.Tensor]:
+    """Logits predicting each completion token, as [B, 1, V] (the prompt's last, expanded) then [B, C - 1, V].
+
+    Two pieces rather than one concatenated tensor: no copy of the [B, C, V] logits (nor of their gradient).
+    """
     keys, values, last = prefix
     Cache, _, PrefixLayer = _cache_layers()
     B, C = completion_ids.shape
     P = keys[0].shape[-2]
     first = last[:, None, :].expand(B, 1, last.shape[-1])
     if C == 1:
-        return first
+        return [first]
     # Completion token t is predicted from position P + t - 1: feed all but the last completion token.
     feed = completion_ids[:, :-1]
     mask = torch.cat([torch.ones(B, P, dtype=completion_mask.dtype, device=completion_mask.device),
@@ -272,7 +275,19 @@ def _completion_logits(model: Any, prefix: tuple[list[torch.Tensor], list[torch.
     cache = Cache(layers=[PrefixLayer(k, v) for k, v in zip(keys, values)])
     with _keep_cache_under_checkpointing(model):
         out = model(input_ids=feed, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
-    return torch.cat([first.to(out.logits.dtype), out.logits], dim=1)
+    return [first, out.logits]
+
+
+def _pieces_logprobs(pieces: list[torch.Tensor], targets: torch.Tensor, temperature: float,
+                     with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    logp, ent, t0 = [], [], 0
+    for lg in pieces:
+        t1 = t0 + lg.shape[1]
+        logp.append(selective_log_softmax(lg, targets[:, t0:t1], temperature))
+        if with_entropy:
+            ent.append(token_entropy(lg, temperature))
+        t0 = t1
+    return torch.cat(logp, dim=1), (torch.cat(ent, dim=1) if with_entropy else None)
 
 
 def _shared(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int,
@@ -295,13 +310,13 @@ def sequence_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention
     targets = input_ids[:, -n_completion:]
     prompt = _shared(model, input_ids, attention_mask, n_completion, share_prompt)
     if prompt is not None:
-        logits = _completion_logits(model, _prefix_forward(model, prompt), targets,
+        pieces = _completion_logits(model, _prefix_forward(model, prompt), targets,
                                     attention_mask[:, -n_completion:])
-    else:
-        out = model(input_ids=input_ids, attention_mask=attention_mask,
-                    position_ids=position_ids_from_mask(attention_mask),
-                    use_cache=False, logits_to_keep=n_completion + 1)
-        logits = out.logits[:, :-1]  # position t predicts token t+1
+        return _pieces_logprobs(pieces, targets, temperature, with_entropy)
+    out = model(input_ids=input_ids, attention_mask=attention_mask,
+                position_ids=position_ids_from_mask(attention_mask),
+                use_cache=False, logits_to_keep=n_completion + 1)
+    logits = out.logits[:, :-1]  # position t predicts token t+1
     logp = selective_log_softmax(logits, targets, temperature)
     ent = token_entropy(logits, temperature) if with_entropy else None
     return logp, ent
@@ -322,8 +337,8 @@ def batched_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_
         ids, mask = input_ids[i:i + micro_batch_size], attention_mask[i:i + micro_batch_size]
         if prefix is not None:
             targets = ids[:, -n_completion:]
-            logits = _completion_logits(model, prefix, targets, mask[:, -n_completion:])
-            lp = selective_log_softmax(logits, targets, temperature)
+            pieces = _completion_logits(model, prefix, targets, mask[:, -n_completion:])
+            lp, _ = _pieces_logprobs(pieces, targets, temperature, False)
         else:
             lp, _ = sequence_logprobs(model, ids, mask, n_completion, temperature, share_prompt=False)
         parts.append(lp)
