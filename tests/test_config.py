@@ -70,3 +70,15 @@ def test_replace_validates():
         cfg.replace(steps=0)
     assert cfg.batch_size == cfg.prompts_per_step * cfg.group_size
     assert cfg.replace(group_size=3, prompts_per_step=2, grad_accum=4).micro_batch_size == 2  # 6 rows: 2,2,2
+
+
+def test_empty_output_dir_gets_a_fresh_run_dir_per_run(tmp_path, monkeypatch):
+    from train.config import TrainConfig, with_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    first = with_run_dir(TrainConfig())
+    assert first.output_dir.startswith("runs/2048-")
+    (tmp_path / first.output_dir).mkdir(parents=True)
+    second = with_run_dir(TrainConfig())
+    assert second.output_dir != first.output_dir  # even within the same second
+    assert with_run_dir(TrainConfig(output_dir="mine")).output_dir == "mine"

@@ -95,7 +95,7 @@ def _existing_run(run_dir: Path) -> int | None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from train.config import load_config
+    from train.config import load_config, with_run_dir
 
     overrides = _overrides(args)
     config_path = args.config
@@ -111,7 +111,7 @@ def _train(args: argparse.Namespace) -> int:
                 raise FileNotFoundError(f"run dir {args.resume!r} has no config.toml; pass --config")
             config_path = str(saved)
         overrides["output_dir"] = str(run_dir)
-    config = load_config(config_path, overrides, preset=args.preset)
+    config = with_run_dir(load_config(config_path, overrides, preset=args.preset))
     if not args.resume:
         step = _existing_run(Path(config.output_dir))
         if step is not None:

@@ -27,6 +27,7 @@ __all__ = [
     "make_config",
     "config_to_toml",
     "save_config",
+    "with_run_dir",
 ]
 
 LOSS_VARIANTS = ("grpo", "dr_grpo", "dapo", "gspo")
@@ -86,7 +87,7 @@ class TrainConfig:
     rollout_compile: bool = True
     vllm_gpu_memory_utilization: float = 0.3
     # Bookkeeping.
-    output_dir: str = "runs/default"
+    output_dir: str = ""  # "": a new runs/<game>-<date>-<time> for every run (see with_run_dir)
     log_interval: int = 1
     save_interval: int = 4
     eval_interval: int = 0
@@ -331,4 +332,23 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
     tmp = p.with_suffix(p.suffix + ".tmp")
     tmp.write_text(config_to_toml(cfg), encoding="utf-8")
     tmp.replace(p)
+
+
+def with_run_dir(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``output_dir`` set: a fresh ``runs/<game>-<YYYYmmdd-HHMMSS>`` when it is empty.
+
+    A new directory per run, so running ``codepolicy train`` twice never collides with a run
+    that holds checkpoints (continue one with ``--resume``).
+    """
+    if config.output_dir:
+        return config
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{config.game}-{stamp}"
+    run_dir, k = base, 1
+    while run_dir.exists():  # two runs started in the same second
+        k += 1
+        run_dir = base.with_name(f"{base.name}-{k}")
+    return dataclasses.replace(config, output_dir=str(run_dir))
 

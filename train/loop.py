@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from train.config import TrainConfig, save_config
+from train.config import TrainConfig, save_config, with_run_dir
 from train.grpo import batched_logprobs, group_advantages, policy_loss, sequence_logprobs
 from train.rollout import Rollout, RolloutBackend, SamplingParams, make_backend
 
@@ -461,6 +461,7 @@ def train(config: TrainConfig, reward_fn: RewardFn | None = None, model: Any = N
     from train.monitor import RunLogger
 
     started = time.perf_counter()
+    config = with_run_dir(config)
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
