@@ -62,6 +62,7 @@ def test_equal_rewards_leave_the_weights_unchanged(tmp_path):
     cfg = _config(tmp_path, steps=2, save_interval=0, kl_beta=0.0)
     summary = train(cfg, flat, model, tok, prompts=PROMPTS, progress=False)
     assert all(h["zero_variance_frac"] == 1.0 and h["grad_norm"] == 0.0 for h in summary.history)
+    assert all(h["kl"] is None for h in summary.history)  # kl_beta = 0: no reference pass, no KL figure
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
     assert lora_b and all(torch.equal(p, torch.zeros_like(p)) for p in lora_b)
 
@@ -163,4 +164,5 @@ def test_one_prompt_runs_once_per_micro_batch_in_the_loop(tmp_path, monkeypatch)
     summary = train(cfg, _low_id_reward(tok), model, tok, prompts=PROMPTS[:1], progress=False)
     # Reference pass 1 + old-policy pass 1 + 2 iterations x 2 micro-batches (8 rows of one prompt).
     assert len(calls) == 6
+    assert summary.history[0]["kl"] >= 0.0  # measured when the KL term is on
     assert summary.steps_done == 1 and math.isfinite(summary.history[0]["loss"])

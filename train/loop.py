@@ -372,7 +372,8 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
     lengths = rollout.lengths.float()
     metrics.update({
         "loss": sums["loss"],
-        "kl": sums["kl"] / n_tok,
+        # Without a KL term there is no reference pass, so there is no KL to report (None, not 0).
+        "kl": sums["kl"] / n_tok if config.kl_beta > 0 else None,
         "clip_frac": (sums["clip_low"] + sums["clip_high"]) / n_tok,
         "clip_low_frac": sums["clip_low"] / n_tok,
         "clip_high_frac": sums["clip_high"] / n_tok,

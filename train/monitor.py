@@ -324,7 +324,8 @@ def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -
         if title == "max tile" and drawn:
             ax.set_yscale("symlog", base=2, linthresh=2)  # tiles double: equal steps per doubling
         if not drawn:
-            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="grey")
+            why = "not measured: kl_beta = 0 skips the reference pass" if title.startswith("KL") else "not logged"
+            ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color="grey")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
         if drawn:
