@@ -91,10 +91,14 @@ def test_info_tracks_the_game(seed, actions):
             break
 
 
-def test_action_mask_is_read_only():
-    _, info = Game2048Env().reset(seed=0)
-    with pytest.raises(ValueError):
-        info["action_mask"][0] = False
+def test_action_mask_is_a_fresh_copy():
+    env = Game2048Env()
+    _, info = env.reset(seed=0)
+    before = env.action_mask.copy()
+    info["action_mask"][:] = ~info["action_mask"]  # the user's copy is theirs to change
+    _, later = env.reset(seed=0)
+    assert (later["action_mask"] == before).all() and (env.action_mask == before).all()
+    assert later["action_mask"] is not info["action_mask"]
 
 
 def test_observation_is_a_copy():

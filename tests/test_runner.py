@@ -155,9 +155,10 @@ def test_except_baseexception_cannot_swallow_the_kill(pool):
 
 
 def test_game_time_limit(pool):
-    # Each move is quick, the game is not: about 0.05 s a move, 1 s a game.
-    source = "def strategy(board):\n    sum(range(2 * 10 ** 6))\n    return 'WASD'[sum(map(sum, board)) % 4]\n"
-    (r,) = pool.run(source, seeds=[0], limits=Limits(move_seconds=1.0, game_seconds=0.6), policy=UNCHECKED)
+    # Each move is within its limit, the game is not: at 0.1 s or more a move, the five wasted
+    # moves in a row that would end the game as "stuck" take longer than the 0.4 s game limit.
+    source = "def strategy(board):\n    sum(range(10 ** 7))\n    return 'WASD'[sum(map(sum, board)) % 4]\n"
+    (r,) = pool.run(source, seeds=[0], limits=Limits(move_seconds=10.0, game_seconds=0.4), policy=UNCHECKED)
     assert r.outcome == "timeout" and "game took longer" in r.error
 
 

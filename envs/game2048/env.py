@@ -19,8 +19,8 @@ __all__ = ["Game2048Env", "REWARD_MODES", "ACTION_MEANINGS", "check_options"]
 REWARD_MODES = fused.REWARD_MODES
 ACTION_MEANINGS = ("up", "left", "down", "right")
 
-# One read-only bool array per legal-mask bit pattern, so every step hands out an
-# action_mask without allocating one and nobody can corrupt it by writing to it.
+# One read-only bool array per legal-mask bit pattern; info hands out a fresh copy of it, as
+# Gymnasium asks (users keep what they are given, so two calls must never share an object).
 _MASKS = tuple(np.array([(bits >> d) & 1 for d in range(4)], dtype=np.bool_) for bits in range(16))
 for _m in _MASKS:
     _m.flags.writeable = False
@@ -77,7 +77,7 @@ class Game2048Env(gym.Env[np.ndarray, np.int64]):
 
     Info (from reset and step): ``score`` (int, game score so far), ``max_tile`` (int),
     ``moves`` (legal moves so far), ``illegal_moves`` (illegal steps so far),
-    ``action_mask`` (read-only bool array of 4: which actions change the board), ``won``.
+    ``action_mask`` (bool array of 4, fresh per call: which actions change the board), ``won``.
 
     Seeding: ``reset(seed=s)`` plays the same game as ``envs.get("2048").make(s)``. A later
     ``reset()`` without a seed draws the next seed from the game's own RNG, so a seeded
@@ -121,7 +121,7 @@ class Game2048Env(gym.Env[np.ndarray, np.int64]):
     def _info(self) -> dict[str, Any]:
         e = self._max_exp
         return {"score": self._score, "max_tile": 1 << e if e else 0, "moves": self._moves,
-                "illegal_moves": self._illegal, "action_mask": _MASKS[self._mask],
+                "illegal_moves": self._illegal, "action_mask": _MASKS[self._mask].copy(),
                 "won": e >= self._target_exp}
 
     def reset(self, *, seed: int | None = None,
