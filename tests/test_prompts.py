@@ -49,6 +49,8 @@ def test_templates():
     assert set(TEMPLATES) >= {"default", "rules_only", "minimal"}
     assert envs.get("2048").example.strip() not in prompt_text("2048", RULES, template="rules_only")
     assert RULES.rules[0] not in prompt_text("2048", RULES, template="minimal")
+    example_only = prompt_text("2048", RULES, template="example_only")
+    assert envs.get("2048").example.strip() in example_only and RULES.rules[0] not in example_only
     with pytest.raises(ValueError, match="unknown prompt template 'fancy'"):
         prompt_text("2048", RULES, template="fancy")
 

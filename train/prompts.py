@@ -3,7 +3,8 @@
 The rules are the policy's own one-line explanations (``Policy.describe()``), so the prompt
 and the checker can never disagree. Measured on SmolLM2-135M-Instruct (see DESIGN.md), one
 short example of the format multiplies the share of programs that play by about seven, so
-the default template has one; ``rules_only`` and ``minimal`` exist to measure that.
+the default template has one; ``rules_only``, ``example_only`` (no rules: a far shorter
+prompt) and ``minimal`` exist to measure what each part is worth.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ _ANSWER = ("Answer with one ```python code block that defines `def strategy(boar
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "default": ("game", "rules", "example", "answer"),
     "rules_only": ("game", "rules", "answer"),
+    "example_only": ("game", "example", "answer"),
     "minimal": ("game", "answer"),
 }
 
