@@ -250,16 +250,8 @@ def _pack(b: np.ndarray) -> tuple[np.uint64, bool]:
     top = 0
     for i in range(16):
         x |= np.uint64(b[i]) << np.uint64(4 * i)
-        top |= b[i]
-    return x, top < 15 or _max_below_15(b)
-
-
-@njit(cache=True, inline="always")
-def _max_below_15(b: np.ndarray) -> bool:
-    for i in range(16):
-        if b[i] >= 15:
-            return False
-    return True
+        top = max(top, b[i])
+    return x, top < 15
 
 
 @njit(cache=True, inline="always")
