@@ -20,12 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from sandbox import check, extract  # noqa: E402
 from sandbox.records import FormatError  # noqa: E402
 
-EXAMPLE = '''def strategy(board):
-    # Prefer left, then up, then right; down only when nothing else is possible.
-    if board[0][0] == 0 or board[0][0] == board[0][1]:
-        return "A"
-    return "W" if board[1][0] == board[0][0] else "D"
-'''
+import envs  # noqa: E402
+
+EXAMPLE = envs.get("2048").example  # the prompt's own example: what small models copy most
 
 HELPERS = '''def strategy(board):
     """Keep the biggest tile in the top-left corner."""
