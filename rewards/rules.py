@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from envs.outcomes import BAD_MOVE_OUTCOMES, HONEST_OUTCOMES, RUNTIME_ERROR_OUTCOMES
 from rewards.records import Evaluation
 from sandbox.records import GameRecord
 
@@ -33,13 +34,6 @@ __all__ = [
     "compliant", "played_records", "code_lines", "format_rule", "compliance", "performance", "diversity", "length",
 ]
 
-# Outcomes of a game the strategy played to its natural end (or to the move cap).
-HONEST_OUTCOMES = frozenset({"finished", "won", "max_moves"})
-# The strategy returned something unusable: not a move, or moves that change nothing.
-BAD_MOVE_OUTCOMES = frozenset({"invalid_output", "stuck"})
-# The program failed to run: raised, was too slow, or killed its worker. Unknown outcomes
-# land here too, so a new sandbox outcome is never rewarded by accident.
-RUNTIME_ERROR_OUTCOMES = frozenset({"error", "timeout", "crashed"})
 
 
 class UnknownRuleError(KeyError):

@@ -12,7 +12,7 @@ from typing import Any
 from sandbox.check import check
 from sandbox.extract import extract
 from sandbox.policy import DEFAULT_POLICY, RULES, Policy, Rule
-from sandbox.records import FORMAT_REASONS, OUTCOMES, FormatError, GameRecord, Limits, Verdict, Violation
+from sandbox.records import FORMAT_REASONS, FormatError, GameRecord, Limits, Verdict, Violation
 
 _RUNNER_NAMES = ("run", "run_many", "WorkerPool", "default_pool")
 _LAZY_MODULES = ("runner", "strategies", "worker")
@@ -33,6 +33,10 @@ def __getattr__(name: str) -> Any:
         value = getattr(runner, name)
         globals()[name] = value  # later lookups skip this function
         return value
+    if name == "OUTCOMES":
+        from envs.outcomes import OUTCOMES
+
+        return OUTCOMES
     if name in _LAZY_MODULES:
         return importlib.import_module(f"sandbox.{name}")
     raise AttributeError(f"module 'sandbox' has no attribute {name!r}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["FormatError", "Violation", "Verdict", "Limits", "GameRecord", "OUTCOMES"]
+__all__ = ["FormatError", "Violation", "Verdict", "Limits", "GameRecord", "FORMAT_REASONS"]
 
 
 # Reason codes of FormatError, from "nothing usable" to "almost a program". The format
@@ -76,17 +76,19 @@ class Limits:
     output_bytes: int = 0            # strategy stdout/stderr kept (0: discarded)
 
 
-OUTCOMES = (
-    "finished",        # played until no move was possible
-    "won",             # reached the game's goal (2048: the target tile) and then finished or hit max_moves
-    "max_moves",       # hit the move cap without winning
-    "stuck",           # Limits.stuck_moves moves in a row that did not change the board
-    "invalid_output",  # returned something that is not exactly one of the action names
-    "error",           # the strategy raised
-    "timeout",         # a move or the game exceeded its wall time (worker killed)
-    "violation",       # the runtime guard (audit hook, determinism check) caught a forbidden act
-    "crashed",         # the worker died (out of memory, killed, segfault); the record says how
-)
+# The outcome vocabulary lives with the game loop (envs.outcomes); it is re-exported here on
+# first use, so that importing the light parts of the sandbox (extract, check) never loads
+# the game engines.
+_OUTCOME_NAMES = ("OUTCOMES", "HONEST_OUTCOMES", "BAD_MOVE_OUTCOMES", "RUNTIME_ERROR_OUTCOMES")
+
+
+def __getattr__(name: str) -> Any:
+    """OUTCOMES and its groups, from :mod:`envs.outcomes` (imported on first access)."""
+    if name in _OUTCOME_NAMES:
+        import envs.outcomes
+
+        return getattr(envs.outcomes, name)
+    raise AttributeError(f"module 'sandbox.records' has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -94,11 +96,12 @@ class GameRecord:
     """What happened in one seeded game played by an untrusted strategy."""
 
     seed: int
-    outcome: str                      # one of OUTCOMES
+    outcome: str                      # one of envs.outcomes.OUTCOMES
     score: float = 0.0
     max_tile: int = 0
     moves: int = 0                    # moves that changed the board
     move_histogram: Mapping[str, int] = field(default_factory=dict)  # action name -> times returned
+    moved_histogram: Mapping[str, int] = field(default_factory=dict)  # action name -> times it changed the board
     illegal_moves: int = 0            # returned moves that did not change the board
     wall_seconds: float = 0.0
     error: str = ""                   # truncated message for error/violation/timeout/crashed
