@@ -1,9 +1,14 @@
 """Sandbox speed: a clean reference strategy through ``sandbox.run`` vs plainly in-process.
 
 Prints games/s and moves/s for the same games played (a) in-process by plain ``exec`` of the
-source, (b) through the sandbox with 1 and 2 warm workers, plus the latency of one GRPO-style
-group (8 distinct programs x 4 seeds, each new to the determinism probe) and ``check`` calls/s
+source through the game loop (``envs.play.play_trusted``), (b) through the sandbox with 1 and
+2 workers (a fresh forked child per job, plus the determinism probe), and then the latency of
+one GRPO-style group (8 distinct programs x 4 seeds, each new to the probe), of 6 distinct
+programs that stall only when their boards are replayed by the probe, and ``check`` calls/s
 on typical model outputs. Targets: sandbox overhead <= 1.5x plain on one worker, check >= 2,000/s.
+
+The script only uses APIs that older versions of the sandbox also have, so it can be run in
+a checkout of an earlier commit for a before/after table taken on the same machine.
 
     .venv/bin/python benchmarks/sandbox_speed.py [--games 200] [--strategy greedy]
 """
@@ -18,8 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import envs  # noqa: E402
 from sandbox.records import Limits  # noqa: E402
-from sandbox.runner import WorkerPool  # noqa: E402
-from sandbox.worker import play_game  # noqa: E402
+from sandbox.runner import UNCHECKED, WorkerPool  # noqa: E402
 
 FALLBACK = '''def strategy(board):
     # Left if it moves anything, else up, right, down.
@@ -55,31 +59,15 @@ def reference_source(name: str) -> tuple[str, str]:
 
 
 def plain(source: str, seeds: list[int], limits: Limits) -> tuple[float, int]:
-    """The worker's own game loop, in this process, with the source exec'd plainly."""
-    namespace: dict = {}
-    exec(compile(source, "<plain>", "exec"), namespace)
-    fn = namespace["strategy"]
-    spec = envs.get("2048")
-    hb = [0] * 8
-    limit = {"max_moves": limits.max_moves, "stuck_moves": limits.stuck_moves}
-    start = time.perf_counter()
-    moves = sum(play_game(spec, fn, s, {}, limit, hb)["moves"] for s in seeds)
-    return time.perf_counter() - start, moves
+    """The game loop in this process (envs.play.play_trusted), with the source exec'd plainly."""
+    from envs.play import play_trusted
 
-
-def trusted(source: str, seeds: list[int], limits: Limits) -> tuple[float, int] | None:
-    """envs.play.play_trusted on the same function, when it exists."""
-    try:
-        from envs.play import play_trusted
-    except ImportError:
-        return None
     namespace: dict = {}
     exec(compile(source, "<plain>", "exec"), namespace)
     start = time.perf_counter()
-    games = play_trusted(namespace["strategy"], game="2048", seeds=seeds, max_moves=limits.max_moves)
-    seconds = time.perf_counter() - start
-    moves = sum(int(g["moves"] if isinstance(g, dict) else g.moves) for g in games)
-    return seconds, moves
+    games = play_trusted(namespace["strategy"], game="2048", seeds=seeds, max_moves=limits.max_moves,
+                         stuck_moves=limits.stuck_moves)
+    return time.perf_counter() - start, sum(int(g["moves"]) for g in games)
 
 
 def sandboxed(source: str, seeds: list[int], limits: Limits, workers: int) -> tuple[float, int, float]:
@@ -110,6 +98,32 @@ def group_latency(source: str, limits: Limits) -> float:
     return sorted(times)[1]
 
 
+# Plays like a cheap stateless strategy, but spins forever when the boards it is asked about do
+# not follow each other as a game's do (the tile sum only grows within a game): only a replay
+# of its boards looks like that. State through a mutable default, so it runs UNCHECKED.
+PROBE_STALLER = '''def strategy(board, last=[0]):
+    s = sum(map(sum, board))
+    if s <= 8:
+        last[0] = 0
+    if s < last[0]:
+        while True:
+            pass
+    last[0] = s
+    return "WASD"[s % 4]
+'''
+
+
+def staller_latency(limits: Limits) -> tuple[float, int]:
+    """Seconds for 6 distinct probe-stalling programs x 4 seeds on 2 workers, and how many were flagged."""
+    with WorkerPool(workers=2) as pool:
+        pool.warm()
+        sources = [PROBE_STALLER + f"\n# variant {i}\n" for i in range(6)]
+        start = time.perf_counter()
+        results = pool.run_many(sources, seeds=[0, 1, 2, 3], limits=limits, policy=UNCHECKED)
+        seconds = time.perf_counter() - start
+    return seconds, sum(all(r.outcome == "violation" for r in records) for records in results)
+
+
 def check_rate(seconds: float = 1.5) -> tuple[float, int] | None:
     try:
         from sandbox.check import check
@@ -137,10 +151,7 @@ def main() -> None:
 
     rows = []
     p_sec, p_moves = plain(source, seeds, limits)
-    rows.append(("plain in-process (exec)", p_sec, p_moves, None))
-    t = trusted(source, seeds, limits)
-    if t is not None:
-        rows.append(("envs.play.play_trusted", t[0], t[1], None))
+    rows.append(("plain in-process (exec, same loop)", p_sec, p_moves, None))
     startups = {}
     for workers in (1, 2):
         sec, moves, startup = sandboxed(source, seeds, limits, workers)
@@ -154,6 +165,9 @@ def main() -> None:
         print(f"{label:34} {sec:8.2f} {args.games / sec:9.1f} {moves / sec:10.0f} {sec / p_sec:13.2f}x")
     print(f"worker pool start (warm() before timing): 1 worker {startups[1]:.2f}s, 2 workers {startups[2]:.2f}s")
     print(f"GRPO-style group, 8 new programs x 4 seeds, 2 workers: {group_latency(source, limits) * 1000:.0f} ms")
+    seconds, flagged = staller_latency(Limits(move_seconds=1.0, game_seconds=10.0))
+    print(f"6 programs that stall only when replayed, x 4 seeds, 2 workers: {seconds:.2f} s "
+          f"({flagged} of 6 scored as violations)")
     rate = check_rate()
     if rate is None:
         print("sandbox.check not available: check calls/s not measured")

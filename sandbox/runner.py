@@ -1,21 +1,32 @@
-"""Running untrusted strategies: a pool of warm worker processes that play whole games.
+"""Running untrusted strategies: warm zygotes fork a fresh child per program, the parent watches.
 
-``run(source, game, seeds)`` re-checks the source with the static policy, sends it to a warm
-worker (:mod:`sandbox.worker`) that compiles it with RestrictedPython and plays every seed,
-watches the worker's heartbeat, and turns what comes back into :class:`GameRecord` s.
+``run(source, game, seeds)`` re-checks the source with the static policy, has a warm zygote
+(:mod:`sandbox.worker`, which also documents the wire protocol) fork a child that compiles
+it with RestrictedPython and plays the seeds, watches the child's heartbeat, and turns what
+comes back into :class:`GameRecord` s.
 
-The parent enforces wall time: the worker bumps a counter in a shared page before and
-after every strategy call; when it stops moving for ``Limits.move_seconds``, or one game
-takes ``Limits.game_seconds``, the parent SIGKILLs the worker's process group (so no
-``except BaseException`` in the strategy can swallow it) and starts a fresh worker for the
-next job. The caller always gets one record per seed, never an exception caused by the
+Isolation: every job (one program's share of the seeds) runs in its own child forked from
+the same warm state, so nothing a program does (memory it keeps alive, module state,
+interpreter caches, files) can change another program's records; a fork costs milliseconds
+where a fresh interpreter would cost a second.
+
+Wall time is the parent's: the child bumps a counter in a shared page around every strategy
+call; when it stops moving for ``Limits.move_seconds``, or one game takes
+``Limits.game_seconds``, the parent SIGKILLs the child (no ``except BaseException`` can
+swallow that). The caller always gets one record per seed, never an exception caused by the
 strategy: games finished before a kill keep their real records, the game in progress and
 the ones not yet played carry the reason (``timeout`` or ``crashed``).
 
-Determinism is checked at run time too: the strategy answers a fixed set of boards in a
-second worker started with another ``PYTHONHASHSEED``; any difference with the answers of
-the worker that played the games is a ``randomness`` violation. The reference answers are
-cached per source, so each program pays that once.
+Determinism is checked by replay, in a way a program cannot tell from play and that fails
+closed. While it plays, the child keeps a sample of the boards it was asked about and its
+answers, chosen by a seeded RNG the program cannot see. The same program is then asked
+those boards again, out of order, in a fresh child of the *other* zygote (each zygote has
+its own secret ``PYTHONHASHSEED``, and which one plays and which one probes is drawn per
+program, so no hash seed marks the probe). Any different answer is a ``randomness``
+violation: the answer depended on state kept between calls, on the hash seed or on
+addresses. A probe that crashes, or times out on a board the program answered quickly
+during play, counts against the program too. Probes run on the pool like any job, so a
+program that is slow only there costs only its own time.
 """
 from __future__ import annotations
 
@@ -30,7 +41,6 @@ import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -41,19 +51,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from queue import Queue
 from typing import Any, Iterable, Mapping, Sequence
 
+from envs.outcomes import OUTCOMES
 from sandbox.records import GameRecord, Limits
+from sandbox.worker import FORK_REQUEST, FRAME, HB_EXIT, HB_GAME, HB_JOB, HB_SLOTS, HB_TICK, MAX_MESSAGE_BYTES, PID
 
-__all__ = ["run", "run_many", "WorkerPool", "default_pool", "UNCHECKED", "SandboxUnavailable",
-           "probe_boards", "MAIN_HASH_SEED", "PROBE_HASH_SEED"]
+__all__ = ["run", "run_many", "WorkerPool", "default_pool", "UNCHECKED", "SandboxUnavailable", "PROBE_BOARDS"]
 
-MAIN_HASH_SEED = 0          # PYTHONHASHSEED of the workers that play games
-PROBE_HASH_SEED = 1729      # PYTHONHASHSEED of the worker that answers the probe boards
-PROBE_BOARDS = 16           # boards in the determinism probe
+PROBE_BOARDS = 32           # boards of a program's games asked again by the determinism probe
+PROBE_SLOWDOWN = 4.0        # a probe timeout counts when play answered that board this much faster
 STARTUP_SECONDS = 300.0     # a cold Numba cache compiles the engine at the first start
-MAX_MESSAGE_BYTES = 8 << 20
+FORK_SECONDS = 30.0         # a zygote answers a fork request within this (it only forks)
 ERROR_CHARS = 300
-WORKER_OUTCOMES = frozenset({"finished", "won", "max_moves", "stuck", "invalid_output", "error",
-                             "violation", "crashed"})
+# Outcomes a child may report (timeouts are the parent's to decide).
+WORKER_OUTCOMES = frozenset(OUTCOMES) - {"timeout"}
 
 
 class _Unchecked:
@@ -74,14 +84,14 @@ class _Malformed(Exception):
     """A worker sent something that is not a well-formed message."""
 
 
-# --- worker process handle -------------------------------------------------------------------
+# --- zygote and child process handles ----------------------------------------------------------
 
 
 def _spec_origin(spec: Any) -> list[str] | None:
     """(module, file) that registers ``spec``, for games registered outside ``envs/``.
 
-    Workers are fresh interpreters that know only the games ``import envs`` registers; a game
-    registered elsewhere (a user's module, a test) is loaded in the worker from this file.
+    Zygotes are fresh interpreters that know only the games ``import envs`` registers; a game
+    registered elsewhere (a user's module, a test) is loaded in the child from this file.
     """
     module = sys.modules.get(getattr(spec.new_state, "__module__", "") or "")
     if module is None or module.__name__.split(".")[0] == "envs":
@@ -95,7 +105,7 @@ def _package_root() -> str:
 
 
 def _worker_env(hash_seed: int, workdir: str) -> dict[str, str]:
-    """The whole environment of a worker: nothing from ours but where the code and caches are."""
+    """The whole environment of a zygote: nothing from ours but where the code and caches are."""
     env = {
         "PATH": os.defpath,
         "HOME": workdir,
@@ -104,7 +114,8 @@ def _worker_env(hash_seed: int, workdir: str) -> dict[str, str]:
         "PYTHONHASHSEED": str(hash_seed),
         "PYTHONPATH": _package_root(),
         "PYTHONNOUSERSITE": "1",
-        # One thread each: the pool supplies the parallelism, and threads cost address space.
+        # One thread each: the pool supplies the parallelism, and a process that forks must not
+        # have threads running.
         "NUMBA_NUM_THREADS": "1",
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
@@ -115,94 +126,36 @@ def _worker_env(hash_seed: int, workdir: str) -> dict[str, str]:
     return env
 
 
-def _describe_exit(code: int | None) -> str:
-    if code is None:
+def _describe_status(status: int | None) -> str:
+    """How a process ended, from its raw wait status (None: unknown)."""
+    if status is None:
         return "the worker stopped answering"
-    if code < 0:
-        sig = -code
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
         why = {signal.SIGKILL: " (killed, e.g. by the kernel's out-of-memory killer)",
                signal.SIGXCPU: " (CPU time limit exceeded)",
                signal.SIGSEGV: " (segmentation fault)",
                signal.SIGXFSZ: " (file size limit exceeded)"}.get(sig, "")
         return f"the worker died from {name}{why}"
-    return f"the worker exited with code {code}"
+    if os.WIFEXITED(status):
+        return f"the worker exited with code {os.WEXITSTATUS(status)}"
+    return "the worker stopped answering"
 
 
-class _Worker:
-    """One worker process: spawned clean, talked to with framed JSON, watched by heartbeat."""
+class _Framed:
+    """A socket carrying length-prefixed JSON objects (see :mod:`sandbox.worker`)."""
 
-    def __init__(self, hash_seed: int, game: str = "2048") -> None:
-        self.hash_seed = hash_seed
-        self.base = tempfile.mkdtemp(prefix="codepolicy-sandbox-")
-        self.workdir = os.path.join(self.base, "work")
-        os.mkdir(self.workdir, 0o700)
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
         self.buffer = b""
-        self.jobs = 0
-        hb_fd = self._heartbeat_fd()
-        import mmap
-
-        self._map = mmap.mmap(hb_fd, 64)
-        self.hb = memoryview(self._map).cast("Q")
-        parent, child = socket.socketpair()
-        self.sock = parent
-        stderr_path = os.path.join(self.base, "stderr")
-        try:
-            with open(stderr_path, "wb") as stderr:
-                self.proc = subprocess.Popen(
-                    [sys.executable, "-s", "-P", "-m", "sandbox.worker", str(child.fileno()), str(hb_fd), game],
-                    cwd=self.workdir, env=_worker_env(hash_seed, self.workdir), stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL, stderr=stderr, pass_fds=(child.fileno(), hb_fd),
-                    close_fds=True, start_new_session=True)
-        except OSError as exc:
-            self._cleanup()
-            raise SandboxUnavailable(f"cannot start a sandbox worker: {exc}") from exc
-        finally:
-            child.close()
-            os.close(hb_fd)
-        deadline = time.monotonic() + STARTUP_SECONDS
-        try:
-            message = None
-            while message is None and time.monotonic() < deadline:
-                message = self._receive(min(1.0, deadline - time.monotonic()))
-            if not message or message.get("t") != "ready":
-                detail = (message or {}).get("error") or self._stderr_tail(stderr_path) or _describe_exit(
-                    self.proc.poll())
-                raise SandboxUnavailable(f"a sandbox worker failed to start: {str(detail)[-800:]}")
-        except (_Malformed, EOFError) as exc:
-            self.kill()
-            raise SandboxUnavailable(f"a sandbox worker failed to start: {exc}; "
-                                     f"{self._stderr_tail(stderr_path)}") from None
-        except SandboxUnavailable:
-            self.kill()
-            raise
-
-    def _heartbeat_fd(self) -> int:
-        # A memfd leaves nothing on disk; elsewhere a file in our private directory will do.
-        if hasattr(os, "memfd_create"):
-            fd = os.memfd_create("codepolicy-heartbeat", 0)
-        else:
-            fd = os.open(os.path.join(self.base, "heartbeat"), os.O_RDWR | os.O_CREAT, 0o600)
-        os.ftruncate(fd, 64)
-        return fd
-
-    def _stderr_tail(self, path: str) -> str:
-        try:
-            with open(path, "rb") as f:
-                return f.read()[-800:].decode("utf-8", "replace").strip()
-        except OSError:
-            return ""
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
 
     def send(self, message: dict) -> None:
         payload = json.dumps(message).encode()
-        self.sock.sendall(struct.pack("!i", len(payload)) + payload)
+        self.sock.sendall(FRAME.pack(len(payload)) + payload)
 
-    def _receive(self, timeout: float) -> dict | None:
-        """The next complete message, or None when none arrived within ``timeout``."""
+    def receive(self, timeout: float) -> dict | None:
+        """The next complete message, or None when none arrived within ``timeout``; EOFError at the end."""
         message = self._parse()
         if message is not None:
             return message
@@ -211,19 +164,19 @@ class _Worker:
             return None
         chunk = self.sock.recv(1 << 16)
         if not chunk:
-            raise EOFError(_describe_exit(self._wait_exit()))
+            raise EOFError("connection closed")
         self.buffer += chunk
         return self._parse()
 
     def _parse(self) -> dict | None:
-        if len(self.buffer) < 4:
+        if len(self.buffer) < FRAME.size:
             return None
-        (size,) = struct.unpack("!i", self.buffer[:4])
+        (size,) = FRAME.unpack(self.buffer[:FRAME.size])
         if size < 0 or size > MAX_MESSAGE_BYTES:
             raise _Malformed(f"message of {size} bytes")
-        if len(self.buffer) < 4 + size:
+        if len(self.buffer) < FRAME.size + size:
             return None
-        payload, self.buffer = self.buffer[4:4 + size], self.buffer[4 + size:]
+        payload, self.buffer = self.buffer[FRAME.size:FRAME.size + size], self.buffer[FRAME.size + size:]
         try:
             message = json.loads(payload)
         except (ValueError, RecursionError) as exc:
@@ -232,14 +185,93 @@ class _Worker:
             raise _Malformed("a message that is not an object")
         return message
 
-    def _wait_exit(self) -> int | None:
+    def close(self) -> None:
         try:
-            return self.proc.wait(timeout=2.0)
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class _Zygote:
+    """A warm worker interpreter that forks one child per job (see :mod:`sandbox.worker`)."""
+
+    def __init__(self, hash_seed: int, game: str = "2048") -> None:
+        self.hash_seed = hash_seed
+        self.base = tempfile.mkdtemp(prefix="codepolicy-sandbox-")
+        self.workdir = os.path.join(self.base, "work")
+        os.mkdir(self.workdir, 0o700)
+        self.lock = threading.Lock()
+        parent, child = socket.socketpair()
+        self.control = _Framed(parent)
+        stderr_path = os.path.join(self.base, "stderr")
+        try:
+            with open(stderr_path, "wb") as stderr:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-s", "-P", "-m", "sandbox.worker", str(child.fileno()), game],
+                    cwd=self.workdir, env=_worker_env(hash_seed, self.workdir), stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=stderr, pass_fds=(child.fileno(),),
+                    close_fds=True, start_new_session=True)
+        except OSError as exc:
+            self._cleanup()
+            raise SandboxUnavailable(f"cannot start a sandbox worker: {exc}") from exc
+        finally:
+            child.close()
+        deadline = time.monotonic() + STARTUP_SECONDS
+        try:
+            message = None
+            while message is None and time.monotonic() < deadline and self.proc.poll() is None:
+                message = self.control.receive(min(1.0, deadline - time.monotonic()))
+            if not message or message.get("t") != "ready":
+                detail = (message or {}).get("error") or _stderr_tail(stderr_path) or _describe_status(
+                    self._exit_status())
+                raise SandboxUnavailable(f"a sandbox worker failed to start: {str(detail)[-800:]}")
+        except (_Malformed, EOFError, OSError) as exc:
+            self.kill()
+            raise SandboxUnavailable(f"a sandbox worker failed to start: {exc}; "
+                                     f"{_stderr_tail(stderr_path)}") from None
+        except SandboxUnavailable:
+            self.kill()
+            raise
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _exit_status(self) -> int | None:
+        try:
+            code = self.proc.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
             return None
+        return (-code) if code < 0 else (code << 8)  # back to a raw wait status
+
+    def fork(self) -> "_Child":
+        """A fresh child of this zygote, waiting for its job (OSError/EOFError when the zygote is gone)."""
+        job_parent, job_child = socket.socketpair()
+        hb_fd = _memfd(self.base)
+        try:
+            with self.lock:
+                socket.send_fds(self.control.sock, [FORK_REQUEST], [job_child.fileno(), hb_fd])
+                answer = b""
+                deadline = time.monotonic() + FORK_SECONDS
+                while len(answer) < PID.size:
+                    ready, _, _ = select.select([self.control.sock], [], [], max(0.0, deadline - time.monotonic()))
+                    if not ready:
+                        raise OSError("the sandbox zygote did not answer a fork request")
+                    chunk = self.control.sock.recv(PID.size - len(answer))
+                    if not chunk:
+                        raise EOFError("the sandbox zygote is gone")
+                    answer += chunk
+            (pid,) = PID.unpack(answer)
+            return _Child(pid, job_parent, hb_fd, self.workdir)
+        except BaseException:
+            job_parent.close()
+            raise
+        finally:
+            job_child.close()
+            os.close(hb_fd)
 
     def kill(self) -> None:
-        """SIGKILL the worker's whole process group and remove its directory."""
+        """SIGKILL the zygote's whole session (its children too) and remove its directory."""
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -252,9 +284,9 @@ class _Worker:
         self._cleanup()
 
     def close(self) -> None:
-        """Ask the worker to exit (EOF on its connection), kill it if it does not."""
+        """Ask the zygote to exit (EOF on its control socket), kill it if it does not."""
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.control.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         try:
@@ -264,69 +296,129 @@ class _Worker:
         self.kill()
 
     def _cleanup(self) -> None:
-        try:
-            self.sock.close()
-        except (OSError, AttributeError):
-            pass
+        self.control.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
-    # -- one job ---------------------------------------------------------------------------
 
-    def run_job(self, job: dict, spec: Any, limits: Limits) -> tuple[list[GameRecord], list[str] | None]:
-        """Send ``job`` and watch it -> (one record per seed, probe answers or None)."""
-        seeds: list[int] = job["seeds"]
-        records: list[GameRecord] = []
-        answers: list[str] | None = None
-        job_id = job["id"]
+def _memfd(base: str) -> int:
+    """A heartbeat page: a memfd leaves nothing on disk; elsewhere a file in our private directory."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("codepolicy-heartbeat", 0)
+    else:
+        fd, path = tempfile.mkstemp(dir=base)
+        os.unlink(path)
+    os.ftruncate(fd, HB_SLOTS * 8)
+    return fd
+
+
+def _stderr_tail(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read()[-800:].decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+class _Child:
+    """One forked child running one job: framed JSON on its socket, watched by heartbeat."""
+
+    def __init__(self, pid: int, sock: socket.socket, hb_fd: int, parent_dir: str) -> None:
+        import mmap
+
+        self.pid = pid
+        self.conn = _Framed(sock)
+        self._map = mmap.mmap(hb_fd, HB_SLOTS * 8)
+        self.hb = memoryview(self._map).cast("Q")
+        # A pidfd pins the process: no signal can reach another process that reuses the pid.
+        # The child is alive here: it waits for its job.
+        try:
+            self.pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self.pidfd = None
+        self.workdir = tempfile.mkdtemp(prefix="job-", dir=parent_dir)
+        self.killed = False
+        self.game_elapsed = 0.0
+
+    def kill(self) -> None:
+        """SIGKILL the child (at once; its job is over)."""
+        self.killed = True
+        try:
+            if self.pidfd is not None:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            else:
+                os.kill(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+
+    def exit_description(self) -> str:
+        """How the child ended, from the status its zygote wrote when it reaped it."""
+        deadline = time.monotonic() + 1.0
+        while self.hb[HB_EXIT] == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        status = self.hb[HB_EXIT]
+        return _describe_status(status - 1 if status else None)
+
+    def close(self) -> None:
+        """Kill the child if it still runs, release its socket, page and directory."""
+        if self.hb[HB_EXIT] == 0:
+            self.kill()
+        self.conn.close()
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+        self.hb.release()
+        self._map.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def serve(self, job: dict, limits: Limits, budget: float,
+              handle: Any) -> tuple[str, str] | None:
+        """Send ``job`` and pass each message to ``handle`` until it returns True -> None, or (outcome, why) on failure.
+
+        The child is killed when a strategy call stops the heartbeat for ``move_seconds``, one
+        game (or probe board) takes ``game_seconds``, or the whole job exceeds ``budget``.
+        """
         poll = max(0.005, min(0.05, limits.move_seconds / 4))
         start = now = time.monotonic()
-        last_tick, tick_seen = self.hb[2], now
+        last_tick, tick_seen = self.hb[HB_TICK], now
         last_game, game_seen = -1, now
-        # A bound on the whole job whatever the heartbeat says (the probe boards count as moves).
-        deadline = start + limits.game_seconds * (len(seeds) + 1) + limits.move_seconds * len(job["probe"]) + 1.0
+        job_id = job["id"]
         failure: tuple[str, str] | None = None
-        self.jobs += 1
         try:
-            self.send(job)
+            self.conn.send({**job, "workdir": self.workdir})
             while True:
-                message = self._receive(poll)
+                message = self.conn.receive(poll)
                 now = time.monotonic()
                 if message is not None:
-                    if message.get("t") == "game":
-                        records.append(_validate_game(message, len(records), seeds, spec, now - start))
-                        continue
-                    if message.get("t") == "done":
-                        answers = _validate_answers(message.get("probe"), len(job["probe"]))
-                        break
                     if message.get("t") == "fatal":
                         failure = ("crashed", "the worker failed: " + _last_line(message.get("error")))
                         break
-                    raise _Malformed(f"unexpected message type {str(message.get('t'))[:40]!r}")
-                tick = self.hb[2]
+                    if handle(message, now - start, now - game_seen):
+                        break
+                    continue
+                tick = self.hb[HB_TICK]
                 if tick != last_tick:
                     last_tick, tick_seen = tick, now
-                game = self.hb[1] if self.hb[0] == job_id else 0
+                game = self.hb[HB_GAME] if self.hb[HB_JOB] == job_id else 0
                 if game != last_game:
                     last_game, game_seen = game, now
                 if now - tick_seen > limits.move_seconds + poll:
                     failure = ("timeout", f"a move took longer than {limits.move_seconds:g}s (worker killed)")
                 elif now - game_seen > limits.game_seconds + poll:
                     failure = ("timeout", f"the game took longer than {limits.game_seconds:g}s (worker killed)")
-                elif now > deadline:
-                    failure = ("timeout", f"the games took longer than {deadline - start:.3g}s in all "
-                                          "(worker killed)")
+                elif now - start > budget:
+                    failure = ("timeout", f"the job took longer than {budget:.3g}s in all (worker killed)")
                 if failure:
                     break
         except _Malformed as exc:
             failure = ("crashed", f"the worker sent malformed data ({str(exc)[:200]}); worker replaced")
-        except EOFError as exc:
-            failure = ("crashed", str(exc))
+        except EOFError:
+            failure = ("crashed", self.exit_description())
         except OSError as exc:
             failure = ("crashed", f"lost the worker ({exc})")
         if failure is not None:
+            self.game_elapsed = time.monotonic() - game_seen
             self.kill()
-            records += _failed_records(seeds, len(records), failure, time.monotonic() - game_seen)
-        return records, answers
+        return failure
 
 
 def _last_line(text: Any) -> str:
@@ -376,7 +468,7 @@ def _freeze_view(view: Any, depth: int = 0, budget: list[int] | None = None) -> 
 
 
 def _validate_game(msg: dict, index: int, seeds: Sequence[int], spec: Any, elapsed: float) -> GameRecord:
-    """A GameRecord from a worker's game message, after checking every field."""
+    """A GameRecord from a child's game message, after checking every field."""
     if msg.get("i") != index or index >= len(seeds) or msg.get("seed") != seeds[index]:
         raise _Malformed(f"game message out of order (index {str(msg.get('i'))[:20]})")
     outcome = msg.get("outcome")
@@ -387,104 +479,80 @@ def _validate_game(msg: dict, index: int, seeds: Sequence[int], spec: Any, elaps
         raise _Malformed("error is not a string")
     if "moves" not in msg:  # the program never loaded: nothing was played
         return GameRecord(seed=seeds[index], outcome=outcome, error=error[:ERROR_CHARS])
-    hist = msg.get("hist")
-    if not isinstance(hist, dict) or set(hist) != set(spec.actions):
-        raise _Malformed("bad move histogram")
-    histogram = {a: _number(hist[a], "histogram count", integer=True) for a in spec.actions}
+    answered = _histogram(msg.get("move_histogram"), spec, "move histogram")
+    moved = _histogram(msg.get("moved_histogram"), spec, "moved histogram")
     metrics_in = msg.get("metrics")
     if not isinstance(metrics_in, dict) or not set(metrics_in) <= set(spec.metric_names):
         raise _Malformed("bad metrics")
     metrics = {k: float(_number(v, f"metric {k}", -1e18, 1e18)) for k, v in metrics_in.items()}
     moves = _number(msg.get("moves"), "moves", integer=True)
-    illegal = _number(msg.get("illegal"), "illegal moves", integer=True)
-    if sum(histogram.values()) != moves + illegal:  # every valid move returned either moved or not
+    illegal = _number(msg.get("illegal_moves"), "illegal moves", integer=True)
+    if sum(answered.values()) != moves + illegal:  # every valid answer either moved or not
         raise _Malformed("histogram does not add up to the moves made")
+    if sum(moved.values()) != moves or any(moved[a] > answered[a] for a in spec.actions):
+        raise _Malformed("moved histogram does not add up to the moves made")
     return GameRecord(
         seed=seeds[index], outcome=outcome,
         score=float(_number(msg.get("score"), "score", -1e18, 1e18)),
         max_tile=int(_number(msg.get("max_tile"), "max_tile", integer=True)),
-        moves=moves, move_histogram=histogram, illegal_moves=illegal,
-        wall_seconds=float(_number(msg.get("wall"), "wall", 0.0, elapsed + 1.0)),
-        error=error[:ERROR_CHARS], metrics=metrics, final_view=_freeze_view(msg.get("view")),
+        moves=moves, move_histogram=answered, moved_histogram=moved, illegal_moves=illegal,
+        wall_seconds=float(_number(msg.get("wall_seconds"), "wall", 0.0, elapsed + 1.0)),
+        error=error[:ERROR_CHARS], metrics=metrics, final_view=_freeze_view(msg.get("final_view")),
     )
 
 
-def _validate_answers(answers: Any, count: int) -> list[str]:
-    if not isinstance(answers, list) or len(answers) != count or not all(
-            isinstance(a, str) and len(a) <= 64 for a in answers):
-        raise _Malformed("bad probe answers")
-    return answers
+def _histogram(hist: Any, spec: Any, what: str) -> dict[str, int]:
+    if not isinstance(hist, dict) or set(hist) != set(spec.actions):
+        raise _Malformed(f"bad {what}")
+    return {a: _number(hist[a], f"{what} count", integer=True) for a in spec.actions}
 
 
-# --- probe boards ----------------------------------------------------------------------------
-
-_PROBE_CACHE: dict[tuple, list] = {}
-_PROBE_LOCK = threading.Lock()
-
-
-def probe_boards(game: str = "2048", options: Mapping[str, Any] | None = None,
-                 count: int = PROBE_BOARDS) -> list:
-    """Fixed boards of ``game`` (reached by seeded random play) on which strategies must agree."""
-    key = (game, json.dumps(dict(options or {}), sort_keys=True), count)
-    with _PROBE_LOCK:
-        if key in _PROBE_CACHE:
-            return _PROBE_CACHE[key]
-    import envs
-
-    spec = envs.get(game)
-    rng = random.Random(20480)
-    boards = []
-    seed = 0
-    while len(boards) < count:
-        state = spec.make(seed, **dict(options or {}))
-        # Views early, mid and late in a random game, so the probe sees varied boards.
-        marks = {0, 3, 12, 40, 120}
-        for step in range(121):
-            if step in marks:
-                boards.append(spec.view(state))
-                if len(boards) == count:
-                    break
-            if spec.is_over(state):
-                break
-            spec.step(state, rng.randrange(len(spec.actions)))
-        seed += 1
-    with _PROBE_LOCK:
-        _PROBE_CACHE[key] = boards
-    return boards
+def _validate_sample(sample: Any, seed: int, limit: int) -> list[tuple[int, Any, str, float]]:
+    """The (seed, board, answer, seconds) calls a child kept for the probe, checked."""
+    if sample is None:
+        return []
+    if not isinstance(sample, list) or len(sample) > limit:
+        raise _Malformed("bad probe sample")
+    out = []
+    for item in sample:
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[1], str) and len(item[1]) <= 64):
+            raise _Malformed("bad probe sample")
+        board = _freeze_view(item[0])  # bounded in size and types
+        out.append((seed, _thaw(board), item[1], float(_number(item[2], "sample seconds", 0.0, 1e6))))
+    return out
 
 
-# --- the pool --------------------------------------------------------------------------------
+def _thaw(view: Any) -> Any:
+    """A frozen view back as plain lists, as a strategy receives it."""
+    return [_thaw(v) for v in view] if isinstance(view, tuple) else view
 
 
-def _limits_dict(limits: Limits) -> dict:
-    return dataclasses.asdict(limits)
+# --- the pool ----------------------------------------------------------------------------------
 
 
 class WorkerPool:
-    """Warm sandbox workers, used in parallel; a killed or crashed worker is replaced on next use.
+    """Warm sandbox zygotes and the threads that run jobs on forked children, used in parallel.
 
-    ``workers`` defaults to the CPU cores this process may use (at most 32). One extra worker, started with another
-    ``PYTHONHASHSEED``, answers the determinism probe. Use as a context manager or call
-    :meth:`close`. Strategy output is always discarded (``Limits.output_bytes`` is not used).
-    ``restricted=False`` on :meth:`run` / :meth:`run_many` compiles with plain ``compile`` and
-    full builtins: only tests use it, to show the audit hook and process layers hold alone.
+    ``workers`` (default: the CPU cores this process may use, at most 32) is how many children
+    run at once. Two zygotes serve them, each with its own secret ``PYTHONHASHSEED`` derived
+    from ``secret`` (default: random per pool); a program plays in children of one and is
+    probed in a child of the other. A zygote that dies is started again on next use. Use as
+    a context manager or call :meth:`close`. Strategy output is always discarded
+    (``Limits.output_bytes`` is not used). ``restricted=False`` on :meth:`run` /
+    :meth:`run_many` compiles with plain ``compile`` and full builtins: only tests use it, to
+    show the audit hook and process layers hold alone.
     """
 
-    def __init__(self, workers: int | None = None, game: str = "2048") -> None:
+    def __init__(self, workers: int | None = None, game: str = "2048", secret: bytes | None = None) -> None:
         self.workers = max(1, int(workers if workers is not None else _available_cores()))
         self.game = game
-        self._slots: list[_Worker | None] = [None] * self.workers
-        self._idle: Queue[int] = Queue()
-        for i in range(self.workers):
-            self._idle.put(i)
+        self.secret = bytes(secret) if secret is not None else os.urandom(16)
+        self._zygotes: list[_Zygote | None] = [None, None]
+        self._zygote_locks = [threading.Lock(), threading.Lock()]
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sandbox")
-        self._probe_worker: _Worker | None = None
-        self._probe_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-probe")
-        self._probe_cache: OrderedDict[str, list[str] | None] = OrderedDict()
-        self._probe_lock = threading.Lock()
         self._job_ids = iter(range(1, 1 << 62))
         self._id_lock = threading.Lock()
-        self.replaced = 0     # workers started again after a kill or crash
+        self.replaced = 0     # worker processes lost to a kill or a crash (each job gets a fresh one anyway)
         self.closed = False
 
     def __enter__(self) -> "WorkerPool":
@@ -493,74 +561,122 @@ class WorkerPool:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def _derive(self, *parts: Any) -> str:
+        """A hex digest of the pool secret and ``parts``: per-pool values no program can predict."""
+        text = json.dumps([str(p) for p in parts]).encode("utf-8", "surrogatepass")
+        return hashlib.sha256(self.secret + text).hexdigest()
+
     def warm(self) -> None:
-        """Start every worker now (otherwise each starts on first use)."""
-        futures = [self._executor.submit(self._start_slot_now) for _ in range(self.workers)]
+        """Start both zygotes now (otherwise each starts on first use)."""
+        futures = [self._executor.submit(self._zygote, z) for z in (0, 1)]
         for f in futures:
             f.result()
 
-    def _start_slot_now(self) -> None:
-        index = self._idle.get()
-        try:
-            self._worker(index)
-        finally:
-            self._idle.put(index)
+    def _zygote(self, z: int) -> _Zygote:
+        with self._zygote_locks[z]:
+            if self.closed:
+                raise RuntimeError("this WorkerPool is closed")
+            zygote = self._zygotes[z]
+            if zygote is None or not zygote.alive:
+                if zygote is not None:
+                    zygote.kill()
+                    self.replaced += 1
+                # PYTHONHASHSEED takes 0..2**32-1; 0 would switch randomisation off, so never 0.
+                seed = 1 + int(self._derive("hash seed", z)[:8], 16) % (2 ** 32 - 1)
+                zygote = self._zygotes[z] = _start(seed, self.game)
+            return zygote
 
-    def _worker(self, index: int) -> _Worker:
-        worker = self._slots[index]
-        if worker is None or not worker.alive:
-            if worker is not None:
-                worker.kill()
-                self.replaced += 1
-            worker = self._slots[index] = _start(MAIN_HASH_SEED, self.game)
-        return worker
+    def _fork(self, z: int) -> _Child:
+        try:
+            return self._zygote(z).fork()
+        except (OSError, EOFError):
+            # The zygote died between jobs (killed from outside): start it again, once.
+            with self._zygote_locks[z]:
+                zygote = self._zygotes[z]
+                if zygote is not None:
+                    zygote.kill()
+                    self._zygotes[z] = None
+                    self.replaced += 1
+            try:
+                return self._zygote(z).fork()
+            except (OSError, EOFError) as exc:
+                raise SandboxUnavailable(f"a sandbox worker could not start a job: {exc}") from None
 
     def _next_id(self) -> int:
         with self._id_lock:
             return next(self._job_ids)
 
     def close(self) -> None:
-        """Stop every worker and remove their directories."""
+        """Stop every process and remove their directories."""
         if self.closed:
             return
         self.closed = True
         self._executor.shutdown(wait=True)
-        self._probe_executor.shutdown(wait=True)
-        for worker in self._slots + [self._probe_worker]:
-            if worker is not None:
-                worker.close()
-        self._slots = [None] * self.workers
-        self._probe_worker = None
+        for z, zygote in enumerate(self._zygotes):
+            if zygote is not None:
+                zygote.close()
+            self._zygotes[z] = None
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def _run_job(self, job: dict, spec: Any, limits: Limits) -> tuple[list[GameRecord], list[str] | None]:
-        index = self._idle.get()
-        try:
-            worker = self._worker(index)
-            records, answers = worker.run_job(job, spec, limits)
-            if not worker.alive:
-                worker.kill()
-            return records, answers
-        finally:
-            self._idle.put(index)
+    def _run_games(self, z: int, job: dict, spec: Any, limits: Limits) -> tuple[list[GameRecord], list]:
+        """Play the job's seeds in a fresh child of zygote ``z`` -> (one record per seed, probe sample)."""
+        seeds: list[int] = job["seeds"]
+        per_game = int(job["sample"]["count"])
+        records: list[GameRecord] = []
+        sample: list = []
 
-    def _reference_answers(self, key: str, job: dict, spec: Any, limits: Limits) -> list[str] | None:
-        """The probe answers of a fresh worker with another hash seed (cached per source)."""
-        with self._probe_lock:
-            if key in self._probe_cache:
-                self._probe_cache.move_to_end(key)
-                return self._probe_cache[key]
-        if self._probe_worker is None or not self._probe_worker.alive:
-            if self._probe_worker is not None:
-                self._probe_worker.kill()
-            self._probe_worker = _start(PROBE_HASH_SEED, self.game)
-        _, answers = self._probe_worker.run_job({**job, "seeds": [], "id": self._next_id()}, spec, limits)
-        with self._probe_lock:
-            self._probe_cache[key] = answers
-            while len(self._probe_cache) > 4096:
-                self._probe_cache.popitem(last=False)
-        return answers
+        def handle(message: dict, elapsed: float, _game: float) -> bool:
+            kind = message.get("t")
+            if kind == "game":
+                records.append(_validate_game(message, len(records), seeds, spec, elapsed))
+                sample.extend(_validate_sample(message.get("sample"), seeds[len(records) - 1], per_game))
+                return False
+            if kind == "done":
+                if len(records) != len(seeds):
+                    raise _Malformed("done before every game was reported")
+                return True
+            raise _Malformed(f"unexpected message type {str(kind)[:40]!r}")
+
+        child = self._fork(z)
+        try:
+            # A bound on the whole job whatever the heartbeat says.
+            failure = child.serve(job, limits, limits.game_seconds * (len(seeds) + 1) + 1.0, handle)
+        finally:
+            child.close()
+        if failure is not None:
+            self.replaced += 1
+            records += _failed_records(seeds, len(records), failure, child.game_elapsed)
+        return records, sample
+
+    def _run_probe(self, z: int, job: dict, boards: list, limits: Limits) -> tuple[list[str], tuple[str, str] | None]:
+        """Ask ``boards`` again in a fresh child of zygote ``z`` -> (answers so far, failure or None)."""
+        answers: list[str] = []
+
+        def handle(message: dict, _elapsed: float, _game: float) -> bool:
+            kind = message.get("t")
+            if kind == "answer":
+                answer = message.get("a")
+                if message.get("i") != len(answers) or len(answers) >= len(boards) or not (
+                        isinstance(answer, str) and len(answer) <= 64):
+                    raise _Malformed("bad probe answer")
+                answers.append(answer)
+                return False
+            if kind == "done":
+                if len(answers) != len(boards):
+                    raise _Malformed("done before every probe board was answered")
+                return True
+            raise _Malformed(f"unexpected message type {str(kind)[:40]!r}")
+
+        child = self._fork(z)
+        try:
+            failure = child.serve({**job, "boards": boards, "seeds": []}, limits,
+                                  limits.move_seconds * len(boards) + limits.game_seconds + 1.0, handle)
+        finally:
+            child.close()
+        if failure is not None:
+            self.replaced += 1
+        return answers, failure
 
     def run_many(self, sources: Sequence[str], game: str = "2048", seeds: Iterable[int] = (0,),
                  limits: Limits | None = None, options: Mapping[str, Any] | None = None,
@@ -574,48 +690,52 @@ class WorkerPool:
         seeds = [int(s) for s in seeds]
         limits = limits or Limits()
         options = dict(options or {})
-        spec.make(0, **options)  # unknown options: one clear ValueError now, not one per worker
+        spec.make(0, **options)  # unknown options: one clear ValueError now, not one per job
         builtin_names, methods = _policy_names(policy)
-        boards = probe_boards(game, options)
-        results: list[list[GameRecord] | None] = [None] * len(sources)
+        results: list[list[GameRecord]] = [[] for _ in sources]
         runnable = []
         for s, source in enumerate(sources):
             rejection = _static_rejection(source, policy)
             if rejection:
                 results[s] = [GameRecord(seed=seed, outcome="violation", error=rejection) for seed in seeds]
-            else:
+            elif seeds:
                 runnable.append(s)
         # Split each program's seeds so that every worker has work even for a single program.
         chunks = max(1, min(len(seeds), -(-self.workers // max(1, len(runnable)))))
-        size = -(-len(seeds) // chunks) if seeds else 0
-        parts = [seeds[i:i + size] for i in range(0, len(seeds), size)] if seeds else [[]]
-        futures: dict[int, list[Future]] = {}
-        references: dict[int, Future] = {}
+        size = -(-len(seeds) // chunks) if seeds else 1
+        parts = [seeds[i:i + size] for i in range(0, len(seeds), size)]
+        per_game = max(2, -(-PROBE_BOARDS // max(1, len(seeds))))
+        jobs: dict[int, tuple[dict, str, int, list[Future]]] = {}
         for s in runnable:
             base = {"game": game, "origin": _spec_origin(spec), "options": options,
                     "limits": _limits_dict(limits), "source": sources[s],
-                    "builtins": builtin_names, "methods": methods, "restricted": restricted, "probe": boards}
-            key = hashlib.sha256(json.dumps([sources[s], game, options, builtin_names, methods, restricted],
-                                            sort_keys=True).encode()).hexdigest()
-            references[s] = self._probe_executor.submit(self._reference_answers, key, base, spec, limits)
-            futures[s] = [self._executor.submit(self._run_job, {**base, "seeds": part, "id": self._next_id()},
-                                                spec, limits) for part in parts]
-        for s in runnable:
-            records: list[GameRecord] = []
-            mismatch = ""
-            reference = references[s].result()
-            for future in futures[s]:
-                part_records, answers = future.result()
-                records += part_records
-                if not mismatch and reference is not None and answers is not None:
-                    mismatch = _compare(reference, answers)
-            if mismatch:
-                # A violation the worker already named keeps its name (it also explains the mismatch).
-                records = [r if r.outcome == "violation" else
-                           dataclasses.replace(r, outcome="violation", error=mismatch[:ERROR_CHARS])
-                           for r in records]
-            results[s] = records
-        return [r if r is not None else [] for r in results]
+                    "builtins": builtin_names, "methods": methods, "restricted": restricted}
+            key = self._derive("program", sources[s], game, options, builtin_names, methods, restricted)
+            z = int(key[:2], 16) & 1  # which zygote plays and which probes: drawn per program
+            futures = [self._executor.submit(
+                self._run_games, z, {**base, "seeds": part, "id": self._next_id(),
+                                     "sample": {"count": per_game, "key": key}}, spec, limits) for part in parts]
+            jobs[s] = (base, key, z, futures)
+        probes: dict[int, tuple[list, Future]] = {}
+        for s, (base, key, z, futures) in jobs.items():
+            sample: list = []
+            for future in futures:
+                part_records, part_sample = future.result()
+                results[s] += part_records
+                sample += part_sample
+            if sample:
+                random.Random(key).shuffle(sample)  # asked out of the order they were played
+                probes[s] = (sample, self._executor.submit(
+                    self._run_probe, 1 - z, {**base, "id": self._next_id()}, [b for _, b, _, _ in sample], limits))
+        for s, (sample, future) in probes.items():
+            answers, failure = future.result()
+            verdict = _probe_verdict(sample, answers, failure, limits)
+            if verdict:
+                # A violation the child already named keeps its name (it also explains the difference).
+                results[s] = [r if r.outcome == "violation" else
+                              dataclasses.replace(r, outcome="violation", error=verdict[:ERROR_CHARS])
+                              for r in results[s]]
+        return results
 
     def run(self, source: str, game: str = "2048", seeds: Iterable[int] = (0,), limits: Limits | None = None,
             options: Mapping[str, Any] | None = None, policy: Any = None, *,
@@ -624,9 +744,31 @@ class WorkerPool:
         return self.run_many([source], game, seeds, limits, options, policy, restricted=restricted)[0]
 
 
+def _probe_verdict(sample: list, answers: list[str], failure: tuple[str, str] | None, limits: Limits) -> str:
+    """'' when the replayed answers agree with play, else the randomness violation's text (fails closed)."""
+    for j, (seed, _board, answer, seconds) in enumerate(sample):
+        if j < len(answers):
+            if answers[j] != answer:
+                return (f"randomness: on a board of the game with seed {seed} the strategy answered {answer!r} "
+                        f"during play and {answers[j]!r} when asked again in a fresh process; its answer must "
+                        "depend only on the board (no state kept between calls, no randomness)")
+            continue
+        if failure is None:
+            return "randomness: the replay of the strategy's boards stopped early"
+        outcome, why = failure
+        if outcome == "timeout" and seconds * PROBE_SLOWDOWN >= limits.move_seconds:
+            return ""  # as slow in play: a loaded machine, not a program that behaves differently
+        return (f"randomness: asked again in a fresh process about a board of the game with seed {seed}, "
+                f"which it answered in {seconds:.3g}s during play, the strategy failed: {why}")
+    return ""
+
+
+def _limits_dict(limits: Limits) -> dict:
+    return dataclasses.asdict(limits)
+
+
 def _available_cores() -> int:
-    # Cores this process may run on (affinity, cgroups via sched_getaffinity), capped: each warm
-    # worker holds about 150 MB resident.
+    # Cores this process may run on (affinity, cgroups via sched_getaffinity), capped.
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -634,20 +776,12 @@ def _available_cores() -> int:
     return max(1, min(cores, 32))
 
 
-def _start(hash_seed: int, game: str) -> _Worker:
+def _start(hash_seed: int, game: str) -> _Zygote:
     # One retry: a start can fail for a passing reason (a full process table, a slow disk).
     try:
-        return _Worker(hash_seed, game)
+        return _Zygote(hash_seed, game)
     except SandboxUnavailable:
-        return _Worker(hash_seed, game)
-
-
-def _compare(reference: list[str], answers: list[str]) -> str:
-    for k, (a, b) in enumerate(zip(reference, answers)):
-        if a != b:
-            return (f"randomness: the strategy answered {b!r} and {a!r} on the same board (probe board {k}) "
-                    "in two runs; its answer must depend only on the board")
-    return ""
+        return _Zygote(hash_seed, game)
 
 
 def _policy_names(policy: Any) -> tuple[list[str] | None, list[str] | None]:

@@ -1,33 +1,43 @@
-"""The sandbox worker process: compiles a strategy with RestrictedPython and plays whole games.
+"""The sandbox worker: a warm zygote process that forks one fresh child per job.
 
-Started by :mod:`sandbox.runner` as ``python -s -P -m sandbox.worker CONN_FD HEARTBEAT_FD GAME``
-with a minimal environment, a fixed ``PYTHONHASHSEED`` and a private temporary working
-directory. It talks to the parent over one socket with length-prefixed JSON messages (never
-pickle: a subverted worker must not be able to run code in the parent by what it sends).
+Wire protocol (the parent's side is :mod:`sandbox.runner`; both sides take the framing and
+the heartbeat layout from here):
 
-Layers that stand between a strategy and the machine, inside this process:
+* The zygote is started as ``python -s -P -m sandbox.worker CONTROL_FD GAME`` with a minimal
+  environment and its own ``PYTHONHASHSEED``. It loads the game engine, RestrictedPython and
+  the audit hook once (about a second), then says ``{"t": "ready"}`` on the control socket.
+* For each job the parent makes a socket pair and a heartbeat page (a memfd of
+  ``HB_SLOTS`` uint64) and passes one end of each to the zygote over the control socket
+  (``SCM_RIGHTS``, payload ``b"F"``). The zygote forks and answers the child's pid as 8
+  bytes (``!q``). The child closes the control socket, starts its own session, reads one job
+  from its socket, runs it and exits. So every program starts from the same warm state and
+  nothing one program does (memory it keeps, objects, module state, interpreter caches,
+  files in its directory) can reach another program's games.
+* Messages on a job socket are JSON objects, each prefixed by its length as ``!i`` (never
+  pickle: a subverted child must not be able to run code in the parent by what it sends).
+  Child to parent: ``game`` (one per seed, the record of :func:`envs.play.play_game` plus the
+  sampled ``(board, answer, seconds)`` triples of that game), ``answer`` (one per probe
+  board), ``done``, ``fatal`` (a bug of ours, with the traceback).
+* Heartbeat slots: ``HB_JOB`` (job id), ``HB_GAME`` (index of the game or probe board in
+  progress, from 1), ``HB_TICK`` (bumped before and after every strategy call: the parent
+  kills a child whose tick stops moving), ``HB_EXIT`` (written by the zygote when it reaps the
+  child: 1 + the raw wait status, so the parent can say how a child died).
 
-1. RestrictedPython: the source is compiled with ``compile_restricted`` (no names or
-   attributes starting with ``_``, every attribute, item, iteration, write and in-place
-   operation goes through a guard).
-2. A minimal builtins dict: only the pure builtins the static policy allows (no
-   ``__import__``, ``open``, ``eval``, ``getattr``...), ``print`` discarding its output.
-3. An audit hook (``sys.addaudithook``), armed only while strategy code runs: any import,
-   open, exec/compile, process, socket, frame or code-object event ends the game with
-   ``violation`` naming the event. The verdict is sticky, so catching the exception the hook
-   raises does not help.
-4. Process limits: RLIMIT_AS and RLIMIT_CPU here, wall-time limits enforced by the parent,
-   which SIGKILLs this process when the heartbeat stops or a game runs too long.
-
-The parent decides the outcome of every game from what this process sends, after checking
-its types and ranges.
+Layers inside a child, besides those of :mod:`sandbox.restricted`: RLIMIT_AS and RLIMIT_CPU
+set before the program loads; wall-time limits are the parent's, which SIGKILLs the child.
+The parent decides the outcome of every game from what the child sends, after checking its
+types and ranges.
 """
 from __future__ import annotations
 
 import json
-import operator
+import mmap
 import os
+import random
 import resource
+import signal
+import socket
+import struct
 import sys
 import time
 import traceback
@@ -37,44 +47,37 @@ from typing import Any, Callable
 from sandbox import restricted
 from sandbox.restricted import GUARD, LoadError, describe_exception, load_strategy
 
+__all__ = ["HB_JOB", "HB_GAME", "HB_TICK", "HB_EXIT", "HB_SLOTS", "FRAME", "PID", "FORK_REQUEST",
+           "MAX_MESSAGE_BYTES", "ANSWER_CHARS", "answer_text", "call_strategy", "run_job", "main"]
+
 # Heartbeat slots (uint64) in the page shared with the parent.
-HB_JOB, HB_GAME, HB_TICK = 0, 1, 2
+HB_JOB, HB_GAME, HB_TICK, HB_EXIT = 0, 1, 2, 3
 HB_SLOTS = 8
 
-MAX_MESSAGE_BYTES = 8 << 20      # the parent refuses larger messages from a worker
-ERROR_CHARS = 300                # error messages are truncated to this many characters
-ANSWER_CHARS = 24                # probe answers are truncated to this many characters
+FRAME = struct.Struct("!i")      # length prefix of every message on a job or control socket
+PID = struct.Struct("!q")        # the zygote's answer to a fork request
+FORK_REQUEST = b"F"
+MAX_MESSAGE_BYTES = 8 << 20      # the parent refuses larger messages
+ANSWER_CHARS = 24                # answers compared by the determinism probe are cut to this
 
-# --- the game loop --------------------------------------------------------------------------
 
-
-class Heartbeat:
-    """The shared page the parent watches: job id, game index and a tick per strategy call."""
-
-    def __init__(self, fd: int | None) -> None:
-        if fd is None:
-            self.slots: Any = [0] * HB_SLOTS
-            return
-        import mmap
-
-        self._map = mmap.mmap(fd, HB_SLOTS * 8)
-        self.slots = memoryview(self._map).cast("Q")
+# --- one strategy call ------------------------------------------------------------------------
 
 
 def call_strategy(fn: Callable, board: Any, hb: Any) -> tuple[str, Any]:
-    """Call the strategy once, armed -> ("ok", value) | ("error", msg) | ("violation", msg)."""
+    """Call the strategy once, armed -> ("ok", value) | ("error", msg) | ("violation", msg) | ("crashed", msg)."""
     hb[HB_TICK] += 1
     try:
         GUARD.armed = True
         value = fn(board)
         GUARD.armed = False
-    except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt cannot reach us (parent kills)
+    except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt cannot reach us (the parent kills)
         GUARD.armed = False
         hb[HB_TICK] += 1
         if GUARD.violation:
             return "violation", GUARD.violation
         if isinstance(exc, MemoryError):
-            return "memory", "out of memory (MemoryError) in the strategy"
+            return "crashed", "out of memory (MemoryError) in the strategy"
         return "error", describe_exception(exc)
     hb[HB_TICK] += 1
     if GUARD.violation:
@@ -82,77 +85,65 @@ def call_strategy(fn: Callable, board: Any, hb: Any) -> tuple[str, Any]:
     return "ok", value
 
 
-def describe_output(value: Any, actions: tuple[str, ...]) -> str:
-    """Why ``value`` is not a move, without running any method of it."""
-    if type(value) is str:
-        return f"returned {value[:ANSWER_CHARS]!r}, which is not one of {list(actions)}"
-    return f"returned a value of type {type(value).__name__}, not a str (one of {list(actions)})"
+def answer_text(status: str, value: Any) -> str:
+    """A call's result as a short string the determinism probe compares.
+
+    Errors compare by exception type only: a message may quote a memory address.
+    """
+    if status == "ok":
+        return value[:ANSWER_CHARS] if type(value) is str else f"<{type(value).__name__}>"
+    if status == "error":
+        return f"<error:{str(value).split(':', 1)[0][:ANSWER_CHARS]}>"
+    return f"<{status}>"
 
 
-def play_game(spec: Any, fn: Callable, seed: int, options: dict, limits: dict, hb: Any) -> dict:
-    """Play one seeded game with ``fn`` -> the record fields as plain JSON-able data."""
-    actions = spec.actions
-    action_ids = {a: i for i, a in enumerate(actions)}
-    histogram = dict.fromkeys(actions, 0)
-    start = time.perf_counter()
-    state = spec.make(seed, **options)
-    moves = illegal = stuck_run = 0
-    outcome, error = "", ""
-    max_moves, stuck_moves = limits["max_moves"], limits["stuck_moves"]
-    while True:
-        if spec.is_over(state):
-            outcome = "finished"
-            break
-        if moves >= max_moves:
-            outcome = "max_moves"
-            break
-        status, value = call_strategy(fn, spec.view(state), hb)
-        if status != "ok":
-            outcome = {"memory": "crashed"}.get(status, status)
-            error = value
-            break
-        if type(value) is not str or value not in action_ids:
-            outcome, error = "invalid_output", describe_output(value, actions)
-            break
-        histogram[value] += 1
-        _, changed = spec.step(state, action_ids[value])
-        if changed:
-            moves += 1
-            stuck_run = 0
-        else:
-            illegal += 1
-            stuck_run += 1
-            if stuck_run >= stuck_moves:
-                outcome = "stuck"
-                error = f"{stuck_run} moves in a row did not change the board"
-                break
-    if outcome in ("finished", "max_moves", "stuck") and spec.won(state):
-        outcome = "won"
-    metrics = {k: float(v) for k, v in spec.metrics(state).items()}
-    return {
-        "seed": seed, "outcome": outcome, "score": metrics.get("score", 0.0),
-        "max_tile": int(metrics.get("max_tile", 0)), "moves": moves, "hist": histogram,
-        "illegal": illegal, "wall": time.perf_counter() - start, "error": error,
-        "metrics": metrics, "view": spec.view(state),
-    }
+class _Sampler:
+    """A reservoir of ``count`` calls of one game, chosen by a seeded RNG the program cannot see.
+
+    Which calls are kept is decided before each call, so a board is copied (before the
+    strategy can touch it) only when it is kept.
+    """
+
+    def __init__(self, count: int, key: str) -> None:
+        self.count = count
+        self.rng = random.Random(key)
+        self.calls = 0
+        self.items: list[list[Any]] = []
+
+    def slot(self) -> int:
+        """Where this call goes in the reservoir, or -1 when it is not kept."""
+        i = self.calls
+        self.calls += 1
+        if i < self.count:
+            self.items.append([])
+            return i
+        j = self.rng.randrange(i + 1)
+        return j if j < self.count else -1
 
 
-def probe_answers(fn: Callable, boards: list, hb: Any) -> list[str]:
-    """The strategy's answer on each probe board, as short comparable strings."""
-    answers = []
-    for board in boards:
-        status, value = call_strategy(fn, json.loads(json.dumps(board)), hb)
-        if status != "ok":
-            answers.append(f"<{status}: {value[:ANSWER_CHARS]}>")
-        elif type(value) is str:
-            answers.append(value[:ANSWER_CHARS])
-        else:
-            answers.append(f"<{type(value).__name__}>")
-    return answers
+def _asker(fn: Callable, hb: Any, sampler: _Sampler | None) -> Callable[[Any], tuple[str, Any]]:
+    """The ``ask`` of :func:`envs.play.play_game`: one guarded call, sampled for the probe."""
+    if sampler is None or sampler.count <= 0:
+        return lambda view: call_strategy(fn, view, hb)
+
+    def ask(view: Any) -> tuple[str, Any]:
+        slot = sampler.slot()
+        if slot < 0:
+            return call_strategy(fn, view, hb)
+        board = json.loads(json.dumps(view))
+        start = time.perf_counter()
+        status, value = call_strategy(fn, view, hb)
+        sampler.items[slot] = [board, answer_text(status, value), time.perf_counter() - start]
+        return status, value
+
+    return ask
+
+
+# --- one job, in a forked child ------------------------------------------------------------------
 
 
 def set_limits(limits: dict, baseline_as: int) -> None:
-    """Soft RLIMIT_CPU (per job, on top of the CPU already used) and RLIMIT_AS (over the warm baseline)."""
+    """Soft RLIMIT_CPU (on top of the CPU already used) and RLIMIT_AS (over the warm baseline)."""
     used = resource.getrusage(resource.RUSAGE_SELF)
     cpu = int(used.ru_utime + used.ru_stime) + max(1, int(limits["cpu_seconds"]))
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
@@ -174,30 +165,43 @@ def address_space() -> int:
 
 
 def run_job(job: dict, send: Callable[[dict], None], hb: Any, baseline_as: int) -> None:
-    """Play every seed of ``job`` (sending one message per game), then answer the probe boards."""
+    """Play every seed of a game job (one ``game`` message each), or answer every board of a probe job."""
+    from envs.play import play_game
+
     spec = game_spec(job["game"], job.get("origin"))
     restricted.set_allowed_attributes(job.get("methods"))
-    options = job.get("options") or {}
     limits = job["limits"]
     set_limits(limits, baseline_as)
     hb[HB_JOB] = job["id"]
     hb[HB_GAME] = 0
     hb[HB_TICK] += 1
+    boards = job.get("boards")
     seeds = job.get("seeds") or []
     try:
         fn = load_strategy(job["source"], job.get("builtins"), job.get("restricted", True))
     except LoadError as exc:
-        for i, seed in enumerate(seeds):
-            send({"t": "game", "i": i, "seed": seed, "outcome": exc.outcome, "error": exc.message})
-        send({"t": "done", "probe": [f"<{exc.outcome}>"] * len(job.get("probe") or [])})
+        if boards is not None:
+            for k in range(len(boards)):
+                send({"t": "answer", "i": k, "a": answer_text(exc.outcome, exc.message)})
+        else:
+            for i, seed in enumerate(seeds):
+                send({"t": "game", "i": i, "seed": seed, "outcome": exc.outcome, "error": exc.message})
+        send({"t": "done"})
         return
+    if boards is not None:
+        for k, board in enumerate(boards):
+            hb[HB_GAME] = k + 1
+            send({"t": "answer", "i": k, "a": answer_text(*call_strategy(fn, board, hb))})
+        send({"t": "done"})
+        return
+    sample = job.get("sample") or {}
     for i, seed in enumerate(seeds):
         hb[HB_GAME] = i + 1
-        record = play_game(spec, fn, seed, options, limits, hb)
-        send({"t": "game", "i": i, **record})
-    probe = job.get("probe") or []
-    hb[HB_GAME] = len(seeds) + 1
-    send({"t": "done", "probe": probe_answers(fn, probe, hb) if probe else []})
+        sampler = _Sampler(int(sample.get("count", 0)), f"{sample.get('key', '')}:{seed}")
+        record = play_game(spec, _asker(fn, hb, sampler), seed, job.get("options") or {},
+                           max_moves=limits["max_moves"], stuck_moves=limits["stuck_moves"])
+        send({"t": "game", "i": i, **record, "sample": [s for s in sampler.items if s]})
+    send({"t": "done"})
 
 
 def game_spec(name: str, origin: list[str] | None) -> Any:
@@ -217,31 +221,63 @@ def game_spec(name: str, origin: list[str] | None) -> Any:
     return envs.get(name)
 
 
+def _child(job_fd: int, hb_map: mmap.mmap, baseline_as: int) -> None:
+    """The forked child: read one job, run it, exit. Never returns."""
+    code = 1
+    try:
+        conn = Connection(job_fd)
+        hb = memoryview(hb_map).cast("Q")
+
+        def send(message: dict) -> None:
+            conn.send_bytes(json.dumps(message, allow_nan=False).encode())
+
+        try:
+            job = json.loads(conn.recv_bytes(MAX_MESSAGE_BYTES))
+            workdir = job.get("workdir")
+            if workdir:
+                os.chdir(workdir)
+                os.environ["HOME"] = os.environ["TMPDIR"] = workdir
+            run_job(job, send, hb, baseline_as)
+            code = 0
+        except BaseException:  # noqa: BLE001 - a bug of ours or the engine's: tell the parent
+            GUARD.armed = False
+            try:
+                send({"t": "fatal", "error": traceback.format_exc()[-2000:]})
+            except BaseException:  # noqa: BLE001 - the parent is gone; nothing left to tell
+                pass
+    finally:
+        os._exit(code)
+
+
+# --- the zygote ----------------------------------------------------------------------------------
+
+
 def warm(game: str) -> None:
-    """Load the engine of ``game`` and compile everything a game touches, before any job."""
+    """Load the engine of ``game`` and everything a job touches, once, before any fork."""
     import envs
+    import envs.play  # noqa: F401 - the game loop every job runs
 
     spec = envs.get(game)
     state = spec.make(0)
     for i in range(len(spec.actions)):
         spec.step(state, i)
     spec.legal_mask(state), spec.is_over(state), spec.won(state), spec.view(state), spec.metrics(state)
-    import RestrictedPython  # noqa: F401 - imported once per worker, not per job
+    import RestrictedPython  # noqa: F401 - imported once, not per job
 
     load_strategy(spec.example)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Worker entry: handshake, then serve jobs until the parent closes the connection."""
+    """Zygote entry: warm up, then fork one child per request until the parent closes the control socket."""
     argv = sys.argv[1:] if argv is None else argv
-    conn = Connection(int(argv[0]))
-    hb = Heartbeat(int(argv[1])).slots
-    game = argv[2] if len(argv) > 2 else "2048"
+    control = socket.socket(fileno=int(argv[0]))
+    game = argv[1] if len(argv) > 1 else "2048"
 
-    def send(message: dict) -> None:
-        conn.send_bytes(json.dumps(message, allow_nan=False).encode())
+    def tell(message: dict) -> None:
+        payload = json.dumps(message).encode()
+        control.sendall(FRAME.pack(len(payload)) + payload)
 
-    # Strategy output and our own stray output go nowhere; the parent hears only `conn`.
+    # Strategy output and our own stray output go nowhere; the parent hears only the sockets.
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
@@ -251,21 +287,59 @@ def main(argv: list[str] | None = None) -> int:
         sys.addaudithook(GUARD.hook)
         baseline_as = address_space()
     except BaseException:  # noqa: BLE001 - report why we cannot serve, then exit
-        send({"t": "fatal", "error": traceback.format_exc()[-2000:]})
+        tell({"t": "fatal", "error": traceback.format_exc()[-2000:]})
         return 1
-    send({"t": "ready", "pid": os.getpid()})
+
+    children: dict[int, mmap.mmap] = {}
+
+    def reap(*_: Any) -> None:
+        # Record each dead child's wait status in its heartbeat page, for the parent to read.
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            page = children.pop(pid, None)
+            if page is not None:
+                memoryview(page).cast("Q")[HB_EXIT] = 1 + status
+                page.close()
+
+    signal.signal(signal.SIGCHLD, reap)
+    tell({"t": "ready", "pid": os.getpid()})
     while True:
         try:
-            raw = conn.recv_bytes()
-        except (EOFError, OSError):
+            data, fds, _, _ = socket.recv_fds(control, 16, 2)
+        except OSError:
             return 0
-        job = json.loads(raw)
+        if not data:
+            return 0  # the parent closed the control socket: the pool is shutting down
+        if data != FORK_REQUEST or len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            continue
+        job_fd, hb_fd = fds
+        page = mmap.mmap(hb_fd, HB_SLOTS * 8)
+        os.close(hb_fd)
+        # SIGCHLD waits until the child is in `children`, so a child that dies at once is reaped with its page.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+            control.close()
+            os.setsid()
+            for other in children.values():
+                other.close()
+            _child(job_fd, page, baseline_as)
+        children[pid] = page
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        os.close(job_fd)
         try:
-            run_job(job, send, hb, baseline_as)
-        except BaseException:  # noqa: BLE001 - a bug of ours or the engine's: tell the parent, exit
-            GUARD.armed = False
-            send({"t": "fatal", "error": traceback.format_exc()[-2000:]})
-            return 1
+            control.sendall(PID.pack(pid))
+        except OSError:
+            return 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import envs
 from envs.baselines import SOURCES
 from sandbox.records import OUTCOMES, GameRecord, Limits
-from sandbox.runner import UNCHECKED, WorkerPool, _Malformed, _validate_game, probe_boards
+from sandbox.runner import UNCHECKED, WorkerPool, _Malformed, _probe_verdict, _validate_game
 
 SPEC = envs.get("2048")
 FAST = Limits(move_seconds=0.5, game_seconds=3.0, max_moves=60, stuck_moves=5)
@@ -192,8 +192,10 @@ def test_dead_worker_is_replaced_and_reported(pool):
 
 def test_garbage_from_a_subverted_worker_is_a_crash(pool):
     # A program that escaped every layer and writes its own frames to the parent's socket.
-    source = ("import os, sys\ndef strategy(board):\n"
-              "    os.write(int(sys.argv[1]), b'\\x00\\x00\\x00\\x05hello')\n    return 'W'\n")
+    source = ("import os, stat\ndef strategy(board):\n    for fd in range(3, 64):\n        try:\n"
+              "            if stat.S_ISSOCK(os.fstat(fd).st_mode):\n"
+              "                os.write(fd, b'\\x00\\x00\\x00\\x05hello')\n"
+              "        except OSError:\n            pass\n    return 'W'\n")
     records = pool.run_many([source], seeds=[0, 1], limits=FAST, policy=UNCHECKED, restricted=False)[0]
     assert [r.outcome for r in records] == ["crashed", "crashed"]
     assert "malformed" in records[0].error
@@ -201,21 +203,25 @@ def test_garbage_from_a_subverted_worker_is_a_crash(pool):
 
 @pytest.mark.parametrize("change", [
     {"outcome": "timeout"}, {"outcome": "won!"}, {"moves": -1}, {"moves": 1.5}, {"score": float("nan")},
-    {"hist": {"W": 1}}, {"metrics": {"evil": 1.0}}, {"seed": 99}, {"i": 1}, {"error": 3},
-    {"view": [[1] * 10] * 1000}, {"wall": 1e9}, {"illegal": 7},
+    {"move_histogram": {"W": 1}}, {"moved_histogram": {"W": 0, "A": 1, "S": 0, "D": 0}},
+    {"metrics": {"evil": 1.0}}, {"seed": 99}, {"i": 1}, {"error": 3},
+    {"final_view": [[1] * 10] * 1000}, {"wall_seconds": 1e9}, {"illegal_moves": 7},
 ])
 def test_validation_refuses_malformed_records(change):
     good = {"t": "game", "i": 0, "seed": 0, "outcome": "finished", "score": 4.0, "max_tile": 4, "moves": 1,
-            "hist": {"W": 1, "A": 0, "S": 0, "D": 0}, "illegal": 0, "wall": 0.01, "error": "",
-            "metrics": {"score": 4.0, "max_tile": 4.0, "moves": 1.0}, "view": [[4, 0], [0, 2]]}
+            "move_histogram": {"W": 1, "A": 0, "S": 0, "D": 0}, "moved_histogram": {"W": 1, "A": 0, "S": 0, "D": 0},
+            "illegal_moves": 0, "wall_seconds": 0.01, "error": "",
+            "metrics": {"score": 4.0, "max_tile": 4.0, "moves": 1.0}, "final_view": [[4, 0], [0, 2]]}
     assert isinstance(_validate_game(good, 0, [0], SPEC, 1.0), GameRecord)
     with pytest.raises(_Malformed):
         _validate_game({**good, **change}, 0, [0], SPEC, 1.0)
 
 
 def test_hash_dependent_strategy_is_a_randomness_violation(pool):
-    # Set order of strings depends on PYTHONHASHSEED (for these two seeds, 'd' first vs 'f' first).
-    source = "def strategy(board):\n    return 'WASDWASDWA'['abcdefghij'.index(list(set('abcdefghij'))[0])]\n"
+    # Set order of strings depends on PYTHONHASHSEED, and the two zygotes have different secret seeds:
+    # the position of a board-chosen letter in the set's order differs on most of the sampled boards.
+    source = ("def strategy(board):\n    order = list(set('abcdefghij'))\n"
+              "    return 'WASD'[order.index('abcdefghij'[sum(map(sum, board)) % 10]) % 4]\n")
     records = pool.run(source, seeds=[0, 1], limits=FAST, policy=UNCHECKED)
     assert all(r.outcome == "violation" and r.error.startswith("randomness:") for r in records), records
     # A deterministic program on the same boards is not flagged.
@@ -227,12 +233,6 @@ def test_a_named_violation_is_not_renamed_randomness(pool):
     source = "def strategy(board):\n    if board[0][0]:\n        open('x')\n    return 'WASD'[sum(map(sum, board)) % 4]\n"
     records = pool.run(source, seeds=list(range(6)), limits=FAST, policy=UNCHECKED)
     assert all(r.outcome == "violation" and "open" in r.error for r in records), records
-
-
-def test_probe_boards_are_fixed_and_varied():
-    a, b = probe_boards("2048"), probe_boards("2048")
-    assert a == b and len(a) == 16
-    assert len({str(x) for x in a}) > 8
 
 
 def test_static_check_rejects_without_running(pool):
