@@ -158,8 +158,8 @@ def test_real_group_is_deterministic_across_runs_and_worker_counts(pools):
     assert [x.values for x in a] == [x.values for x in b] == [x.values for x in c]
     assert [x.total for x in a] == [x.total for x in b] == [x.total for x in c]
     totals = [x.total for x in a]
-    # plays > bad move (invalid output) > runtime error > non-compliant; extraction failure graded
-    assert totals[0] > totals[4] > totals[5] > totals[3]
+    # plays > runtime error >= invalid output (a failure to answer, not a move) > non-compliant
+    assert totals[0] > totals[5] >= totals[4] > totals[3]
     assert a[4].info["outcome_invalid_output"] == 2 and a[5].info["outcome_error"] == 2
 
 
