@@ -1,6 +1,8 @@
 """The sandbox's subcommands: ``check`` (static policy check) and ``play`` (games through the sandbox).
 
-Each ``_add_<command>(sub)`` adds one subcommand; :func:`add_commands` calls them all.
+Each ``_add_<command>(sub)`` adds one subcommand; :func:`add_commands` calls them all. Every
+text that came from the program or the input (file names, error messages, violations, answers,
+boards) is printed through :func:`~sandbox.text.safe_text`; JSON output is exact and ASCII.
 """
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+
+from sandbox.text import safe_text
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -64,8 +68,8 @@ def _run_check(args: argparse.Namespace) -> int:
                     "reason": exc.reason, "message": exc.message, "line": exc.line}, "violations": []}))
             else:
                 where = f":{exc.line}" if exc.line else ""
-                print(f"{name}{where}: format error [{exc.reason}] {exc.message}")
-                print(f"{name}: rejected (no usable strategy function)")
+                print(f"{safe_text(name)}{where}: format error [{exc.reason}] {safe_text(exc.message)}")
+                print(f"{safe_text(name)}: rejected (no usable strategy function)")
             return 1
     verdict = check(source, DEFAULT_POLICY)
     if args.json:
@@ -76,12 +80,12 @@ def _run_check(args: argparse.Namespace) -> int:
             out["source"] = source
         print(json.dumps(out))
     else:
-        for v in verdict.violations:
-            print(f"{name}:{v.line}:{v.col}: {v.rule} ({v.category}) {v.message}")
+        for v in verdict.violations:  # a violation's message quotes the program's names
+            print(f"{safe_text(name)}:{v.line}:{v.col}: {v.rule} ({v.category}) {safe_text(v.message)}")
             print(f"    rule: {DEFAULT_POLICY.explain(v.rule)}")
         count = len(verdict.violations)
-        print(f"{name}: " + ("compliant" if verdict.ok else
-                             f"rejected ({count} violation{'s' if count != 1 else ''})"))
+        print(f"{safe_text(name)}: " + ("compliant" if verdict.ok else
+                                        f"rejected ({count} violation{'s' if count != 1 else ''})"))
     return 0 if verdict.ok else 1
 
 
@@ -174,11 +178,23 @@ def _play_trusted(source: str, args: argparse.Namespace, seeds: list[int], optio
 
 
 def _render_view(view) -> str:
+    # With --trusted the board is the one the program was handed, and it may have written in it.
     if isinstance(view, (list, tuple)) and view and all(isinstance(r, (list, tuple)) for r in view):
-        cells = [[str(v) if v else "." for v in row] for row in view]
+        cells = [[safe_text(v) if v else "." for v in row] for row in view]
         width = max((len(c) for row in cells for c in row), default=1)
         return "\n".join(" ".join(c.rjust(width) for c in row) for row in cells)
-    return repr(view)
+    try:
+        return safe_text(repr(view))
+    except Exception:  # noqa: BLE001 - a hostile __repr__
+        return safe_text(view)
+
+
+def _json_value(value):
+    """``json.dumps``'s fallback for what is not JSON: a sequence as a list, anything else as safe text."""
+    try:
+        return list(value)
+    except Exception:  # noqa: BLE001 - not iterable, or a hostile __iter__
+        return safe_text(value)
 
 
 def _play_summary(games: list[dict], seconds: float) -> dict:
@@ -231,19 +247,20 @@ def _run_play(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"file": args.file, "game": args.game, "options": options,
                           "mode": "trusted" if args.trusted else "sandbox", "games": games,
-                          "summary": summary}, default=list))
+                          "summary": summary}, default=_json_value))
     else:
         print(f"{'seed':>6}  {'outcome':14} {'score':>8} {'max tile':>8} {'moves':>6} {'wasted':>6} "
               f"{'seconds':>8}  error")
         for g in games:
-            print(f"{g['seed']:>6}  {g['outcome']:14} {g.get('score', 0):>8.0f} {g.get('max_tile', 0):>8} "
-                  f"{g.get('moves', 0):>6} {g.get('illegal_moves', 0):>6} {g.get('wall_seconds', 0):>8.3f}  "
-                  f"{g.get('error', '')}")
+            # The error quotes the program: its exception's message, its wrong answer.
+            print(f"{g['seed']:>6}  {safe_text(g['outcome']):14} {g.get('score', 0):>8.0f} "
+                  f"{g.get('max_tile', 0):>8} {g.get('moves', 0):>6} {g.get('illegal_moves', 0):>6} "
+                  f"{g.get('wall_seconds', 0):>8.3f}  {safe_text(g.get('error', ''))}")
             if args.show and g.get("final_view") is not None:
                 label = "last board the program saw" if args.trusted else "final board"
                 print(f"        {label}:")
                 print("\n".join("        " + line for line in _render_view(g["final_view"]).splitlines()))
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["outcomes"].items()))
+        counts = ", ".join(f"{safe_text(k)} {v}" for k, v in sorted(summary["outcomes"].items()))
         mode = "trusted, in-process" if args.trusted else "sandbox"
         print(f"{summary['games']} games ({mode}): {counts}; mean score {summary['mean_score']:.1f}, "
               f"median {summary['median_score']:.0f}, best {summary['best_score']:.0f}; best tile "

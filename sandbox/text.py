@@ -9,24 +9,23 @@ every such character into a visible escape; JSON output needs nothing from here
 """
 from __future__ import annotations
 
+import re
+
 __all__ = ["safe_text"]
 
+# C0 controls and DEL, C1 controls (0x9b is a one-byte CSI), lone surrogates; the bidirectional
+# marks, overrides and isolates that reorder what a terminal shows; and the line and paragraph
+# separators, which end a line for str.splitlines() and some viewers.
+_UNSAFE_BEYOND_C0 = r"\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(rf"[\x00-\x1f{_UNSAFE_BEYOND_C0}]")
+_UNSAFE_BUT_NEWLINE = re.compile(rf"[\x00-\x09\x0b-\x1f{_UNSAFE_BEYOND_C0}]")
 
-def _escape(ch: str) -> str:
-    code = ord(ch)
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
     if code <= 0xFF:
         return f"\\x{code:02x}"
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def _unsafe(ch: str) -> bool:
-    code = ord(ch)
-    # C0 controls and DEL, C1 controls (0x9b is a one-byte CSI), lone surrogates, and the
-    # bidirectional overrides and isolates that reorder what a terminal shows.
-    return (code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF
-            or 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069)
+    return f"\\u{code:04x}"  # every unsafe character is in the BMP
 
 
 def safe_text(text: object, keep_newlines: bool = False) -> str:
@@ -34,7 +33,8 @@ def safe_text(text: object, keep_newlines: bool = False) -> str:
 
     ``keep_newlines=True`` keeps ``\\n`` (for multi-line text such as a program's source);
     tabs and carriage returns are always escaped. Anything that is not a str is shown with
-    ``str()`` first (and with its type's name if even that fails).
+    ``str()`` first (and with its type's name if even that fails). Takes time linear in the
+    length of the text (a regex does the scan).
     """
     if not isinstance(text, str):
         try:
@@ -43,12 +43,4 @@ def safe_text(text: object, keep_newlines: bool = False) -> str:
             return f"<unprintable {type(text).__name__}>"
     if text.isprintable():
         return text  # the common case, without a copy
-    out = []
-    for ch in text:
-        if ch == "\n" and keep_newlines:
-            out.append(ch)
-        elif _unsafe(ch):
-            out.append(_escape(ch))
-        else:
-            out.append(ch)
-    return "".join(out)
+    return (_UNSAFE_BUT_NEWLINE if keep_newlines else _UNSAFE).sub(_escape, text)

@@ -133,3 +133,183 @@ def test_any_text_gives_source_or_a_format_error(text):
 def test_extracted_code_passes_check():
     for program in PROGRAMS:
         assert check(extract(f"Answer:\n```python\n{program}```")).ok
+
+
+def test_an_answer_after_reasoning_with_letters_that_grow_when_lowered():
+    # "İ".lower() is two characters: indices into a lowered copy would miss the tags.
+    assert extract(f"İİ plan</think>\n```python\n{CODE}```") == CODE
+    assert extract(f"İİİİ hmm </think>{CODE}") == CODE
+
+
+# -- the most telling failure ------------------------------------------------------------------
+
+def test_the_most_telling_reason_follows_format_reasons_for_every_pair():
+    from sandbox.extract import _more_telling
+
+    for first in FORMAT_REASONS:
+        for second in FORMAT_REASONS:
+            a, b = FormatError(first, "a"), FormatError(second, "b")
+            kept = _more_telling(a, b)
+            if FORMAT_REASONS.index(second) > FORMAT_REASONS.index(first):
+                assert kept is b, (first, second)
+            else:
+                assert kept is a, (first, second)  # a tie keeps the first one
+            assert _more_telling(None, b) is b
+
+
+BLOCK_FAILING_AS = {
+    "wrong_signature": "```python\ndef strategy():\n    return 'W'\n```\n",
+    "syntax_error": "```python\ndef strategy(board):\n    return (\n```\n",
+    "too_long": "```python\ndef strategy(board):\n" + "    x = 1\n" * 3000 + "```\n",
+}
+
+
+@pytest.mark.parametrize("first", list(BLOCK_FAILING_AS))
+@pytest.mark.parametrize("second", list(BLOCK_FAILING_AS))
+def test_several_failing_blocks_report_the_most_telling_reason(first, second):
+    completion = f"First try:\n{BLOCK_FAILING_AS[first]}\nSecond try:\n{BLOCK_FAILING_AS[second]}"
+    with pytest.raises(FormatError) as info:
+        extract(completion)
+    assert info.value.reason == max(first, second, key=FORMAT_REASONS.index)
+    assert extract(f"{completion}\nFixed:\n```python\n{CODE}```") == CODE  # any good block wins
+
+
+def test_between_two_failures_of_the_same_reason_the_first_is_reported():
+    completion = ("```python\ndef strategy(board):\n    return (\n```\n"
+                  "```python\ndef strategy(board):\n    x = 1\n    return (\n```\n")
+    with pytest.raises(FormatError) as info:
+        extract(completion)
+    assert (info.value.reason, info.value.line) == ("syntax_error", 2)
+
+
+# -- linear time -------------------------------------------------------------------------------
+# Each shape made an older extractor quadratic (or worse): minutes at 1 MB. The timeout is the
+# test, with a wide margin for slow machines; timings are measured by benchmarks/extract_speed.py.
+
+MB = 1 << 20
+
+
+def _repeat(unit, size=MB, head="", tail=""):
+    return head + unit * ((size - len(head) - len(tail)) // len(unit)) + tail
+
+
+ADVERSARIAL = {
+    "unclosed think": (_repeat("<think>a\n"), "empty"),
+    "unclosed think, then code": (_repeat("<think>a\n", head=f"```python\n{CODE}```\n"), CODE),
+    "lone think closes": (_repeat("</think>", tail=f"```python\n{CODE}```"), CODE),
+    "open fence then backtick lines": (_repeat("``\n", head=f"```python\n{CODE}", tail="x"), "too_long"),
+    "open fence then truncated fences": (_repeat("``\n", head=f"```python\n{CODE}"), CODE),
+    "long fence then shorter fences": (_repeat("```\n", head="`````python\n"), "no_function"),
+    "many fences": (_repeat("```\n"), "no_function"),
+    "many tilde and backtick fences": (_repeat("~~~\n```py\n"), "no_function"),
+    "many broken blocks": (_repeat("```python\ndef strategy(board:\n```\n"), "syntax_error"),
+    "many good blocks": (_repeat(f"```python\n{OTHER}```\n", tail=f"```python\n{CODE}```\n"), CODE),
+    "many def strategy lines": (_repeat("def strategy(board):\n"), "too_long"),
+    "many indented def lines": (_repeat("    def strategy(board):\n", head="x\n"), "too_long"),
+    "unclosed triple quotes": (_repeat('"""\n', head="def strategy(board):\n    return '''\n"), "too_long"),
+    "unclosed triple quotes, fenced": (_repeat('"""\n', head="```py\ndef strategy(board):\n    return '''\n"),
+                                       "too_long"),
+    "unclosed triple quotes, many blocks": (_repeat("```py\ndef strategy(board):\n    return '''\n```\n"),
+                                            "syntax_error"),
+    "one huge line": (_repeat("x", head="def strategy(board): return "), "too_long"),
+    "one huge indent": (_repeat(" ", head="def strategy(board):\n", tail="return 'W'\n"), "too_long"),
+    "huge indented block": (_repeat("        x = 1\n", head="```python\n" + " " * 40_000 + "def strategy(b):\n"),
+                            "too_long"),
+    "prose to cut": (_repeat("more prose (\n", head="Intro.\nimport math\ndef strategy(board):\n    x = (\n"),
+                     "too_long"),
+}
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("shape", list(ADVERSARIAL))
+def test_adversarial_completions_of_a_megabyte_take_linear_time(shape):
+    completion, expected = ADVERSARIAL[shape]
+    assert len(completion) > MB - 100
+    try:
+        result = extract(completion)
+    except FormatError as exc:
+        result = exc.reason
+    assert result == expected
+
+
+def _parse_counter():
+    """A stand-in for ast.parse that counts the calls and the characters parsed."""
+    import ast
+    from unittest import mock
+
+    return mock.patch.object(ast, "parse", side_effect=ast.parse)
+
+
+ADVERSARIAL_UNITS = ["<think>", "</think>", "```", "```python", "````", "~~~", "``", "`", "def strategy(board):",
+                     "def strategy(board:", "    return 'W'", '"""', "'''", "prose (", "", "    ", "\t"]
+
+
+@FAST
+@given(st.lists(st.tuples(st.sampled_from(ADVERSARIAL_UNITS), st.integers(1, 200)), max_size=6),
+       st.integers(20, 400))
+def test_parsing_is_bounded_by_the_completion_size(runs, max_bytes):
+    # The work that dominates is parsing: each candidate is parsed once, fenced blocks do not
+    # overlap, and plain code has a fixed number of candidates of at most max_bytes each.
+    from sandbox.extract import _MAX_CUTS
+
+    completion = "\n".join("\n".join([unit] * count) for unit, count in runs)
+    with _parse_counter() as parse:
+        try:
+            extract(completion, max_bytes=max_bytes)
+        except FormatError:
+            pass
+    parsed = sum(len(call.args[0]) for call in parse.call_args_list)
+    fences = completion.count("```") + completion.count("~~~")
+    plain_candidates = 3 * (1 + _MAX_CUTS)
+    assert parse.call_count <= fences + plain_candidates
+    assert parsed <= 2 * len(completion) + plain_candidates * max_bytes
+
+
+# -- the linear helpers do what the quadratic code did --------------------------------------------
+
+def _dedent_311(text):
+    """textwrap.dedent as Python 3.11 wrote it (later versions changed some edge cases)."""
+    import re
+
+    text = re.sub(r"(?m)^[ \t]+$", "", text)
+    margin = None
+    for indent in re.findall(r"(?m)(^[ \t]*)(?:[^ \t\n])", text):
+        if margin is None or margin.startswith(indent):
+            margin = indent
+        elif not indent.startswith(margin):
+            margin = next((margin[:i] for i, (x, y) in enumerate(zip(margin, indent)) if x != y), margin)
+    return re.sub(r"(?m)^" + re.escape(margin), "", text) if margin else text
+
+
+@FAST
+@given(st.text(st.sampled_from([" ", "\t", "\n", "x", "\x0c", "\r", "é"]), max_size=60))
+def test_dedent_matches_textwrap(text):
+    from sandbox.extract import _dedent
+
+    assert _dedent(text) == _dedent_311(text)
+
+
+@FAST
+@given(st.lists(st.sampled_from(["`", "``", "```", "\n", " ", "\t", "x", "\x0c", "\xa0"]), max_size=20)
+       .map("".join))
+def test_trailing_ticks_are_cut_as_the_old_regex_did(body):
+    import re
+
+    from sandbox.extract import _strip_trailing_ticks
+
+    old = re.compile(r"(?:\n[ \t]*`{1,3}[ \t]*)+\s*\Z|`{3}\s*\Z")
+    assert _strip_trailing_ticks(body) == old.sub("", body)
+
+
+@FAST
+@given(st.lists(st.sampled_from(["<think>", "</think>", "<THINK>", "</Think>", "a", "\n", "<", ">"]), max_size=20)
+       .map("".join))
+def test_reasoning_is_stripped_as_the_old_regexes_did(text):
+    import re
+
+    from sandbox.extract import _strip_reasoning
+
+    old = re.sub(r"<think>.*?</think>", "", text, flags=re.DOTALL | re.IGNORECASE)
+    old = old[old.lower().rfind("</think>") + len("</think>"):] if "</think>" in old.lower() else old
+    old = old[:old.lower().find("<think>")] if "<think>" in old.lower() else old
+    assert _strip_reasoning(text) == old

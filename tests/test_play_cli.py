@@ -62,3 +62,80 @@ def test_usage_errors_exit_2(greedy, capsys, args, message):
 def test_missing_file_exits_2(tmp_path, capsys):
     assert main(["play", str(tmp_path / "nope.py")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+# -- program text on the terminal ---------------------------------------------------------------
+# A program chooses the text of its exceptions. Printed raw, a lone surrogate made `play` exit 2
+# with no results (UnicodeEncodeError), and an escape sequence could clear the screen or a
+# carriage return overwrite the line with a forged result.
+
+MESSAGE = "bad \udc80 byte \x1b[2J\rFAKE RESULT"
+
+
+@pytest.fixture()
+def raiser(tmp_path):
+    path = tmp_path / "raiser.py"
+    # The file holds the escapes as text (ASCII); the message the program raises has the characters.
+    path.write_text("def strategy(board):\n    raise ValueError('bad \\udc80 byte \\x1b[2J\\rFAKE RESULT')\n")
+    return str(path)
+
+
+def _assert_shown_safely(out: str) -> None:
+    assert "\x1b" not in out and "\r" not in out and "\udc80" not in out
+    assert not any(line.startswith("FAKE RESULT") for line in out.splitlines())
+    out.encode("utf-8")  # printable on any UTF-8 terminal
+
+
+@pytest.mark.parametrize("mode", [[], ["--trusted"]], ids=["sandbox", "trusted"])
+def test_a_hostile_error_message_is_printed_escaped(raiser, capsys, mode):
+    assert main(["play", raiser, "--games", "1", "--workers", "1", *mode]) == 1  # the game ended in an error
+    out = capsys.readouterr().out
+    _assert_shown_safely(out)
+    assert "ValueError: bad \\udc80 byte \\x1b[2J\\x0dFAKE RESULT" in out
+    assert "1 games (" in out and ": error 1;" in out
+
+
+@pytest.mark.parametrize("mode", [[], ["--trusted"]], ids=["sandbox", "trusted"])
+def test_a_hostile_error_message_round_trips_through_json(raiser, capsys, mode):
+    assert main(["play", raiser, "--games", "1", "--workers", "1", "--json", *mode]) == 1
+    out = capsys.readouterr().out
+    assert out.isascii() and "\x1b" not in out
+    (game,) = json.loads(out)["games"]
+    assert game["outcome"] == "error" and MESSAGE in game["error"]  # the exact text, surrogate and all
+
+
+def test_a_program_that_writes_in_its_board_cannot_forge_the_shown_board(tmp_path, capsys):
+    path = tmp_path / "scribbler.py"
+    path.write_text("def strategy(board):\n    board[0][0] = '\\x1b[2J\\rFAKE'\n    return 'W'\n")
+    assert main(["play", str(path), "--games", "1", "--trusted", "--show", "--max-moves", "3"]) == 0
+    out = capsys.readouterr().out
+    _assert_shown_safely(out)
+    assert "\\x1b[2J\\x0dFAKE" in out
+
+
+def test_file_names_from_the_input_are_escaped(tmp_path, capsys):
+    # An argument that is not valid UTF-8 reaches Python as lone surrogates (surrogateescape).
+    path = tmp_path / "evil\udc80\x1b[2J.py"
+    path.write_bytes(b"import os\ndef strategy(board):\n    return 'W'\n")
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    _assert_shown_safely(out)
+    assert "evil\\udc80\\x1b[2J.py: rejected" in out
+    assert main(["play", str(tmp_path / "gone\udc80\x1b[2J.py")]) == 2
+    err = capsys.readouterr().err
+    _assert_shown_safely(err)
+    assert "gone\\udc80\\x1b[2J.py: no such file" in err
+
+
+def test_printing_never_fails_on_a_terminal_that_cannot_show_a_character(monkeypatch, tmp_path):
+    import io
+    import sys
+
+    path = tmp_path / "accent.py"
+    path.write_text("def strategy(board):\n    raise ValueError('caf\\xe9 \\u2603')\n")
+    ascii_out = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="strict", write_through=True)
+    monkeypatch.setattr(sys, "stdout", ascii_out)
+    assert main(["play", str(path), "--games", "1", "--trusted"]) == 1
+    assert ascii_out.errors == "strict"  # the caller's stream is given back as it was
+    shown = ascii_out.buffer.getvalue().decode("ascii")
+    assert "ValueError: caf\\xe9 \\u2603" in shown and "1 games (trusted" in shown

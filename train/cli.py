@@ -17,6 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from sandbox.text import safe_text  # program text and input names on the terminal
+
 __all__ = ["add_commands", "parse_seeds", "resolve_adapter", "sample_completions", "summarize", "format_report",
            "DEFAULT_EVAL_SEEDS"]
 
@@ -120,13 +122,13 @@ def _train(args: argparse.Namespace) -> int:
 
     from train.loop import train
 
-    print(f"train: {config.model} on {config.game}, {config.steps} steps of {config.prompts_per_step}x"
-          f"{config.group_size} completions, up to {config.max_new_tokens} new tokens -> {config.output_dir}",
-          file=sys.stderr)
+    print(f"train: {safe_text(config.model)} on {safe_text(config.game)}, {config.steps} steps of "
+          f"{config.prompts_per_step}x{config.group_size} completions, up to {config.max_new_tokens} new tokens "
+          f"-> {safe_text(config.output_dir)}", file=sys.stderr)
     summary = train(config, resume=bool(args.resume), progress=False if args.no_progress else None)
     final = summary.final or {}
-    print(f"run dir: {summary.run_dir}")
-    stopped = f" (interrupted: continue with --resume {summary.run_dir})" if summary.interrupted else ""
+    print(f"run dir: {safe_text(summary.run_dir)}")
+    stopped = f" (interrupted: continue with --resume {safe_text(summary.run_dir)})" if summary.interrupted else ""
     print(f"steps: {summary.steps_done}/{config.steps}{stopped}, {summary.seconds:.0f} s")
     if summary.history:
         first, last = summary.history[0], summary.history[-1]
@@ -134,10 +136,11 @@ def _train(args: argparse.Namespace) -> int:
               f"{last.get('reward_mean', float('nan')):.3f} (last step); "
               f"compliance {100 * (last.get('compliance') or 0):.0f}%, best max tile {final.get('max_tile', 0):.0f}")
     if summary.best:
-        print(f"best program: total {summary.best[0]['total']:.3f} -> {Path(summary.run_dir) / 'best' / 'best-1.py'}")
+        print(f"best program: total {summary.best[0]['total']:.3f} -> "
+              f"{safe_text(Path(summary.run_dir) / 'best' / 'best-1.py')}")
     curves = Path(summary.run_dir) / "curves.png"
     if curves.is_file():
-        print(f"curves: {curves}")
+        print(f"curves: {safe_text(curves)}")
     return 130 if summary.interrupted else 0
 
 
@@ -299,7 +302,7 @@ def format_report(reports: dict[str, dict[str, Any]]) -> str:
     row("mean score (played)", lambda r: f"{r['mean_score_played']:.0f}")
     row("best max tile", lambda r: str(r["best_max_tile"]))
     for rule in sorted({k for r in reports.values() for k in r["rules"]}):
-        row(f"rule {rule}", lambda r, k=rule: f"{r['rules'].get(k, float('nan')):.3f}")
+        row(f"rule {safe_text(rule)}", lambda r, k=rule: f"{r['rules'].get(k, float('nan')):.3f}")
     tiles = sorted({int(t) for r in reports.values() for t in r["max_tile_counts"]})
     for t in tiles:
         row(f"max tile {t if t else 'none'}", lambda r, k=str(t): str(r["max_tile_counts"].get(k, 0)))
@@ -369,15 +372,16 @@ def _eval(args: argparse.Namespace) -> int:
                           "info": dict(b.info or {}), "source": b.source} for t, b in zip(texts, breakdowns)]
         print(f"eval: {name}: {len(texts)} samples in {t1 - t0:.1f} s, scored in {t2 - t1:.1f} s", file=sys.stderr)
 
-    print(f"model {model_name}" + (f", adapter {args.adapter}" if args.adapter else "")
-          + f"; game {game}; seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}); "
+    print(f"model {safe_text(model_name)}" + (f", adapter {safe_text(args.adapter)}" if args.adapter else "")
+          + f"; game {safe_text(game)}; seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}); "
           + f"{args.samples} samples each, temperature {sampling['temperature']}, "
           + f"{sampling['max_new_tokens']} new tokens")
     print(format_report(reports))
     if args.show_best:
         for name, report in reports.items():
-            if report["best_source"]:
-                print(f"\n# best program of {name} (total {report['best_total']:.3f})\n{report['best_source']}")
+            if report["best_source"]:  # the program's own text: escapes and all
+                print(f"\n# best program of {name} (total {report['best_total']:.3f})\n"
+                      f"{safe_text(report['best_source'], keep_newlines=True)}")
     if args.json:
         out = {"model": model_name, "adapter": args.adapter, "game": game, "seeds": seeds, "sampling": sampling,
                "seed": args.seed, "reports": reports, "samples": samples}
@@ -391,5 +395,5 @@ def _eval(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from train.monitor import plot_run
 
-    print(plot_run(args.run_dir, args.out))
+    print(safe_text(plot_run(args.run_dir, args.out)))
     return 0

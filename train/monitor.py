@@ -22,6 +22,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from sandbox.text import safe_text  # best-program headers hold figures of program runs
+
 __all__ = ["RunLogger", "read_metrics", "plot_run", "read_best", "METRICS_FILE", "BEST_DIR", "HEADLINE"]
 
 METRICS_FILE = "metrics.jsonl"
@@ -240,8 +242,8 @@ def _best_file_text(rank: int, entry: Mapping[str, Any]) -> str:
                                                          "compliant") if k in info)
     lines = [f"# codepolicy best strategy #{rank}",
              f"# total reward: {entry['total']:.4f}" + (f" (step {entry['step']})" if entry.get("step") is not None else "")]
-    if facts:
-        lines.append(f"# {facts}")
+    if facts:  # one comment line, whatever the figures hold: nothing in it may become code
+        lines.append(f"# {safe_text(facts)}")
     return "\n".join(lines) + "\n\n" + entry["source"]
 
 
