@@ -39,6 +39,7 @@ __all__ = ["extract", "MAX_SOURCE_BYTES"]
 
 MAX_SOURCE_BYTES = 20_000  # same default as Policy.max_source_bytes
 _MAX_COMPLETION_FACTOR = 64  # a completion longer than this many code-size limits is not scanned
+_PARSE_BUDGET_FACTOR = 16    # candidate code parsed per completion, in code-size limits (a hard time bound)
 _MAX_CUTS = 12  # plain code: how many cuts before trailing prose are tried, per place it may start
 
 _FENCE = re.compile(r"^[ \t]*(```+|~~~+)[ \t]*([\w+.#-]*)[^\n]*$", re.MULTILINE)
@@ -246,6 +247,10 @@ class _Judge:
         self.max_bytes = max_bytes
         self._def_name = re.compile(rf"\bdef[ \t]+{re.escape(name)}\b")
         self._seen: dict[str, FormatError | None] = {}
+        # Parsing is the one cost that grows with each candidate; past this budget the rest are
+        # not tried (never counted as a better failure), so even a completion of hundreds of
+        # blocks at the size limit is judged in bounded time. No real completion comes near it.
+        self._parse_budget = _PARSE_BUDGET_FACTOR * max_bytes
 
     def cannot_concern(self, text: str) -> bool:
         """True when ``text`` can neither define the function nor count as a failed try at it.
@@ -275,6 +280,9 @@ class _Judge:
         # parsed whatever it holds, as identifiers are NFKC-normalized ("ｓｔｒａｔｅｇｙ" counts).
         if name not in source and source.isascii():
             return _NOT_IT
+        if self._parse_budget < len(source):
+            return _NOT_IT
+        self._parse_budget -= len(source)
         try:
             tree = ast.parse(source)
         except SyntaxError as exc:
