@@ -12,7 +12,9 @@ Write a rule in a few lines::
         ...
 
 then add it to a spec (``spec.with_rule("short_games", 0.5)`` or a ``[rules.short_games]``
-table in TOML). Nothing here imports torch.
+table in TOML). ``rewards.audit(spec)`` plays every known cheat and reward hack beside the
+honest baselines and checks that none of them out-earns honest play under ``spec``.
+Nothing here imports torch.
 """
 from rewards.records import Breakdown, Evaluation
 from rewards.rules import Rule, UnknownRuleError, as_rule, get_rule, rule, rule_names
@@ -20,10 +22,11 @@ from rewards.spec import RewardSpec, SpecError, Term, default_spec, load_spec
 from rewards.score import score
 from rewards.evaluate import RecordCache, evaluate, evaluate_group, evaluate_many, source_hash
 from rewards.trl import trl_reward_funcs, trl_reward_weights
+from rewards.audit import AuditReport, AuditRow, OrderCheck, audit
 
 __all__ = [
     "Breakdown", "Evaluation", "Rule", "UnknownRuleError", "as_rule", "get_rule", "rule", "rule_names",
     "RewardSpec", "SpecError", "Term", "default_spec", "load_spec", "score",
     "RecordCache", "evaluate", "evaluate_group", "evaluate_many", "source_hash",
-    "trl_reward_funcs", "trl_reward_weights",
+    "trl_reward_funcs", "trl_reward_weights", "audit", "AuditReport", "AuditRow", "OrderCheck",
 ]

@@ -1,4 +1,4 @@
-"""``codepolicy score`` and ``codepolicy rules``: thin layers over rewards.evaluate / score and the rule registry."""
+"""``codepolicy score``, ``rules`` and ``audit``: thin layers over rewards.evaluate / score, the rule registry and rewards.audit."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,7 @@ __all__ = ["add_commands"]
 
 
 def add_commands(subparsers: Any) -> None:
-    """Add the ``score`` and ``rules`` subcommands."""
+    """Add the ``score``, ``rules`` and ``audit`` subcommands."""
     p = subparsers.add_parser(
         "score", help="score a strategy program (or a raw model completion) with the reward rules",
         description="Check and play a program in the sandbox on seeded games, then print every "
@@ -35,6 +35,24 @@ def add_commands(subparsers: Any) -> None:
     r.add_argument("--params", action="store_true", help="also list each rule's parameters")
     r.add_argument("--toml", action="store_true", help="print the spec as a TOML file to copy and edit")
     r.set_defaults(handler=_rules)
+
+    a = subparsers.add_parser(
+        "audit", help="check that no cheat, reward hack or early ending out-earns honest play under a spec",
+        description="Play the library's catalogue of cheats, the reward hacks of sandbox.hacks and the "
+                    "honest baselines under a reward spec, print each one's total beside the weakest "
+                    "honest baseline's, and check every order of the reward ladder. Exit status 1 when "
+                    "a cheat or hack reaches the weakest honest baseline or an order breaks.")
+    a.add_argument("--spec", metavar="TOML", help="reward spec file (default: the game's shipped spec)")
+    a.add_argument("--game", default=None, help="game name (default: the spec's game)")
+    a.add_argument("--games", type=int, default=3, metavar="K", help="seeded games per program (default 3)")
+    a.add_argument("--workers", type=int, default=2, help="sandbox worker processes (default 2)")
+    a.add_argument("--per-technique", type=int, default=1, metavar="N",
+                   help="samples of each library cheat technique (default 1)")
+    a.add_argument("--no-library", action="store_true",
+                   help="leave out the library's cheat catalogue (sandbox.strategies, needs Hypothesis)")
+    a.add_argument("--all", action="store_true", help="print every library cheat sample, not one line per technique")
+    a.add_argument("--json", action="store_true", help="print the report as JSON")
+    a.set_defaults(handler=_audit)
 
 
 def _read(path: str) -> str:
@@ -129,3 +147,92 @@ def _rules(args: argparse.Namespace) -> int:
                 print(f"{'':<{width + 9}}{key} = {value!r}")
     print(f"\nweights from {spec.origin}; rules not in the spec have weight '-' (add them with a [rules.NAME] table)")
     return 0
+
+
+_SHORT = {"format": "format", "compliance": "compl", "performance": "perf", "diversity": "divers",
+          "length": "length"}
+
+
+def _outcome_text(outcomes: dict) -> str:
+    if not outcomes:
+        return "not run"
+    return ", ".join(f"{k} {n}" for k, n in sorted(outcomes.items()))
+
+
+def _audit(args: argparse.Namespace) -> int:
+    import math
+
+    import rewards
+    from sandbox.text import safe_text
+
+    if args.games < 1:
+        raise ValueError(f"--games must be at least 1, got {args.games}")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    if args.per_technique < 1:
+        raise ValueError(f"--per-technique must be at least 1, got {args.per_technique}")
+    spec = rewards.load_spec(args.spec, game=args.game or "2048")
+    report = rewards.audit(spec, args.game, games=args.games, workers=args.workers,
+                           library=not args.no_library, per_technique=args.per_technique)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0 if report.ok else 1
+
+    seeds = report.seeds
+    print(f"audit of {safe_text(report.spec_origin)}: game {safe_text(report.game)}, seeds {seeds[0]}..{seeds[-1]} "
+          f"({len(seeds)} games per program), {len(report.rows)} programs")
+    if report.weakest_honest is not None:
+        print(f"weakest honest baseline: {report.weakest_honest}, total {report.weakest_honest_total:.3f}")
+    else:
+        print("no honest baseline played to an honest end under this spec")
+    print()
+    rows = list(report.rows)
+    if not args.all:
+        # One line per library technique: its highest-scoring sample stands for it.
+        best: dict[str, Any] = {}
+        counts: dict[str, int] = {}
+        for r in rows:
+            key = r.name.split("#")[0] if r.kind == "cheat" else r.name
+            counts[key] = counts.get(key, 0) + 1
+            if key not in best or r.total > best[key].total:
+                best[key] = r
+        rows = [best[k] for k in best]
+        shown = {id(r): k for k, r in best.items()}
+    names = list(report.rows[0].values) if report.rows else []
+    width = max([len(safe_text(r.name)) for r in rows] + [7]) + 2
+    header = f"{'program':<{width}}{'kind':<11}{'total':>8}{'margin':>8}" + "".join(
+        f"{_SHORT.get(n, n)[:7]:>8}" for n in names) + "  games"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        name = safe_text(r.name.split("#")[0] if (not args.all and r.kind == "cheat") else r.name)
+        if not args.all and r.kind == "cheat" and counts.get(shown.get(id(r), ""), 1) > 1:
+            name += f" (x{counts[shown[id(r)]]})"
+        margin = "" if math.isnan(r.margin) else f"{r.margin:+.3f}"
+        flag = "  << AT OR ABOVE HONEST" if (not r.honest and not math.isnan(r.margin) and r.margin >= 0) else ""
+        cells = "".join(f"{r.weights[n] * r.values[n]:>8.3f}" for n in names)
+        print(f"{name:<{width}}{r.kind:<11}{r.total:>8.3f}{margin:>8}{cells}  "
+              f"{safe_text(_outcome_text(dict(r.outcomes)))}{flag}")
+    print("\n(rule columns are weighted: they add up to the total; margin = total - weakest honest)")
+    print("\nladder orders")
+    for c in report.checks:
+        mark = "ok  " if c.ok else "FAIL"
+        kind = " [records]" if c.synthetic else ""
+        print(f"  {mark}  {safe_text(c.name)}{kind}: {safe_text(c.detail)}")
+        if not c.ok:
+            for o in c.offenders[:8]:
+                print(f"          breaks it: {safe_text(o)}")
+            if len(c.offenders) > 8:
+                print(f"          ... and {len(c.offenders) - 8} more")
+    print()
+    if report.ok:
+        print(f"audit passed: no cheat, hack or early ending reaches {report.weakest_honest} "
+              f"({report.weakest_honest_total:.3f}), and every order holds")
+        return 0
+    failed = report.failed_checks
+    print(f"audit FAILED: {len(failed)} of {len(report.checks)} orders break")
+    for r in report.opened[:20]:
+        print(f"  opens {safe_text(r.name)} ({r.kind}, total {r.total:.3f}): {safe_text(r.description)}")
+    if len(report.opened) > 20:
+        print(f"  ... and {len(report.opened) - 20} more")
+    return 1

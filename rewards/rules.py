@@ -6,15 +6,34 @@ so a spec file can tune them and :mod:`rewards.spec` can type-check them. Regist
 with ``@rule("name")``; the function itself is returned unchanged, so it stays a plain
 function you can call and test.
 
-The built-in rules are shaped so that, with the default numbers, these orders hold for the
-weighted total (tests check each one):
+The built-in rules are shaped so that these orders hold for the weighted total. The first
+group holds for any numbers in a spec, by construction; the others hold for the default
+numbers and are checked for any spec by ``rewards.audit`` / ``codepolicy audit`` (which plays
+cheats, reward hacks and honest baselines, and also scores synthetic extreme records):
+
+Structural (any spec):
+
+- an invalid answer (not a move, or not a str) is graded exactly like a runtime error: the
+  outcome groups of :mod:`envs.outcomes` put ``invalid_output`` with ``error``, ``timeout``
+  and ``crashed``, and no rule has a separate number for it, so ``return "Q"`` can never
+  earn more than ``raise``;
+- only moves that changed the board count for diversity (``GameRecord.moved_histogram``),
+  so padding the histogram with moves that change nothing earns nothing;
+- a program that ran but never changed the board gets the full diversity penalty, so the
+  diversity rule never favours a program that made no legal move over one that did;
+- a non-compliant program (statically rejected, or caught at run time) earns no performance,
+  format-play or diversity reward.
+
+With the default numbers (tests check each one; ``codepolicy audit`` checks them for any spec):
 
 - format failures by reason: empty < no_code < no_function < wrong_signature < syntax_error
-  < too_long; then a program that runs: runtime error < bad move < plays;
+  < too_long; then a program that runs: runtime error (incl. invalid output) < bad move
+  (stuck) < plays;
+- classes of programs: invalid answer <= runtime error < a constant legal move < a heuristic
+  that does not check its move changes the board < one that checks (plays to an honest end);
 - a game ended early (invalid output, stuck, error, timeout, crash) scores below any honest
   completed game (finished, won, max_moves), however far the early one got;
-- a non-compliant program (statically rejected, or caught at run time) earns no performance,
-  format-play or diversity reward and its total is negative.
+- a non-compliant program's total is negative, whatever it violated.
 """
 from __future__ import annotations
 
@@ -31,7 +50,7 @@ from sandbox.records import GameRecord
 __all__ = [
     "Rule", "rule", "get_rule", "rule_names", "as_rule", "UnknownRuleError",
     "HONEST_OUTCOMES", "BAD_MOVE_OUTCOMES", "RUNTIME_ERROR_OUTCOMES",
-    "compliant", "played_records", "code_lines", "format_rule", "compliance", "performance", "diversity", "length",
+    "compliant", "played_records", "moved_counts", "code_lines", "format_rule", "compliance", "performance", "diversity", "length",
 ]
 
 
@@ -166,7 +185,12 @@ def format_rule(ev: Evaluation, *, empty: float = -1.0, no_code: float = -0.85, 
            wrong_signature: float = -0.55, syntax_error: float = -0.4, too_long: float = -0.25,
            not_run: float = 0.0, runtime_error: float = 0.1, bad_move: float = 0.5,
            plays: float = 1.0) -> float:
-    """Graded format: failure reason (empty < no code < no function < signature < syntax), then runtime error < bad move < plays."""
+    """Graded format: failure reason (empty < no code < no function < signature < syntax), then runtime error < bad move < plays.
+
+    Per game: ``plays`` for an honest ending, ``bad_move`` for "stuck", ``runtime_error`` for
+    everything else: a raise, a timeout, a crash, an invalid answer, or an outcome this
+    module does not know (never reward what we do not understand).
+    """
     if ev.format_error is not None:
         by_reason = {"empty": empty, "no_code": no_code, "no_function": no_function,
                      "wrong_signature": wrong_signature, "syntax_error": syntax_error,
@@ -183,6 +207,8 @@ def format_rule(ev: Evaluation, *, empty: float = -1.0, no_code: float = -0.85, 
         elif r.outcome in BAD_MOVE_OUTCOMES:
             total += bad_move
         else:
+            # RUNTIME_ERROR_OUTCOMES, invalid_output included (an invalid answer is a failure to
+            # answer), and any outcome name a future runner adds.
             total += runtime_error
     return total / len(records)
 
@@ -190,6 +216,9 @@ def format_rule(ev: Evaluation, *, empty: float = -1.0, no_code: float = -0.85, 
 _COMPLIANCE_PENALTIES = MappingProxyType({
     "import": 1.0, "escape": 1.0, "file_access": 1.0, "resource": 0.6, "randomness": 0.6,
     "state": 0.4, "loop": 0.3, "structure": 0.3, "syntax": 0.3,
+    # An unknown but ordinary attribute (``board.size``): a mistake more than an attack, but it
+    # still keeps the total negative (format gives 0 to a program that is not run).
+    "attribute": 0.3,
 })
 
 
@@ -215,7 +244,11 @@ def performance(ev: Evaluation, *, target: int = 2048, floor_tile: int = 64, hon
                 tile_weight: float = 0.5, score_weight: float = 0.3, score_scale: float = 0.0,
                 win_bonus: float = 0.3, below_floor_penalty: float = 0.1,
                 early_progress: float = 0.05) -> float:
-    """Mean over games: honest base + log2 max-tile and score terms, bonus at the target, penalty under the floor tile; early endings get only a sliver."""
+    """Mean over games: honest base + log2 max-tile and score terms, bonus at the target, penalty under the floor tile; early endings get only a sliver.
+
+    An early ending earns ``early_progress`` x the tile term when it made at least one
+    board-changing move, nothing otherwise.
+    """
     records = played_records(ev)
     if not records:
         return 0.0
@@ -230,25 +263,53 @@ def performance(ev: Evaluation, *, target: int = 2048, floor_tile: int = 64, hon
                 value += win_bonus
             if r.max_tile < floor_tile:
                 value -= below_floor_penalty
-        else:
+        elif r.moves > 0:
             # Progress before an early end still grades a little, but stays below every honest
             # game (honest_base - below_floor_penalty > early_progress), so quitting never pays.
             value = early_progress * tile
+        else:
+            # No move made: the tiles on the board are the game's spawns, not progress. Without
+            # this, an invalid answer at the first call (its record keeps the start board)
+            # would out-earn a timeout (whose record has no board).
+            value = 0.0
         total += value
     return min(2.0, max(0.0, total / len(records)))
+
+
+def moved_counts(record: GameRecord) -> Mapping[str, int]:
+    """Action -> times it changed the board in ``record``.
+
+    Records from a runner that does not report ``moved_histogram`` (an empty mapping) fall
+    back to ``move_histogram``, which also counts answers that changed nothing. A pure
+    strategy can pad that histogram with at most ``stuck_moves`` such answers, since the
+    same board always gets the same answer, so the fallback is off by at most one streak.
+    """
+    return record.moved_histogram if record.moved_histogram else record.move_histogram
 
 
 @rule("diversity", bounds=(-1.0, 0.0))
 def diversity(ev: Evaluation, *, max_share: float = 0.6, share_penalty: float = 1.0,
               min_entropy: float = 0.3, entropy_penalty: float = 0.5, actions: int = 4) -> float:
-    """Penalty when one move's share of all moves exceeds max_share, or the move entropy falls below min_entropy."""
+    """Penalty when one move's share of the board-changing moves exceeds max_share, or their entropy is below min_entropy; -1 when none changed the board.
+
+    Only moves that changed the board count (``moved_histogram``): answers that change
+    nothing would otherwise flatten the histogram for free. A program that ran and never
+    changed the board gets the full penalty: returning ``"Q"`` or raising at the first call
+    must not look more varied than returning ``"A"``. A program that did not run (format
+    error, non-compliant) gets 0: the format and compliance rules grade it.
+    """
+    records = played_records(ev)
+    if not records:
+        return 0.0
+    if sum(max(0, int(r.moves)) for r in records) <= 0:
+        return -1.0
     counts: dict[str, int] = {}
-    for r in played_records(ev):
-        for move, n in r.move_histogram.items():
-            counts[move] = counts.get(move, 0) + int(n)
+    for r in records:
+        for move, n in moved_counts(r).items():
+            counts[move] = counts.get(move, 0) + max(0, int(n))
     total = sum(counts.values())
     if total <= 0:
-        return 0.0
+        return -1.0  # moves reported but no histogram of them: nothing shows variety
     value = 0.0
     share = max(counts.values()) / total
     if share > max_share and max_share < 1.0:

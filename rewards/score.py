@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import math
 
+from envs.outcomes import BAD_MOVE_OUTCOMES, HONEST_OUTCOMES, OUTCOMES, VIOLATION
 from rewards.records import Breakdown, Evaluation
-from rewards.rules import HONEST_OUTCOMES, RUNTIME_ERROR_OUTCOMES, compliant
+from rewards.rules import compliant
 from rewards.spec import RewardSpec
 
 __all__ = ["score", "info"]
@@ -27,11 +28,13 @@ def info(ev: Evaluation) -> dict[str, float]:
         "mean_max_tile": sum(r.max_tile for r in ran) / n if n else 0.0,
         "won_rate": sum(1 for r in ran if r.outcome == "won") / n if n else 0.0,
         "honest_rate": sum(1 for r in ran if r.outcome in HONEST_OUTCOMES) / n if n else 0.0,
+        # Runtime errors as the rules grade them: invalid answers and unknown outcomes included.
         "error_rate": sum(1 for r in ran if r.outcome not in HONEST_OUTCOMES
-                          and r.outcome not in ("invalid_output", "stuck")) / n if n else 0.0,
+                          and r.outcome not in BAD_MOVE_OUTCOMES) / n if n else 0.0,
+        "stuck_rate": sum(1 for r in ran if r.outcome in BAD_MOVE_OUTCOMES) / n if n else 0.0,
         "mean_moves": sum(r.moves for r in ran) / n if n else 0.0,
         "violations": float(len(ev.verdict.violations) if ev.verdict is not None else 0)
-        + sum(1 for r in ev.records if r.outcome == "violation"),
+        + sum(1 for r in ev.records if r.outcome == VIOLATION),
     }
 
 
@@ -39,7 +42,7 @@ def _outcome_counts(ev: Evaluation) -> dict[str, float]:
     """outcome_<name> -> games that ended so, for every outcome seen (said which in the breakdown)."""
     counts: dict[str, float] = {}
     for r in ev.records:
-        key = f"outcome_{r.outcome if r.outcome in HONEST_OUTCOMES | RUNTIME_ERROR_OUTCOMES | {'invalid_output', 'stuck', 'violation'} else 'other'}"
+        key = f"outcome_{r.outcome if r.outcome in OUTCOMES else 'other'}"
         counts[key] = counts.get(key, 0.0) + 1.0
     return counts
 

@@ -712,9 +712,11 @@ class WorkerPool:
                     "builtins": builtin_names, "methods": methods, "restricted": restricted}
             key = self._derive("program", sources[s], game, options, builtin_names, methods, restricted)
             z = int(key[:2], 16) & 1  # which zygote plays and which probes: drawn per program
-            futures = [self._executor.submit(
-                self._run_games, z, {**base, "seeds": part, "id": self._next_id(),
-                                     "sample": {"count": per_game, "key": key}}, spec, limits) for part in parts]
+            futures = []
+            for c, part in enumerate(parts):
+                job = {**base, "seeds": part, "id": self._next_id(), "heap": self._derive(key, "heap", c),
+                       "sample": {"count": per_game, "key": key}}
+                futures.append(self._executor.submit(self._run_games, z, job, spec, limits))
             jobs[s] = (base, key, z, futures)
         probes: dict[int, tuple[list, Future]] = {}
         for s, (base, key, z, futures) in jobs.items():
@@ -725,8 +727,9 @@ class WorkerPool:
                 sample += part_sample
             if sample:
                 random.Random(key).shuffle(sample)  # asked out of the order they were played
+                probe = {**base, "id": self._next_id(), "heap": self._derive(key, "heap", "probe")}
                 probes[s] = (sample, self._executor.submit(
-                    self._run_probe, 1 - z, {**base, "id": self._next_id()}, [b for _, b, _, _ in sample], limits))
+                    self._run_probe, 1 - z, probe, [b for _, b, _, _ in sample], limits))
         for s, (sample, future) in probes.items():
             answers, failure = future.result()
             verdict = _probe_verdict(sample, answers, failure, limits)

@@ -177,6 +177,7 @@ def run_job(job: dict, send: Callable[[dict], None], hb: Any, baseline_as: int) 
     hb[HB_TICK] += 1
     boards = job.get("boards")
     seeds = job.get("seeds") or []
+    _perturb_heap(job.get("heap"))
     try:
         fn = load_strategy(job["source"], job.get("builtins"), job.get("restricted", True))
     except LoadError as exc:
@@ -202,6 +203,25 @@ def run_job(job: dict, send: Callable[[dict], None], hb: Any, baseline_as: int) 
                            max_moves=limits["max_moves"], stuck_moves=limits["stuck_moves"])
         send({"t": "game", "i": i, **record, "sample": [s for s in sampler.items if s]})
     send({"t": "done"})
+
+
+_BALLAST: list = []
+
+
+def _perturb_heap(key: Any) -> None:
+    """Shift where the program's objects will live by a secret amount, different in every job.
+
+    Children forked from the same warm state allocate at the same offsets, so the low bits of
+    an address that leaks into a program's answer (``str`` of a bound method in a container)
+    would often agree between play and the probe. A few objects of every small size class,
+    in secret numbers kept alive for the whole job, make them disagree.
+    """
+    if key is None:
+        return
+    rng = random.Random(f"heap:{key}")
+    for size in range(0, 512, 8):
+        _BALLAST.extend(bytes(size) for _ in range(rng.randrange(8)))
+    _BALLAST.extend([None] * rng.randrange(1, 64) for _ in range(rng.randrange(1, 16)))
 
 
 def game_spec(name: str, origin: list[str] | None) -> Any:

@@ -57,3 +57,41 @@ def test_score_prints_table_and_json(capsys, tmp_path):
     assert main(["score", str(completion), "--completion", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["format_error"]["reason"] == "no_code" and data["records"] == []
+
+
+# ------------------------------------------------------------------ codepolicy audit
+
+def _default_toml() -> str:
+    from importlib import resources
+
+    return resources.files("rewards").joinpath("default_2048.toml").read_text(encoding="utf-8")
+
+
+def test_audit_json_reports_rows_checks_and_exit_status(capsys):
+    _needs_sandbox()
+    rc = main(["audit", "--json", "--no-library", "--games", "1"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == (0 if data["ok"] else 1)
+    names = {r["name"] for r in data["rows"]}
+    assert {"baseline:corner", "baseline:fixed", "hack:invalid_key", "hack:constant_W"} <= names
+    assert data["weakest_honest"] in ("baseline:corner", "baseline:greedy")
+    assert all({"name", "ok", "detail", "offenders"} <= set(c) for c in data["checks"])
+
+
+def test_audit_of_a_broken_spec_exits_1_and_names_the_hack(capsys, tmp_path):
+    _needs_sandbox()
+    path = tmp_path / "generous.toml"
+    path.write_text(_default_toml().replace("bad_move = 0.5", "bad_move = 3.0"))
+    assert main(["audit", "--spec", str(path), "--no-library", "--games", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "generous.toml" in out and "weakest honest baseline: baseline:" in out
+    assert "FAIL  format grade" in out and "audit FAILED" in out
+    assert "opens hack:constant_W" in out and "opens baseline:fixed" in out
+
+
+def test_audit_bad_arguments_are_one_line_exit_2(capsys, tmp_path):
+    assert main(["audit", "--games", "0"]) == 2
+    assert "--games must be at least 1" in capsys.readouterr().err
+    assert main(["audit", "--spec", str(tmp_path / "missing.toml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "missing.toml" in err

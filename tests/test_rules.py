@@ -16,9 +16,12 @@ HONEST = sorted(rules.HONEST_OUTCOMES)
 EARLY = [o for o in OUTCOMES if o not in rules.HONEST_OUTCOMES and o != "violation"]
 
 
-def game(outcome="finished", max_tile=256, score=2500.0, moves=200, hist=None, seed=0) -> GameRecord:
+def game(outcome="finished", max_tile=256, score=2500.0, moves=200, hist=None, seed=0, moved=None) -> GameRecord:
+    """A record; ``moved`` (board-changing answers) defaults to ``hist`` (every answer moved)."""
     hist = hist if hist is not None else {"W": moves // 4, "A": moves // 4, "S": moves // 4, "D": moves - 3 * (moves // 4)}
-    return GameRecord(seed=seed, outcome=outcome, score=score, max_tile=max_tile, moves=moves, move_histogram=hist)
+    moved = moved if moved is not None else hist
+    return GameRecord(seed=seed, outcome=outcome, score=score, max_tile=max_tile, moves=moves, move_histogram=hist,
+                      moved_histogram=moved, illegal_moves=sum(hist.values()) - sum(moved.values()))
 
 
 def ran(*records: GameRecord, source: str = SOURCE) -> Evaluation:
@@ -45,10 +48,28 @@ def test_every_format_reason_has_a_grade_in_order():
 
 
 def test_format_then_runtime_error_then_bad_move_then_plays():
+    # An invalid answer used to sit on the bad-move rung with "stuck", above a raise: returning
+    # "Q" paid more than raising (issue 11). It is a failure to answer, graded as a runtime error.
     ladder = [format_failure(FORMAT_REASONS[-1]), ran(game("error", 4, 0, 0)),
-              ran(game("invalid_output", 4, 0, 0)), ran(game("finished", 32, 100, 20))]
+              ran(game("stuck", 4, 0, 3)), ran(game("finished", 32, 100, 20))]
     values = [rules.format_rule(e) for e in ladder]
     assert values == sorted(values) and len(set(values)) == 4
+    for failure in ("invalid_output", "timeout", "crashed", "an_outcome_from_the_future"):
+        assert rules.format_rule(ran(game(failure, 4, 0, 0))) == rules.format_rule(ladder[1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(tile=st.sampled_from([0, 2, 4, 64, 2048]), moves=st.integers(0, 3000),
+       params=st.fixed_dictionaries({"runtime_error": st.floats(-1, 1), "bad_move": st.floats(-1, 1),
+                                     "plays": st.floats(-1, 1)}))
+def test_an_invalid_answer_is_graded_as_a_runtime_error_under_any_numbers(tile, moves, params):
+    """No parameter can make "Q" worth more than a raise: they share one number."""
+    invalid = ran(game("invalid_output", tile, 0, moves))
+    error = ran(game("error", tile, 0, moves))
+    for name in ("format", "performance", "diversity"):
+        r = rewards.get_rule(name)
+        extra = params if name == "format" else {}
+        assert r(invalid, **extra) == r(error, **extra)
 
 
 def test_unknown_format_reason_gets_the_lowest_grade():
@@ -63,6 +84,8 @@ def test_format_not_run_is_neutral():
 
 def test_compliance_clean_bonus_and_graded_penalties():
     assert rules.compliance(ran(game())) == pytest.approx(0.1)
+    # An unknown ordinary attribute (board.size) is a mistake, not an attack: a light penalty.
+    assert rules.compliance(rejected("attribute")) == pytest.approx(-0.3)
     assert rules.compliance(format_failure("syntax_error")) == 0.0
     heavy = rules.compliance(rejected("import"))
     light = rules.compliance(rejected("loop"))
@@ -108,6 +131,46 @@ def test_an_early_end_scores_below_any_honest_game(honest, early, h_tile, e_tile
 
 
 # ------------------------------------------------------------------ diversity and length
+
+def test_an_early_end_before_any_move_earns_no_progress():
+    """The tiles of a game that never moved are the spawns: no sliver, so "Q" cannot out-earn a timeout."""
+    for outcome in ("invalid_output", "error", "stuck"):
+        assert rules.performance(ran(game(outcome, 4, 8, 0, hist={}))) == 0.0
+        assert rules.performance(ran(game(outcome, 4, 8, 1, hist={"A": 1}))) > 0.0
+    assert rules.performance(ran(GameRecord(seed=0, outcome="timeout"))) == 0.0
+
+
+def test_no_board_changing_move_gets_the_full_diversity_penalty():
+    """A program that ran but never changed the board is not "varied": -1, like a single move."""
+    for outcome in ("invalid_output", "error", "timeout", "stuck"):
+        assert rules.diversity(ran(game(outcome, 2, 0, 0, hist={}))) == -1.0
+    # Answered four different moves, none of which changed anything: still -1.
+    assert rules.diversity(ran(game("stuck", 2, 0, 0, hist={"W": 1, "A": 2, "S": 1, "D": 1},
+                                    moved={"W": 0, "A": 0, "S": 0, "D": 0}))) == -1.0
+    assert rules.diversity(format_failure("syntax_error")) == 0.0  # not run: format grades it
+
+
+def test_only_board_changing_moves_count_for_diversity():
+    """Answers that changed nothing used to flatten the histogram (issue 11); they count for nothing."""
+    moved = {"W": 0, "A": 100, "S": 0, "D": 0}
+    padded = ran(game("stuck", 64, 500, 100, hist={"W": 30, "A": 100, "S": 30, "D": 30}, moved=moved))
+    plain = ran(game("stuck", 64, 500, 100, hist=dict(moved), moved=moved))
+    assert rules.diversity(padded) == rules.diversity(plain) == -1.0
+    # A record without moved_histogram (an older runner) falls back to the answers.
+    old = GameRecord(seed=0, outcome="finished", moves=100, move_histogram={"W": 25, "A": 25, "S": 25, "D": 25})
+    assert rules.moved_counts(old) == old.move_histogram and rules.diversity(ran(old)) == 0.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(moved=st.dictionaries(st.sampled_from("WASD"), st.integers(0, 500)),
+       pad=st.dictionaries(st.sampled_from("WASD"), st.integers(0, 500)))
+def test_padding_never_raises_diversity(moved, pad):
+    moves = sum(moved.values())
+    hist = {m: moved.get(m, 0) + pad.get(m, 0) for m in "WASD"}
+    padded = ran(game("stuck", 16, 0, moves, hist=hist, moved=dict(moved)))
+    plain = ran(game("stuck", 16, 0, moves, hist=dict(moved), moved=dict(moved)))
+    assert rules.diversity(padded) == rules.diversity(plain)
+
 
 def test_single_move_strategy_gets_the_diversity_penalty():
     single = ran(game("stuck", 8, 16, 6, hist={"A": 11}))

@@ -1,0 +1,532 @@
+"""Audit a reward spec: play every known cheat and reward hack beside the honest baselines, and check the ladder.
+
+``audit(spec)`` answers one question about a spec: can a program earn more by cheating,
+quitting or gaming a rule than by playing honestly? It plays, through the sandbox and
+the spec's rules, on a few common seeds:
+
+- the library's catalogue of policy cheats (:mod:`sandbox.strategies`: one fixed sample
+  per technique and category, plus the side-effect cheats), drawn deterministically;
+- the catalogue of compliant-looking reward hacks (:mod:`sandbox.hacks`: invalid answers,
+  deliberate errors and timeouts, constant moves, unchecked heuristics, early endings,
+  histogram padding, state between calls, probe evasion);
+- the sandboxable baselines (:data:`envs.baselines.SOURCES`); ``corner`` and ``greedy``
+  are the honest ones (they check their moves and play to the game's end), ``fixed``
+  (always left) is a constant move.
+
+It then checks the orders :mod:`rewards.rules` promises, on the played programs and on
+synthetic extreme game records (which catch a spec that breaks an order even where no
+catalogued program lands), and returns an :class:`AuditReport`. ``codepolicy audit``
+prints it and exits 1 when the spec opens a hack.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from envs.outcomes import HONEST_OUTCOMES, group
+from rewards.evaluate import evaluate_many, source_hash
+from rewards.records import Breakdown, Evaluation
+from rewards.score import score
+from rewards.spec import RewardSpec, default_spec, load_spec
+from sandbox.records import GameRecord, Verdict, Violation
+
+__all__ = ["AuditRow", "OrderCheck", "AuditReport", "Program", "audit", "catalogue", "fixed_examples",
+           "spec_checks"]
+
+CHEAT_KINDS = ("cheat", "stateful", "probe")
+"""Row kinds that break the policy: they must be caught (and score below zero)."""
+
+_CANARY_VAR = "CODEPOLICY_AUDIT_CANARY"  # never set: a side-effect cheat that reads it learns nothing
+
+
+@dataclass(frozen=True)
+class Program:
+    """One program the audit plays: a unique ``name``, its ladder ``kind``, a one-line ``description`` and the ``source``."""
+
+    name: str
+    kind: str
+    description: str
+    source: str
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One audited program and what the spec gave it."""
+
+    name: str
+    kind: str
+    """honest, constant, invalid, error, unchecked, early, padding, stateful, probe or cheat."""
+    description: str
+    total: float
+    values: Mapping[str, float]
+    """Each rule's value (unweighted), as in Breakdown.values."""
+    weights: Mapping[str, float]
+    outcomes: Mapping[str, int]
+    """Outcome -> games that ended so (empty when the program was not run)."""
+    compliant: bool
+    mean_moves: float
+    source: str = field(repr=False)
+    margin: float = math.nan
+    """total minus the weakest honest baseline's total (negative is safe); nan when there is none."""
+
+    @property
+    def honest(self) -> bool:
+        """True for a baseline that played every game to an honest end."""
+        return self.kind == "honest" and bool(self.outcomes) and set(self.outcomes) <= HONEST_OUTCOMES
+
+
+@dataclass(frozen=True)
+class OrderCheck:
+    """One order of the reward ladder: ``ok``, what was compared, and the rows that break it."""
+
+    name: str
+    ok: bool
+    detail: str
+    offenders: tuple[str, ...] = ()
+    """Rows (or synthetic cases) that break the order, worst first."""
+    synthetic: bool = False
+    """True when the check scored synthetic game records rather than played programs."""
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """The result of :func:`audit`: every row, every order check, and ``ok`` when nothing is open."""
+
+    spec_origin: str
+    game: str
+    seeds: tuple[int, ...]
+    rows: tuple[AuditRow, ...]
+    checks: tuple[OrderCheck, ...]
+    weakest_honest: str | None
+    weakest_honest_total: float
+    ok: bool
+
+    def row(self, name: str) -> AuditRow:
+        """The row called ``name``; KeyError otherwise."""
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(f"no audit row {name!r}")
+
+    @property
+    def failed_checks(self) -> tuple[OrderCheck, ...]:
+        """The checks that do not hold."""
+        return tuple(c for c in self.checks if not c.ok)
+
+    @property
+    def opened(self) -> tuple[AuditRow, ...]:
+        """Rows named by a failed check on played programs: the hacks this spec (or sandbox) leaves open."""
+        names = {n for c in self.failed_checks if not c.synthetic for n in c.offenders}
+        return tuple(r for r in self.rows if r.name in names)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (nan margins as None)."""
+        out = dataclasses.asdict(self)
+        for row in out["rows"]:
+            if isinstance(row["margin"], float) and not math.isfinite(row["margin"]):
+                row["margin"] = None
+        if not math.isfinite(self.weakest_honest_total):
+            out["weakest_honest_total"] = None
+        out["opened"] = [r.name for r in self.opened]
+        return out
+
+
+# ---------------------------------------------------------------------------- the catalogue
+
+def fixed_examples(strategy: Any, count: int, seed: int = 0) -> list[Any]:
+    """The first ``count`` examples Hypothesis generates from ``strategy`` under a fixed seed.
+
+    ``strategy.example()`` draws at random; this runs the generate phase only, with
+    ``@seed(seed)`` and no example database, so the same Hypothesis version gives the same
+    examples in every process. The first one is Hypothesis's simplest example.
+    """
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as fix_seed
+
+    out: list[Any] = []
+
+    @fix_seed(seed)
+    @settings(max_examples=max(1, count), database=None, phases=[Phase.generate], deadline=None,
+              suppress_health_check=list(HealthCheck), derandomize=False, print_blob=False)
+    @given(strategy)
+    def collect(value: Any) -> None:
+        out.append(value)
+
+    collect()
+    return out[:count]
+
+
+def _library_cheats(per_technique: int, seed: int, side_effect_path: str) -> list[Program]:
+    """A fixed sample of every technique of :mod:`sandbox.strategies`, and of its side-effect cheats."""
+    try:
+        from sandbox import strategies
+    except ImportError as exc:  # Hypothesis is the test extra
+        raise ValueError("the library's cheat catalogue needs Hypothesis (pip install 'codepolicy[test]'); "
+                         f"audit without it with library=False / --no-library ({exc})") from None
+    programs = []
+    for category in strategies.CATEGORIES:
+        techniques = strategies.TECHNIQUES[category]
+        for technique in techniques:
+            only = strategies.cheating_strategies(category, exclude=tuple(t for t in techniques if t != technique))
+            for k, cheat in enumerate(fixed_examples(only, per_technique, seed)):
+                programs.append(Program(f"cheat:{category}/{technique}#{k}", "cheat",
+                                        f"a disguised {category} violation ({technique})", cheat.source))
+    # The side-effect kinds are drawn together; enough draws to see each kind, then a few of each.
+    seen: dict[str, int] = {}
+    # The kind is drawn inside the strategy, so draw a few fixed batches to see each one.
+    effects = strategies.side_effect_cheats(side_effect_path, _CANARY_VAR)
+    drawn = [c for batch in range(3) for c in fixed_examples(effects, 30 * per_technique, seed + batch)]
+    for cheat in drawn:
+        k = seen.get(cheat.technique, 0)
+        if k < per_technique:
+            seen[cheat.technique] = k + 1
+            programs.append(Program(f"cheat:{cheat.technique}#{k}", "cheat",
+                                    f"a side effect ({cheat.category}) that would leak outside the sandbox",
+                                    cheat.source))
+    return programs
+
+
+_BASELINE_NOTES = {
+    "fixed": "always left: a constant legal move (ends stuck)",
+    "corner": "keeps the largest tile top-left, answers only moves that change the board",
+    "greedy": "one ply: the board-changing move that merges most and leaves most empty cells",
+}
+
+
+def _baselines_2048() -> list[Program]:
+    from envs.baselines import SOURCES
+
+    out = []
+    for name, source in SOURCES.items():
+        # Every sandboxable baseline but ``fixed`` checks its moves; the audit verifies that each
+        # one also ended every game honestly before it counts as the honest floor.
+        kind = "constant" if name == "fixed" else "honest"
+        out.append(Program(f"baseline:{name}", kind, _BASELINE_NOTES.get(name, f"envs.baselines {name}"), source))
+    return out
+
+
+def _hacks_2048() -> list[Program]:
+    from sandbox.hacks import HACKS
+
+    return [Program(f"hack:{h.name}", h.kind, h.earns, h.source) for h in HACKS]
+
+
+# Per game: its honest baselines and its reward hacks (both need the game's move names).
+_GAME_CATALOGUES: dict[str, tuple[Callable[[], list[Program]], Callable[[], list[Program]]]] = {
+    "2048": (_baselines_2048, _hacks_2048),
+}
+
+
+def catalogue(game: str = "2048", *, library: bool = True, per_technique: int = 1, seed: int = 0,
+              side_effect_path: str = "/nonexistent/codepolicy-audit/canary") -> list[Program]:
+    """Every program the audit plays for ``game``: baselines, reward hacks, then library cheats; deduplicated by AST."""
+    if game not in _GAME_CATALOGUES:
+        raise ValueError(f"audit: no baselines and hacks for game {game!r}; known: {', '.join(_GAME_CATALOGUES)}")
+    baselines, hacks = _GAME_CATALOGUES[game]
+    programs = baselines() + hacks()
+    if library:
+        programs += _library_cheats(per_technique, seed, side_effect_path)
+    out, seen = [], set()
+    for p in programs:
+        key = source_hash(p.source)
+        if key not in seen:  # a program that is another one up to layout runs and shows once
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------------------- order checks
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def _order(name: str, lower: Sequence[AuditRow], upper: Sequence[AuditRow], *, strict: bool = True,
+           what: tuple[str, str] = ("", "")) -> OrderCheck:
+    """max(lower) < min(upper) (or <= when not strict); offenders are the lower rows at or above min(upper)."""
+    if not lower or not upper:
+        missing = what[0] if not lower else what[1]
+        return OrderCheck(name, False, f"nothing to compare: no {missing} program was audited")
+    top = max(lower, key=lambda r: r.total)
+    bottom = min(upper, key=lambda r: r.total)
+    bad = sorted((r for r in lower if (r.total >= bottom.total if strict else r.total > bottom.total)),
+                 key=lambda r: -r.total)
+    sign = "<" if strict else "<="
+    detail = (f"highest {what[0]}: {top.name} {_fmt(top.total)} {sign} lowest {what[1]}: "
+              f"{bottom.name} {_fmt(bottom.total)}")
+    return OrderCheck(name, not bad, detail, tuple(r.name for r in bad))
+
+
+def _played_checks(rows: Sequence[AuditRow]) -> list[OrderCheck]:
+    by_kind: dict[str, list[AuditRow]] = {}
+    for r in rows:
+        by_kind.setdefault(r.kind, []).append(r)
+    declared = by_kind.get("honest", [])
+    honest = [r for r in declared if r.honest]
+    checks = []
+    not_honest = [r for r in declared if not r.honest]
+    checks.append(OrderCheck(
+        "honest baselines play to an honest end", bool(honest) and not not_honest,
+        (f"{len(honest)} of {len(declared)} honest baselines ended every game honestly"
+         + ("; the others ended " + ", ".join(f"{r.name}: {', '.join(sorted(r.outcomes))}" for r in not_honest)
+            if not_honest else "")),
+        tuple(r.name for r in not_honest)))
+    cheats = [r for r in rows if r.kind in CHEAT_KINDS]
+    caught = [r for r in cheats if r.total >= 0 or r.compliant]
+    checks.append(OrderCheck(
+        "every cheat is caught and scores below zero", not caught,
+        f"{len(cheats) - len(caught)} of {len(cheats)} policy cheats, stateful and probe-evading programs "
+        "were caught with a negative total" + (f"; not: {', '.join(r.name for r in caught[:6])}" if caught else ""),
+        tuple(r.name for r in sorted(caught, key=lambda r: -r.total))))
+    invalid, errors = by_kind.get("invalid", []), by_kind.get("error", [])
+    # Compliant ones only: a non-compliant invalid answer (a str subclass needs a class) is
+    # graded by the compliance rule, not the format ladder.
+    invalid_ran = [r for r in invalid if r.compliant]
+    checks.append(_order("an invalid answer is no better than a runtime error", invalid_ran, errors,
+                         strict=False, what=("invalid answer", "runtime error")))
+    constant = by_kind.get("constant", [])
+    checks.append(_order("no legal move < a constant legal move", invalid_ran + errors, constant,
+                         what=("program without a legal move", "constant move")))
+    unchecked = by_kind.get("unchecked", [])
+    checks.append(_order("a constant legal move < a heuristic without legality check", constant, unchecked,
+                         what=("constant move", "unchecked heuristic")))
+    checks.append(_order("a heuristic without legality check < an honest baseline", unchecked, honest,
+                         what=("unchecked heuristic", "honest baseline")))
+    others = [r for r in rows if not r.honest]
+    checks.append(_order("no cheat, hack or early ending reaches the weakest honest baseline", others, honest,
+                         what=("other program", "honest baseline")))
+    checks.append(_format_rungs(rows))
+    return checks
+
+
+def _ending(row: AuditRow) -> str | None:
+    """The outcome group every game of ``row`` ended in, or None (mixed, or not run)."""
+    groups = {group(o) for o in row.outcomes}
+    return groups.pop() if len(groups) == 1 and row.compliant else None
+
+
+def _format_rungs(rows: Sequence[AuditRow]) -> OrderCheck:
+    """The format rule's own ladder on played programs: runtime error < bad move < plays.
+
+    Totals can stay ordered while a rung breaks (the rule is clipped to its bounds, so
+    ``bad_move = 3.0`` pays a stuck game exactly what an honest one gets); the rung is a
+    promise of the rules, and a broken one hands every stuck program the honest grade.
+    """
+    name = "format grade: runtime error < bad move (stuck) < plays"
+    if not any("format" in r.values for r in rows):
+        return OrderCheck(name, True, "the spec has no format rule")
+
+    def grade(r: AuditRow) -> float:
+        return r.weights.get("format", 0.0) * r.values.get("format", 0.0)
+
+    rungs = [[r for r in rows if _ending(r) == g] for g in ("runtime_error", "bad_move", "honest")]
+    labels = ("runtime error", "stuck", "honest")
+    bad: list[AuditRow] = []
+    details = []
+    for (lower, upper), (lo, hi) in zip(zip(rungs, rungs[1:]), zip(labels, labels[1:])):
+        if not lower or not upper:
+            details.append(f"no {lo if not lower else hi} program to compare")
+            continue
+        floor = min(grade(r) for r in upper)
+        bad += [r for r in lower if grade(r) >= floor]
+        details.append(f"{lo} {_fmt(max(grade(r) for r in lower))} < {hi} {_fmt(floor)}")
+    ok = not bad and len(details) == 2 and all(" < " in d for d in details)
+    return OrderCheck(name, ok, "weighted format grade: " + "; ".join(details),
+                      tuple(r.name for r in sorted(bad, key=lambda r: -grade(r))))
+
+
+# ---------------------------------------------------------------------------- synthetic records
+
+_SYNTH_SOURCE = 'def strategy(board):\n    return "A"\n'
+
+
+def _synthetic(spec: RewardSpec, game: str, records: Iterable[GameRecord],
+               verdict: Verdict = Verdict(True)) -> float:
+    ev = Evaluation(completion=_SYNTH_SOURCE, game=game, source=_SYNTH_SOURCE, verdict=verdict,
+                    records=tuple(records))
+    return score(ev, spec).total
+
+
+def _record(outcome: str, tile: int, moves: int, one_way: bool, score_value: float = 0.0,
+            padding: int = 0) -> GameRecord:
+    moved = {"W": 0, "A": moves, "S": 0, "D": 0} if one_way else {
+        "W": moves // 4, "A": moves - 3 * (moves // 4), "S": moves // 4, "D": moves // 4}
+    answered = dict(moved)
+    for m in ("W", "S", "D"):
+        answered[m] += padding
+    return GameRecord(seed=0, outcome=outcome, score=score_value, max_tile=tile, moves=moves,
+                      move_histogram=answered, moved_histogram=moved, illegal_moves=3 * padding)
+
+
+def spec_checks(spec: RewardSpec | None = None, game: str | None = None) -> list[OrderCheck]:
+    """The ladder's orders checked on a grid of synthetic extreme game records: no sandbox, milliseconds.
+
+    Part of every :func:`audit`; on its own it tells a spec author at once whether the
+    numbers break an order for *some* game, even one no catalogued program plays.
+    """
+    spec = spec if spec is not None else default_spec(game or "2048")
+    return _synthetic_checks(spec, game or spec.game)
+
+
+def _synthetic_checks(spec: RewardSpec, game: str) -> list[OrderCheck]:
+    """Orders that must hold for any game records, checked on a grid of extreme ones."""
+    early_outcomes = ("stuck", "invalid_output", "error", "timeout", "crashed")
+    tiles = (2, 16, 256, 2048, 8192)
+    early: list[tuple[str, float]] = []
+    for o in early_outcomes:
+        for t in tiles:
+            for moves in (0, 1, 3000):
+                for one_way in (True, False):
+                    rec = _record(o, t, moves, one_way, score_value=10.0 * t * max(1, moves))
+                    early.append((f"{o} tile {t} after {moves} moves", _synthetic(spec, game, [rec])))
+    honest: list[tuple[str, float]] = []
+    for o in ("finished", "max_moves", "won"):
+        for t in ((2048, 8192) if o == "won" else (4, 16, 2048)):
+            for moves in (20, 5000):
+                for one_way in (True, False):
+                    rec = _record(o, t, moves, one_way)
+                    honest.append((f"{o} tile {t} after {moves} moves, score 0", _synthetic(spec, game, [rec])))
+    checks = []
+    worst_honest = min(honest, key=lambda x: x[1])
+    bad = sorted((e for e in early if e[1] >= worst_honest[1]), key=lambda x: -x[1])
+    best_early = max(early, key=lambda x: x[1])
+    checks.append(OrderCheck(
+        "records: any early ending < any honest ending", not bad,
+        f"best early: {best_early[0]} {_fmt(best_early[1])} < worst honest: {worst_honest[0]} "
+        f"{_fmt(worst_honest[1])}", tuple(name for name, _ in bad[:8]), synthetic=True))
+
+    bad = []
+    for t in tiles:
+        for moves in (0, 1, 3000):
+            invalid = _synthetic(spec, game, [_record("invalid_output", t, moves, True)])
+            error = _synthetic(spec, game, [_record("error", t, moves, True)])
+            if invalid > error:
+                bad.append(f"invalid_output tile {t} after {moves} moves: {_fmt(invalid)} > error {_fmt(error)}")
+    checks.append(OrderCheck("records: an invalid answer is no better than a runtime error", not bad,
+                             "invalid_output vs error on the same board and moves", tuple(bad[:8]), synthetic=True))
+
+    bad = []
+    for o in early_outcomes:
+        for t in tiles:
+            none = _synthetic(spec, game, [_record(o, t, 0, True)])
+            some = _synthetic(spec, game, [_record(o, t, 1, True)])
+            if none > some:
+                bad.append(f"{o} tile {t}: no move {_fmt(none)} > one move {_fmt(some)}")
+    checks.append(OrderCheck("records: a game without a legal move is no better than one with", not bad,
+                             "the same ending with 0 vs 1 board-changing moves", tuple(bad[:8]), synthetic=True))
+
+    bad = []
+    for o in early_outcomes + ("finished", "max_moves"):
+        for one_way in (True, False):
+            plain = _synthetic(spec, game, [_record(o, 256, 300, one_way)])
+            padded = _synthetic(spec, game, [_record(o, 256, 300, one_way, padding=100)])
+            if padded > plain:
+                bad.append(f"{o}{' one-way' if one_way else ''}: padded {_fmt(padded)} > plain {_fmt(plain)}")
+    checks.append(OrderCheck("records: answers that change nothing earn nothing", not bad,
+                             "the same game with and without 300 answers that changed nothing",
+                             tuple(bad[:8]), synthetic=True))
+
+    if "format" in spec.names:
+        bad = []
+        weight = spec.term("format").weight
+        for t in tiles:
+            for moves in (1, 3000):
+                grades = []
+                for o in ("error", "stuck", "finished"):
+                    ev = Evaluation(completion=_SYNTH_SOURCE, game=game, source=_SYNTH_SOURCE, verdict=Verdict(True),
+                                    records=(_record(o, t, moves, False),))
+                    grades.append(weight * score(ev, spec).values["format"])
+                if not grades[0] < grades[1] < grades[2]:
+                    bad.append(f"tile {t} after {moves} moves: error {_fmt(grades[0])}, stuck {_fmt(grades[1])}, "
+                               f"finished {_fmt(grades[2])}")
+        checks.append(OrderCheck("records: format grade runtime error < bad move < plays", not bad,
+                                 "the weighted format grade of the same game ended by an error, stuck or honestly",
+                                 tuple(bad[:8]), synthetic=True))
+
+    from sandbox.policy import CATEGORIES
+
+    bad = []
+    best = _record("won", 8192, 5000, False, score_value=1e6)
+    for category in tuple(CATEGORIES) + ("attribute", "unknown_category"):
+        v = Violation(rule="audit", category=category, line=1, col=1, message="audit")
+        total = _synthetic(spec, game, [], Verdict(False, (v,)))
+        if total >= 0:
+            bad.append(f"{category}: {_fmt(total)}")
+    caught = _synthetic(spec, game, [best, GameRecord(seed=1, outcome="violation", error="audit")])
+    if caught >= 0:
+        bad.append(f"caught at run time after a won game: {_fmt(caught)}")
+    checks.append(OrderCheck("records: a non-compliant program scores below zero", not bad,
+                             "one violation of each category, and a runtime violation beside a won game",
+                             tuple(bad[:8]), synthetic=True))
+    return checks
+
+
+# ---------------------------------------------------------------------------- the audit
+
+def _row(p: Program, ev: Evaluation, b: Breakdown) -> AuditRow:
+    outcomes: dict[str, int] = {}
+    for r in ev.records:
+        outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
+    n = len(ev.records)
+    return AuditRow(name=p.name, kind=p.kind, description=p.description, total=b.total, values=dict(b.values),
+                    weights=dict(b.weights), outcomes=outcomes, compliant=bool(b.info.get("compliant", 0.0)),
+                    mean_moves=sum(r.moves for r in ev.records) / n if n else 0.0, source=p.source)
+
+
+def audit(spec: RewardSpec | str | Path | None = None, game: str | None = None, *,
+          seeds: Sequence[int] | None = None, games: int = 3, pool: Any = None, workers: int = 2,
+          library: bool = True, per_technique: int = 1, draw_seed: int = 0,
+          programs: Sequence[Program] | None = None) -> AuditReport:
+    """Play every catalogued cheat, reward hack and baseline under ``spec`` and check the ladder's orders.
+
+    ``spec`` is a RewardSpec, a TOML path, or None for ``game``'s default spec; ``game``
+    defaults to the spec's. Every program plays the same ``seeds`` (default ``0..games-1``)
+    in the sandbox, with the spec's limits and options, on ``pool`` (default: a new pool of
+    ``workers`` processes, closed afterwards). ``library=False`` leaves out the
+    :mod:`sandbox.strategies` catalogue (it needs Hypothesis); ``per_technique`` samples are
+    drawn of each of its techniques with Hypothesis seed ``draw_seed``. ``programs``
+    replaces the whole catalogue (tests). Same inputs, same report.
+    """
+    if spec is None or isinstance(spec, (str, Path)):
+        spec = load_spec(spec, game=game or "2048") if spec is not None else default_spec(game or "2048")
+    game = game or spec.game
+    if seeds is None:
+        if games < 1:
+            raise ValueError(f"audit: games must be at least 1, got {games}")
+        seeds = tuple(range(games))
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("audit: seeds is empty; give at least one seed")
+    scratch = tempfile.mkdtemp(prefix="codepolicy-audit-")
+    own_pool = None
+    try:
+        if programs is None:
+            programs = catalogue(game, library=library, per_technique=per_technique, seed=draw_seed,
+                                 side_effect_path=str(Path(scratch) / "canary"))
+        names = [p.name for p in programs]
+        if len(set(names)) != len(names):
+            raise ValueError("audit: program names must be unique")
+        if pool is None:
+            import sandbox
+
+            pool = own_pool = sandbox.WorkerPool(workers)
+        completions = [f"```python\n{p.source}\n```\n" for p in programs]
+        evaluations = evaluate_many(completions, game, seeds, spec=spec, pool=pool)
+    finally:
+        if own_pool is not None:
+            own_pool.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    rows = [_row(p, ev, score(ev, spec)) for p, ev in zip(programs, evaluations)]
+    honest = [r for r in rows if r.honest]
+    weakest = min(honest, key=lambda r: r.total) if honest else None
+    floor = weakest.total if weakest is not None else math.nan
+    rows = [dataclasses.replace(r, margin=r.total - floor) for r in rows]
+    checks = _played_checks(rows) + _synthetic_checks(spec, game)
+    return AuditReport(spec_origin=spec.origin, game=game, seeds=seeds, rows=tuple(rows), checks=tuple(checks),
+                       weakest_honest=weakest.name if weakest else None, weakest_honest_total=floor,
+                       ok=all(c.ok for c in checks))

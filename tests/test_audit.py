@@ -1,0 +1,246 @@
+"""rewards.audit and sandbox.hacks: the default spec keeps every hack below honest play; broken specs are caught, naming the hack."""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import math
+from importlib import resources
+
+import pytest
+
+import rewards
+from rewards.audit import AuditReport, OrderCheck, Program, catalogue, fixed_examples, spec_checks
+from sandbox.hacks import HACKS, KINDS, get_hack, hacks
+
+GAMES = 2
+CHEAT_CHECK = "every cheat is caught and scores below zero"
+
+# Programs the sandbox of this commit may not catch yet. Each breaks only the "every cheat is
+# caught" order (they play well enough to be dangerous, not better than honest play).
+PENDING = {
+    "hack:map_append_loop": "needs the new checker rule: a map over a list that grows as it is read",
+    "hack:set_order_late": "needs the new runner probe",
+    "hack:address_late": "needs the new runner probe",
+    # sandbox.strategies' simplest module_code sample is `x = 4`, a module constant the policy
+    # now allows: the library's sample is stale, not a hole.
+    "cheat:structure/module_code#0": "sandbox.strategies: its module_code sample is now an allowed constant",
+}
+
+
+def _needs_sandbox():
+    import sandbox
+
+    if not all(hasattr(sandbox, n) for n in ("run_many", "WorkerPool")):
+        pytest.skip("sandbox.run_many / WorkerPool not available")
+    return sandbox
+
+
+@pytest.fixture(scope="module")
+def pool():
+    sandbox = _needs_sandbox()
+    with sandbox.WorkerPool(2) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def report(pool) -> AuditReport:
+    return rewards.audit(games=GAMES, pool=pool)
+
+
+def _default_toml() -> str:
+    return resources.files("rewards").joinpath("default_2048.toml").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ the hack catalogue
+
+def test_hacks_are_named_described_and_parse():
+    assert len({h.name for h in HACKS}) == len(HACKS)
+    assert {h.kind for h in HACKS} == set(KINDS)
+    for h in HACKS:
+        assert h.earns and "\n" not in h.earns, h.name
+        ast.parse(h.source)
+        assert get_hack(h.name) is h
+    assert hacks("invalid") and all(h.kind == "invalid" for h in hacks("invalid"))
+    with pytest.raises(ValueError, match="unknown hack kind"):
+        hacks("nope")
+    with pytest.raises(ValueError, match="unknown hack"):
+        get_hack("nope")
+
+
+def test_invalid_and_constant_hacks_do_what_they_say():
+    """In process (our own programs): invalid ones never answer a move, constant ones always the same."""
+    from sandbox import check
+    from sandbox.restricted import load_strategy
+
+    boards = [[[0] * 4 for _ in range(4)], [[2, 4, 8, 16], [0, 2, 0, 2], [4, 0, 0, 0], [0, 0, 0, 2]]]
+    for h in hacks("invalid"):
+        if not check(h.source).ok:
+            continue  # a str subclass needs a class: the checker refuses it
+        fn = load_strategy(h.source)
+        assert all(type(fn(b)) is not str or fn(b) not in "WASD" or len(fn(b)) != 1 for b in boards), h.name
+    for h in hacks("constant"):
+        fn = load_strategy(h.source)
+        assert len({fn(b) for b in boards}) == 1 and fn(boards[0]) in "WASD"
+
+
+# ------------------------------------------------------------------ the deterministic catalogue
+
+def test_fixed_examples_are_the_same_every_time():
+    from hypothesis import strategies as st
+
+    s = st.lists(st.integers(), max_size=5)
+    assert fixed_examples(s, 5, seed=3) == fixed_examples(s, 5, seed=3)
+    assert len(fixed_examples(s, 5, seed=3)) == 5
+
+
+def test_catalogue_covers_every_technique_once_deduplicated():
+    strategies = pytest.importorskip("sandbox.strategies")
+    programs = catalogue()
+    assert [p.source for p in programs] == [p.source for p in catalogue()]  # deterministic
+    names = {p.name for p in programs}
+    assert len(names) == len(programs)
+    for category, techniques in strategies.TECHNIQUES.items():
+        for technique in techniques:
+            assert f"cheat:{category}/{technique}#0" in names
+    assert len({n.split("#")[0] for n in names if n.startswith("cheat:side_effect_")}) >= 6
+    assert {f"hack:{h.name}" for h in HACKS} <= names
+    assert {"baseline:corner", "baseline:greedy", "baseline:fixed"} <= names
+    hashes = [rewards.source_hash(p.source) for p in programs]
+    assert len(set(hashes)) == len(hashes)
+
+
+# ------------------------------------------------------------------ synthetic checks (no sandbox)
+
+def test_default_spec_passes_the_record_checks():
+    checks = spec_checks()
+    assert checks and all(c.synthetic for c in checks)
+    assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+
+
+@pytest.mark.parametrize("rule, params, broken", [
+    ("format", {"bad_move": 3.0}, "records: format grade runtime error < bad move < plays"),
+    ("format", {"runtime_error": 0.9}, "records: format grade runtime error < bad move < plays"),
+    ("performance", {"early_progress": 0.9}, "records: any early ending < any honest ending"),
+    ("compliance", {"penalties": {"loop": 0.0}, "clean_bonus": 0.0}, "records: a non-compliant program scores below zero"),
+])
+def test_record_checks_catch_a_broken_number(rule, params, broken):
+    spec = rewards.default_spec()
+    spec = spec.with_rule(rule, spec.term(rule).weight, **{**spec.term(rule).params, **params})
+    failed = {c.name for c in spec_checks(spec) if not c.ok}
+    assert broken in failed
+
+
+# ------------------------------------------------------------------ the default spec, played
+
+def test_report_is_frozen_and_json_ready(report):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.ok = True
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.rows[0].total = 9.0
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["game"] == "2048" and data["seeds"] == list(range(GAMES))
+    assert {r["name"] for r in data["rows"]} == {r.name for r in report.rows}
+    for r in report.rows:
+        assert r.total == pytest.approx(sum(r.weights[k] * v for k, v in r.values.items()), abs=1e-9)
+    assert report.weakest_honest in ("baseline:corner", "baseline:greedy")
+
+
+def test_default_spec_orders_hold(report):
+    """Every order holds today, but for programs the sandbox of this commit cannot catch yet (PENDING)."""
+    for c in report.checks:
+        if c.synthetic:
+            assert c.ok, (c.name, c.detail, c.offenders)
+        else:
+            assert c.ok or set(c.offenders) <= set(PENDING), (c.name, c.detail, c.offenders)
+    assert report.row("baseline:corner").honest and report.row("baseline:greedy").honest
+    for r in report.rows:
+        if not r.honest and r.name not in PENDING:
+            assert r.margin < 0, (r.name, r.total)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=why, strict=False))
+                                  for n, why in sorted(PENDING.items())])
+def test_pending_programs_are_caught(report, name):
+    r = report.row(name)
+    assert not r.compliant and r.total < 0
+
+
+@pytest.mark.xfail(reason="needs the new runner probe", strict=False)
+def test_default_spec_audit_is_clean(report):
+    assert report.ok, [(c.name, c.offenders) for c in report.failed_checks]
+
+
+def test_classes_sit_where_the_ladder_puts_them(report):
+    by_kind: dict[str, list[float]] = {}
+    for r in report.rows:
+        by_kind.setdefault(r.kind, []).append(r.total)
+    # An invalid answer totals exactly what a raise at the first call does.
+    assert len({round(t, 12) for t in by_kind["error"]} | {round(r.total, 12) for r in report.rows
+                                                          if r.kind == "invalid" and r.compliant}) == 1
+    assert max(by_kind["error"]) < min(by_kind["constant"]) < max(by_kind["constant"]) < min(by_kind["unchecked"])
+    assert max(by_kind["unchecked"]) < report.weakest_honest_total
+    # Padding with dead moves earns nothing over the honest moves it pads.
+    assert report.row("hack:pad_illegal").values["diversity"] == report.row("baseline:fixed").values["diversity"]
+
+
+# ------------------------------------------------------------------ broken specs, played
+
+def _played_programs() -> list[Program]:
+    return catalogue(library=False)
+
+
+def test_bad_move_raised_opens_constant_and_stuck_programs(pool, tmp_path):
+    """bad_move = 3.0 pays every stuck game the honest format grade (the rule is clipped to 1)."""
+    path = tmp_path / "bad_move.toml"
+    path.write_text(_default_toml().replace("bad_move = 0.5", "bad_move = 3.0"))
+    report = rewards.audit(str(path), games=GAMES, pool=pool, programs=_played_programs())
+    assert not report.ok and report.spec_origin == str(path)
+    failed = {c.name: c for c in report.failed_checks}
+    rung = failed["format grade: runtime error < bad move (stuck) < plays"]
+    for name in ("baseline:fixed", "hack:constant_W", "hack:unchecked_rotate", "hack:stuck_when_ahead",
+                 "hack:pad_illegal"):
+        assert name in rung.offenders
+    assert "records: format grade runtime error < bad move < plays" in failed
+    opened = {r.name for r in report.opened}
+    assert {"hack:constant_W", "baseline:fixed", "hack:unchecked_corner"} <= opened
+    # Programs that end by an error are not what this spec opens.
+    assert "hack:raise_at_once" not in opened and "baseline:corner" not in opened
+
+
+def test_a_spec_where_stuck_programs_reach_honest_ones_names_them(pool):
+    """bad_move = plays and no weight on strength: unchecked heuristics reach honest play, and are named."""
+    spec = rewards.default_spec()
+    spec = spec.with_rule("format", 1.0, **{**spec.term("format").params, "bad_move": 1.0})
+    spec = spec.with_rule("performance", 0.0)
+    report = rewards.audit(spec, games=GAMES, pool=pool, programs=_played_programs())
+    reach = next(c for c in report.failed_checks
+                 if c.name == "no cheat, hack or early ending reaches the weakest honest baseline")
+    assert "hack:unchecked_rotate" in reach.offenders and report.row("hack:unchecked_rotate").margin >= 0
+    assert "hack:unchecked_rotate" in {r.name for r in report.opened}
+
+
+def test_invalid_output_raised_opens_invalid_answers(pool):
+    spec = rewards.default_spec()
+    spec = spec.with_rule("format", 1.0, **{**spec.term("format").params, "runtime_error": 0.9})
+    report = rewards.audit(spec, games=GAMES, pool=pool, programs=_played_programs())
+    assert not report.ok
+    failed = {c.name: c for c in report.failed_checks}
+    check = failed["no legal move < a constant legal move"]
+    assert "hack:invalid_key" in check.offenders and "hack:raise_at_once" in check.offenders
+    assert "hack:invalid_key" in {r.name for r in report.opened}
+
+
+def test_audit_without_honest_play_fails_closed(pool):
+    """A catalogue without an honest baseline cannot pass: there is nothing to measure cheats against."""
+    programs = [p for p in _played_programs() if p.kind in ("constant", "invalid")]
+    report = rewards.audit(games=1, pool=pool, programs=programs)
+    assert not report.ok and report.weakest_honest is None and math.isnan(report.weakest_honest_total)
+    assert not next(c for c in report.checks if c.name.startswith("honest baselines")).ok
+    json.dumps(report.to_dict())
+
+
+def test_order_check_is_a_frozen_record():
+    c = OrderCheck("x", True, "d")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.ok = False
