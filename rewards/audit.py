@@ -276,13 +276,25 @@ def _played_checks(rows: Sequence[AuditRow]) -> list[OrderCheck]:
          + ("; the others ended " + ", ".join(f"{r.name}: {', '.join(sorted(r.outcomes))}" for r in not_honest)
             if not_honest else "")),
         tuple(r.name for r in not_honest)))
-    cheats = [r for r in rows if r.kind in CHEAT_KINDS]
+    # Policy cheats and stateful programs are refused by the static check or the runtime guard
+    # every time. A program whose answers depend on the hash seed or on addresses is caught by
+    # the determinism probe only when its two secret hash seeds (or heaps) make it answer
+    # differently on a sampled board, which is likely but not certain in a given pool; what must
+    # hold every time for it is the last order below (it never reaches honest play).
+    cheats = [r for r in rows if r.kind in CHEAT_KINDS and r.kind != "probe"]
     caught = [r for r in cheats if r.total >= 0 or r.compliant]
     checks.append(OrderCheck(
         "every cheat is caught and scores below zero", not caught,
-        f"{len(cheats) - len(caught)} of {len(cheats)} policy cheats, stateful and probe-evading programs "
+        f"{len(cheats) - len(caught)} of {len(cheats)} policy cheats and stateful programs "
         "were caught with a negative total" + (f"; not: {', '.join(r.name for r in caught[:6])}" if caught else ""),
         tuple(r.name for r in sorted(caught, key=lambda r: -r.total))))
+    probes = by_kind.get("probe", [])
+    escaped = [r for r in probes if r.compliant]
+    checks.append(OrderCheck(
+        "probe-evading programs are caught (informational: the probe is a sample)", True,
+        f"{len(probes) - len(escaped)} of {len(probes)} caught by the determinism probe in this pool"
+        + (f"; escaped: {', '.join(r.name for r in escaped)}" if escaped else ""),
+        tuple(r.name for r in escaped)))
     invalid, errors = by_kind.get("invalid", []), by_kind.get("error", [])
     # Compliant ones only: a non-compliant invalid answer (a str subclass needs a class) is
     # graded by the compliance rule, not the format ladder.

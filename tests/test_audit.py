@@ -20,8 +20,6 @@ CHEAT_CHECK = "every cheat is caught and scores below zero"
 # caught" order (they play well enough to be dangerous, not better than honest play).
 PENDING = {
     "hack:map_append_loop": "needs the new checker rule: a map over a list that grows as it is read",
-    "hack:set_order_late": "needs the new runner probe",
-    "hack:address_late": "needs the new runner probe",
     # sandbox.strategies' simplest module_code sample is `x = 4`, a module constant the policy
     # now allows: the library's sample is stale, not a hole.
     "cheat:structure/module_code#0": "sandbox.strategies: its module_code sample is now an allowed constant",
@@ -169,6 +167,23 @@ def test_pending_programs_are_caught(report, name):
 @pytest.mark.xfail(reason="needs the new runner probe", strict=False)
 def test_default_spec_audit_is_clean(report):
     assert report.ok, [(c.name, c.offenders) for c in report.failed_checks]
+
+
+def test_probe_evading_programs_are_caught_in_most_pools():
+    # The probe is a sample drawn from the pool's secret (hash seeds, heap offsets, boards): a
+    # program whose answers depend on set order or on an address is caught in most pools, not
+    # all (measured: 12 of 12 and 10 of 12 pools with 2 games; the README says so).
+    sandbox = _needs_sandbox()
+    from sandbox.hacks import HACKS
+
+    sources = {h.name: h.source for h in HACKS if h.kind == "probe"}
+    caught = dict.fromkeys(sources, 0)
+    for i in range(6):
+        with sandbox.WorkerPool(2, secret=f"audit-probe-{i}".encode()) as p:
+            results = p.run_many(list(sources.values()), seeds=[0, 1, 2, 3])
+        for name, records in zip(sources, results):
+            caught[name] += all(r.outcome == "violation" for r in records)
+    assert all(n >= 3 for n in caught.values()), caught
 
 
 def test_classes_sit_where_the_ladder_puts_them(report):
