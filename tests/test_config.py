@@ -37,6 +37,8 @@ def test_toml_file_tables_and_overrides(tmp_path):
     ("grad_accum = 9\n", {}, "'grad_accum' (9) must be <="),
     ("steps = [\n", {}, "is not valid TOML"),
     ("preset = 'tpu'\n", {}, "unknown preset"),
+    ("dtype = 'float16'\n", {}, "'dtype' is 'float16'"),  # no gradient scaler: bfloat16 or float32
+    ("", {"dtype": "float16"}, "use 'bfloat16' on a GPU or 'float32'"),
 ])
 def test_errors_are_one_line_and_name_the_field(tmp_path, content, overrides, message):
     f = tmp_path / "bad.toml"
@@ -82,3 +84,9 @@ def test_empty_output_dir_gets_a_fresh_run_dir_per_run(tmp_path, monkeypatch):
     second = with_run_dir(TrainConfig())
     assert second.output_dir != first.output_dir  # even within the same second
     assert with_run_dir(TrainConfig(output_dir="mine")).output_dir == "mine"
+
+
+def test_rollout_compile_backend_is_a_plain_field():
+    cfg = load_config(None, {"rollout_compile_backend": "aot_eager"})
+    assert cfg.rollout_compile_backend == "aot_eager" and TrainConfig().rollout_compile_backend == ""
+    assert make_config({"dtype": "bfloat16"}).dtype == "bfloat16"

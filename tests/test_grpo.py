@@ -241,6 +241,36 @@ def test_batched_logprobs_share_one_prompt_across_micro_batches(monkeypatch):
     assert torch.allclose(shared * cm, full * cm, atol=1e-6)
 
 
+def test_right_padding_alone_needs_no_mask_and_changes_nothing(monkeypatch):
+    """Rows with the same prompt length and right-padded completions run with no mask (sdpa's causal kernel with
+    grouped-query heads); real positions get exactly what each row gets alone, unpadded."""
+    import train.grpo as grpo
+
+    model = _tiny_policy(lora=False, checkpointing=False).eval()
+    seen = []
+    model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw.get("attention_mask")), with_kwargs=True)
+    g = torch.Generator().manual_seed(5)
+    P, C, lengths = 7, 6, [6, 2, 4]
+    ids = torch.randint(3, 300, (3, P + C), generator=g)
+    mask = torch.tensor([[1] * (P + n) + [0] * (C - n) for n in lengths])
+    ids = ids * mask
+    with torch.no_grad():
+        lp, _ = sequence_logprobs(model, ids, mask, C, 0.9, share_prompt=False)
+        assert seen[-1] is None
+        for i, n in enumerate(lengths):
+            alone, _ = sequence_logprobs(model, ids[i:i + 1, :P + n], mask[i:i + 1, :P + n], n, 0.9)
+            assert torch.allclose(lp[i, :n], alone[0], atol=1e-6, rtol=0)  # float64 model, float32 log-softmax
+        monkeypatch.setattr(grpo, "_mask_for_full_forward", lambda m: m)  # the explicit mask, as before
+        masked, _ = sequence_logprobs(model, ids, mask, C, 0.9, share_prompt=False)
+        cm = mask[:, -C:].bool()
+        assert torch.allclose(lp[cm], masked[cm], atol=1e-6, rtol=0)
+        monkeypatch.undo()
+        left = torch.cat([torch.zeros(3, 2, dtype=torch.long), mask], 1)  # left padding still needs the mask
+        sequence_logprobs(model, torch.cat([torch.zeros(3, 2, dtype=torch.long), ids], 1), left, C,
+                          share_prompt=False)
+        assert seen[-1] is not None
+
+
 # ---------------------------------------------------------------- KL and the policy loss
 
 def test_k3_kl_zero_for_identical_and_positive_otherwise():

@@ -84,7 +84,10 @@ class TrainConfig:
     device: str = "auto"
     gradient_checkpointing: bool = True
     rollout_backend: str = "auto"
+    # The lean backend's decode step: compiled with inductor + CUDA graphs on a GPU when rollout_compile;
+    # a torch.compile backend named here ("aot_eager", "inductor") compiles it on any device, the CPU included.
     rollout_compile: bool = True
+    rollout_compile_backend: str = ""
     vllm_gpu_memory_utilization: float = 0.3
     # Bookkeeping.
     output_dir: str = ""  # "": a new runs/<game>-<date>-<time> for every run (see with_run_dir)
@@ -239,6 +242,9 @@ def _validate(cfg: TrainConfig) -> None:
         v = getattr(cfg, name)
         if v not in choices:
             raise ValueError(f"config field '{name}' must be one of {', '.join(choices)}; got {v!r}")
+    if cfg.dtype == "float16":
+        raise ValueError("config field 'dtype' is 'float16', which trains without a gradient scaler (small "
+                         "gradients underflow to zero); use 'bfloat16' on a GPU or 'float32'")
     if not cfg.model.strip():
         raise ValueError("config field 'model' must name a model or a local path, got ''")
     if cfg.grad_accum > cfg.batch_size:

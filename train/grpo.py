@@ -142,6 +142,19 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def _mask_for_full_forward(attention_mask: torch.Tensor) -> torch.Tensor | None:
+    """None when the only padding is on the right (after each row's last real token), else ``attention_mask``.
+
+    A right pad comes after every real token of its row, so causal attention already hides it from them:
+    real positions get the same values with no mask, and with none sdpa runs its causal kernel with
+    grouped-query heads instead of copying each K/V head per query head (which any explicit mask forces).
+    Only left padding needs the mask.
+    """
+    real = attention_mask.bool()
+    right_only = real[:, 0].all() & ~(~real[:, :-1] & real[:, 1:]).any()
+    return None if bool(right_only) else attention_mask  # one host sync (transformers would make its own)
+
+
 def shared_prompt(input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int) -> torch.Tensor | None:
     """The prompt's real token ids [P] when every row has the same prompt, else None.
 
@@ -313,7 +326,7 @@ def sequence_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention
         pieces = _completion_logits(model, _prefix_forward(model, prompt), targets,
                                     attention_mask[:, -n_completion:])
         return _pieces_logprobs(pieces, targets, temperature, with_entropy)
-    out = model(input_ids=input_ids, attention_mask=attention_mask,
+    out = model(input_ids=input_ids, attention_mask=_mask_for_full_forward(attention_mask),
                 position_ids=position_ids_from_mask(attention_mask),
                 use_cache=False, logits_to_keep=n_completion + 1)
     logits = out.logits[:, :-1]  # position t predicts token t+1

@@ -38,7 +38,7 @@ import torch
 
 from train.config import TrainConfig, save_config, with_run_dir
 from train.grpo import batched_logprobs, group_advantages, policy_loss, sequence_logprobs
-from train.rollout import Rollout, RolloutBackend, SamplingParams, make_backend
+from train.rollout import Rollout, RolloutBackend, SamplingParams, encode_prompts, make_backend
 
 __all__ = [
     "RunSummary",
@@ -51,6 +51,7 @@ __all__ = [
     "step_plan",
     "StepPlan",
     "evaluate_policy",
+    "check_trainable_dtype",
 ]
 
 RewardFn = Callable[[list[str], list[int]], list[Any]]  # (completions, seeds) -> list[Breakdown]
@@ -145,13 +146,25 @@ def step_plan(config: TrainConfig, step: int, num_prompts: int) -> StepPlan:
 
 
 def _autocast(policy: Any) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast on a GPU when the base weights are half precision (fp32 LoRA weights then run in it)."""
+    """Half-precision autocast when the base weights are bf16 (fp32 LoRA weights then run in it), GPU or CPU.
+
+    The CPU takes the same path as the GPU so that the CPU tests exercise it. (fp16 weights reach here only
+    for sampling: training refuses them, see :func:`check_trainable_dtype`.)
+    """
     p = next(policy.parameters())
     dtypes = {q.dtype for q in policy.parameters()}
     half = torch.bfloat16 if torch.bfloat16 in dtypes else torch.float16 if torch.float16 in dtypes else None
-    if p.device.type == "cuda" and half is not None:
-        return torch.autocast(device_type="cuda", dtype=half)
+    if half is not None and p.device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=p.device.type, dtype=half)
     return contextlib.nullcontext()
+
+
+def check_trainable_dtype(policy: Any) -> None:
+    """Refuse float16 weights for training: fp16 autocast without a gradient scaler lets small gradients underflow."""
+    if any(p.dtype == torch.float16 for p in policy.parameters()):
+        raise ValueError("train: the model's weights are float16, which trains without a gradient scaler here "
+                         "(small gradients underflow to zero); load it in bfloat16 (GPU) or float32 "
+                         "(config field 'dtype')")
 
 
 def _device(policy: Any) -> torch.device:
@@ -270,6 +283,7 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
               config: TrainConfig, prompts: Sequence[str], reward_fn: RewardFn, step: int,
               stop: _Stop | None = None) -> tuple[dict[str, float], Rollout, list[Any]]:
     """One GRPO step (rollout, rewards, advantages, updates); returns (metrics, rollout, breakdowns)."""
+    check_trainable_dtype(policy)
     dev = _device(policy)
     plan = step_plan(config, step, len(prompts))
     torch.manual_seed(plan.torch_seed)
@@ -476,6 +490,7 @@ def train(config: TrainConfig, reward_fn: RewardFn | None = None, model: Any = N
         model, tokenizer = load_model(config.model, config.dtype, config.device)
     if tokenizer is None:
         raise ValueError("train: a model was given without its tokenizer")
+    check_trainable_dtype(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # the LoRA A matrices' initialisation
         policy = add_lora(model, config)
@@ -491,9 +506,15 @@ def train(config: TrainConfig, reward_fn: RewardFn | None = None, model: Any = N
     prompts = list(prompts) if prompts is not None else _default_prompts(config, tokenizer)
     reward_fn = reward_fn if reward_fn is not None else default_reward_fn(config)
     backend = make_backend(config.rollout_backend, policy, tokenizer, compile=config.rollout_compile,
+                           compile_backend=config.rollout_compile_backend or None,
                            model_path=model_path, lora_rank=config.lora_rank,
                            gpu_memory_utilization=config.vllm_gpu_memory_utilization,
                            max_model_len=4096, record_logprobs=False)
+    # The largest rollout of the run (training batch or evaluation), known now: a fixed-shape backend sizes
+    # its cache for it once, so every step (and a resumed run) samples at one shape, compiled once.
+    eval_rows = config.eval_samples if config.eval_interval else 0
+    backend.reserve(max(config.batch_size, eval_rows), max(len(r) for r in encode_prompts(tokenizer, prompts)),
+                    config.max_new_tokens)
     logger = RunLogger(run_dir, total_steps=config.steps, initial_step=start_step, progress=progress)
     summary = RunSummary(run_dir=str(run_dir), steps_done=start_step)
 

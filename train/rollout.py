@@ -4,13 +4,18 @@ One interface, three backends:
 
 - ``HFBackend``: transformers ``generate`` (left-padded batch, sampling, dynamic KV cache). The reference
   implementation; its per-token log-probs are recomputed with the trainer's own function.
-- ``LeanBackend``: our own decoding loop over the model's forward with a preallocated ``StaticCache``.
-  The batch and the prompt length are padded to buckets, so every step of every rollout has the same
-  shapes; on a GPU the one-token decode step is compiled with CUDA graphs (``torch.compile`` mode
-  "reduce-overhead"), which removes the per-step Python and kernel-launch overhead that bounds
-  ``generate``. Log-probs come for free from the logits it samples from.
+- ``LeanBackend``: our own decoding loop over the model's forward with one preallocated ``StaticCache``.
+  The batch and the prompt length are padded to buckets and the cache is kept at the largest shape of
+  the run, so every step of every rollout has the same shapes; on a GPU the one-token decode step is
+  compiled with CUDA graphs (``torch.compile`` mode "reduce-overhead"), which removes the per-step
+  Python and kernel-launch overhead that bounds ``generate``. Any other ``torch.compile`` backend can
+  be named (``compile_backend="aot_eager"`` is how the CPU tests drive the compiled path); a compile
+  that fails at run time falls back to eager decoding with one line on stderr. Log-probs come for
+  free from the logits it samples from.
 - ``VLLMBackend``: a colocated vLLM ``LLM`` on the same GPU; the LoRA adapter is saved and pushed each
-  step, and the engine sleeps while we train. Used only when vLLM is installed.
+  step, and the engine sleeps while we train. Used only when vLLM is installed. Its engine and
+  sampling arguments are built by plain functions (``vllm_engine_kwargs``, ``vllm_sampling_kwargs``)
+  that tests call without vLLM.
 
 Every backend returns a :class:`Rollout`: prompt and completion token ids (completions right-padded),
 masks, per-token log-probs under ``softmax(logits / temperature)`` (top-p is a sampling filter, as in
@@ -18,13 +23,17 @@ TRL, not part of the policy), decoded texts, lengths and truncation flags (no EO
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
 import math
 import sys
 import tempfile
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Collection, Iterator, Sequence
 
 import torch
 
@@ -40,6 +49,11 @@ __all__ = [
     "make_backend",
     "sample_tokens",
     "vllm_available",
+    "vllm_lora_ranks",
+    "vllm_max_lora_rank",
+    "vllm_engine_kwargs",
+    "vllm_sampling_kwargs",
+    "vllm_logprobs_are_policy",
 ]
 
 
@@ -121,29 +135,37 @@ def _left_pad(rows: list[list[int]], width: int, pad: int) -> tuple[torch.Tensor
 def _finish(tokens: torch.Tensor, logprobs: torch.Tensor | None, eos: list[int], pad: int,
             tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[str], torch.Tensor,
                                       torch.Tensor]:
-    """Cut sampled tokens after the first EOS: (ids, mask, logprobs, texts, lengths, truncated)."""
+    """Cut sampled tokens after the first EOS: (ids, mask, logprobs, texts, lengths, truncated).
+
+    ids, mask and logprobs stay on the tokens' device; lengths and truncated are CPU tensors. The whole
+    batch crosses to the host in one copy (tokens, lengths and EOS flags together), not one sync per row.
+    """
     N, T = tokens.shape
-    is_eos = torch.isin(tokens, torch.tensor(eos, device=tokens.device))
+    dev = tokens.device
+    is_eos = torch.isin(tokens, torch.tensor(eos, device=dev))
     has_eos = is_eos.any(dim=1)
     first = torch.where(has_eos, is_eos.int().argmax(dim=1), torch.full_like(has_eos, T, dtype=torch.long))
     lengths = torch.where(has_eos, first + 1, first)
-    mask = (torch.arange(T, device=tokens.device)[None, :] < lengths[:, None]).long()
-    width = max(int(lengths.max()) if N else 0, 1)
-    ids = torch.where(mask.bool(), tokens, torch.full_like(tokens, pad))[:, :width].contiguous()
-    mask = mask[:, :width].contiguous()
+    host = torch.cat([tokens.long(), lengths[:, None], has_eos.long()[:, None]], dim=1).cpu()
+    host_lengths, host_truncated = host[:, T].clone(), host[:, T + 1] == 0
+    width = max(int(host_lengths.max()) if N else 0, 1)
+    mask = (torch.arange(width, device=dev)[None, :] < lengths[:, None]).long()
+    ids = torch.where(mask.bool(), tokens[:, :width], torch.full_like(tokens[:, :width], pad)).contiguous()
     if logprobs is not None:
         logprobs = (logprobs[:, :width] * mask).float().contiguous()
-    cpu_ids = ids.cpu()
-    texts = [tokenizer.decode(cpu_ids[i, : int(lengths[i])].tolist(), skip_special_tokens=True) for i in range(N)]
-    return ids, mask, logprobs, texts, lengths, ~has_eos
+    texts = [tokenizer.decode(host[i, :n].tolist(), skip_special_tokens=True)
+             for i, n in enumerate(host_lengths.tolist())]
+    return ids, mask, logprobs, texts, host_lengths, host_truncated
 
 
 def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float,
-                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator | None, rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row from softmax(logits / T) filtered to the top-p nucleus; (tokens, log pi(token)).
 
     The returned log-prob is under the unfiltered temperature-scaled policy, the distribution the
-    trainer differentiates.
+    trainer differentiates. With ``rows``, only the first ``rows`` rows draw random numbers (the rest,
+    batch padding, take their most likely token), so the real rows' draws do not depend on how far the
+    batch was padded.
     """
     x = logits.float() / temperature
     logp = torch.log_softmax(x, dim=-1)
@@ -156,7 +178,11 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float,
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
     # Exponential race: argmax(p / E), E ~ Exp(1), is an exact draw from p, with no host sync
     # (cheaper than multinomial on the CPU, and capturable in a CUDA graph).
-    race = torch.empty_like(probs).exponential_(generator=generator)
+    if rows is None or rows >= probs.shape[0]:
+        race = torch.empty_like(probs).exponential_(generator=generator)
+    else:
+        race = torch.ones_like(probs)
+        race[:rows].exponential_(generator=generator)
     tok = (probs / race).argmax(dim=-1)
     return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
 
@@ -184,6 +210,9 @@ class RolloutBackend:
 
     def sync(self) -> None:
         """Make the next rollout use the current weights (a no-op when the backend shares the model)."""
+
+    def reserve(self, rows: int, prompt_tokens: int, new_tokens: int) -> None:
+        """Announce the run's largest rollout (rows, prompt tokens, new tokens); fixed-shape backends size for it."""
 
     def close(self) -> None:
         """Release what the backend holds."""
@@ -240,7 +269,7 @@ class HFBackend(RolloutBackend):
             full_mask = torch.cat([mask, c_mask], 1)
             logprobs = batched_logprobs(self.model, full_ids, full_mask, c_ids.shape[1],
                                         self.logprob_batch_size, sampling.temperature) * c_mask
-        return Rollout(ids, mask, c_ids, c_mask, logprobs, texts, lengths.cpu(), truncated.cpu(),
+        return Rollout(ids, mask, c_ids, c_mask, logprobs, texts, lengths, truncated,
                        time.perf_counter() - start)
 
 
@@ -267,49 +296,227 @@ def lean_supported(model: Any) -> str | None:
     return None
 
 
+# ----------------------------------------------------------------------------- grouped-query decode attention
+
+# The decode step needs a mask (the static cache holds slots not written yet), and with a mask transformers'
+# sdpa path copies every key/value head once per query head it serves (repeat_kv) whenever it is traced by
+# torch.compile: 3x the K/V traffic per step for SmolLM2's 9 query heads over 3 KV heads. For one query token
+# the query heads of a group can instead be laid along the query axis, which attends to the KV head as is.
+_DECODE_ATTENTION = "codepolicy_decode_sdpa"
+_SDPA_FORWARD: Callable[..., Any] | None = None
+
+
+def _decode_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                      is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """sdpa for one query token with grouped-query heads packed along the query axis (no K/V copy per head).
+
+    query [B, H, 1, D] becomes [B, Hkv, H / Hkv, D] and attends to key/value [B, Hkv, L, D] under a mask shared
+    by all heads ([B, 1, 1, L]): the arithmetic of repeating K/V per head, without the copy. Any other call
+    goes to transformers' own sdpa function.
+    """
+    B, H, q, D = query.shape
+    Hkv = key.shape[1]
+    if (q == 1 and H != Hkv and H % Hkv == 0 and dropout == 0.0 and kwargs.get("position_bias") is None
+            and kwargs.get("softcap") is None and (attention_mask is None or attention_mask.shape[1] == 1)):
+        packed = query.reshape(B, Hkv, H // Hkv, D)
+        out = torch.nn.functional.scaled_dot_product_attention(packed, key, value, attn_mask=attention_mask,
+                                                               scale=scaling)
+        return out.reshape(B, H, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
+    assert _SDPA_FORWARD is not None
+    return _SDPA_FORWARD(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                         is_causal=is_causal, **kwargs)
+
+
+def _register_decode_attention() -> bool:
+    """Register the packed decode attention with transformers; False where this transformers has no such registry."""
+    global _SDPA_FORWARD
+    try:
+        from transformers import AttentionInterface
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    except ImportError:
+        return False
+    _SDPA_FORWARD = sdpa_attention_forward
+    AttentionInterface.register(_DECODE_ATTENTION, _decode_attention)
+    # Masks are built by us (4D) and passed as is, but a model may still look its mask function up by name.
+    AttentionMaskInterface.register(_DECODE_ATTENTION, sdpa_mask)
+    return True
+
+
+@contextlib.contextmanager
+def _attention_implementation(config: Any, name: str) -> Iterator[None]:
+    """The model's attention implementation set to ``name`` for the duration (the config is the model's own)."""
+    old = config._attn_implementation
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = old
+
+
+class _DropRecompileLimit(logging.Filter):
+    """Drops dynamo's several-line "hit config.recompile_limit" warning: our one line says it instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "hit config." not in str(record.msg) or "limit" not in record.getMessage()
+
+
+_DYNAMO_LOGGER = "torch._dynamo.convert_frame"
+
+
+def _root_cause(exc: BaseException) -> str:
+    """'Type: first line' of the innermost cause (a compile error wraps the real one several times)."""
+    seen = {id(exc)}
+    while True:
+        inner = getattr(exc, "inner_exception", None) or exc.__cause__
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        exc = inner
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
+
+
+# ----------------------------------------------------------------------------- the lean decoding loop
+
 class LeanBackend(RolloutBackend):
-    """Our decoding loop: preallocated StaticCache, bucketed fixed shapes, CUDA-graph decode step on GPU.
+    """Our decoding loop: one preallocated StaticCache, bucketed fixed shapes, a compiled decode step (CUDA graphs).
 
     Shapes: the batch is padded to the next of ``batch_buckets`` (extra rows repeat row 0 and are
     dropped), the prompt to a multiple of ``prompt_bucket``; the cache holds prompt bucket +
-    max_new_tokens positions. One attention mask row per sequence marks its valid keys (real prompt
-    tokens and everything generated); the causal limit is the current cache index. Each distinct prompt
-    is prefilled once at batch 1 and copied into the cache rows of its samples (``share_prompt``).
+    max_new_tokens positions. One cache is kept for the whole run, sized for the largest shape seen (or
+    announced with :meth:`reserve`); a smaller rollout runs at the cache's shape (more padded rows, unused
+    trailing slots), so the compiled step sees one shape and never recompiles; :meth:`close` frees it.
+    One attention mask row per sequence marks its valid keys (real prompt tokens and everything
+    generated); the causal limit is the current cache index. Each distinct prompt is prefilled once at
+    batch 1 and copied into the cache rows of its samples (``share_prompt``).
+
+    ``compile``: None compiles on a GPU only; ``compile_backend`` names the ``torch.compile`` backend
+    (default inductor, with CUDA graphs on a GPU; "aot_eager" compiles on the CPU). A compile or compiled
+    run that fails (no C compiler for triton's launcher, dynamo's recompile limit, ...) switches to eager
+    decoding with one line on stderr; the rollout in progress continues. ``pack_gqa``: decode attention
+    with grouped-query heads packed (sdpa models only).
     """
 
     name = "lean"
 
     def __init__(self, model: Any, tokenizer: Any, compile: bool | None = None,
                  batch_buckets: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
-                 prompt_bucket: int = 64, check_every: int = 16, share_prompt: bool = True):
+                 prompt_bucket: int = 64, check_every: int = 16, share_prompt: bool = True,
+                 compile_backend: str | Callable[..., Any] | None = None, pack_gqa: bool = True):
         super().__init__(model, tokenizer)
         why = lean_supported(model)
         if why is not None:
             raise ValueError(f"lean rollout backend: {why}")
-        self.compile = (self.device.type == "cuda") if compile is None else compile
+        on_gpu = self.device.type == "cuda"
+        self.compile = on_gpu if compile is None else bool(compile)
+        self.compile_backend = compile_backend if compile_backend is not None else "inductor"
+        # CUDA graphs are what make the compiled step fast; they exist for CUDA tensors under inductor only.
+        self._cudagraphs = self.compile and on_gpu and self.compile_backend == "inductor"
         self.batch_buckets = tuple(batch_buckets)
         self.prompt_bucket = prompt_bucket
         self.check_every = check_every
         # Rows with the same prompt (a group's G samples) are prefilled once and share the prompt's KV entries.
         self.share_prompt = share_prompt
-        self._caches: dict[tuple[int, int], Any] = {}
-        self._decode = torch.compile(self._decode_step, mode="reduce-overhead", fullgraph=False) \
-            if self.compile else self._decode_step
-        cfg = model.config
-        self._bool_mask = getattr(cfg, "_attn_implementation", "sdpa") == "sdpa"
+        self._cache: Any = None
+        self._cache_shape = (0, 0)  # (batch, length) of the cache
+        self._reserved = (0, 0)  # the least shape to allocate (see reserve)
+        impl = getattr(model.config, "_attn_implementation", "sdpa")
+        self._bool_mask = impl == "sdpa"
+        self._pack_gqa = pack_gqa and impl == "sdpa" and _register_decode_attention()
+        self._compiled: Callable[..., torch.Tensor] | None = None
+        if self.compile:
+            try:
+                mode = {"mode": "reduce-overhead"} if self._cudagraphs else {}
+                # dynamic=False: one static graph per shape, what CUDA graphs need (the cache keeps one shape).
+                self._compiled = torch.compile(self._decode_step, backend=self.compile_backend, fullgraph=False,
+                                               dynamic=False, **mode)
+            except Exception as exc:  # e.g. a backend name torch does not know
+                self._give_up_compile(exc)
 
-    def _cache(self, batch: int, length: int) -> Any:
+    # -- compile ----------------------------------------------------------------------------------
+
+    def _give_up_compile(self, exc: BaseException) -> None:
+        """One line on stderr, then eager decoding for the rest of the run."""
+        _say(f"compiled decode step failed ({_root_cause(exc)}); decoding eagerly from now on")
+        self._compiled = None
+        self.compile = self._cudagraphs = False
+
+    @contextlib.contextmanager
+    def _decoding(self) -> Iterator[None]:
+        """The decode loop's settings: packed GQA attention; a recompile limit that raises (and falls back)."""
+        with contextlib.ExitStack() as stack:
+            if self._pack_gqa:
+                stack.enter_context(_attention_implementation(self.model.config, _DECODE_ATTENTION))
+            if self._compiled is not None and hasattr(torch._dynamo.config, "fail_on_recompile_limit_hit"):
+                # Past the limit dynamo would quietly run the step uncompiled after a several-line warning;
+                # raising lets _decode_logits switch to eager and say so in one line.
+                stack.enter_context(torch._dynamo.config.patch(fail_on_recompile_limit_hit=True))
+                drop, logger = _DropRecompileLimit(), logging.getLogger(_DYNAMO_LOGGER)
+                logger.addFilter(drop)
+                stack.callback(logger.removeFilter, drop)
+            yield
+
+    def _decode_logits(self, tok: torch.Tensor, pos: torch.Tensor, index: torch.Tensor, key_valid: torch.Tensor,
+                       cache: Any, filled: int) -> torch.Tensor:
+        """One decode step, compiled when possible; ``filled`` is the number of cache slots written before it."""
+        if self._compiled is not None:
+            try:
+                if self._cudagraphs:
+                    torch.compiler.cudagraph_mark_step_begin()
+                logits = self._compiled(tok, pos, index, key_valid, cache)
+                # A CUDA graph's output buffer is overwritten by its next replay: keep a copy.
+                return logits.clone() if self._cudagraphs else logits
+            except Exception as exc:
+                self._give_up_compile(exc)
+                for layer in cache.layers:
+                    # A partly run step may have advanced the write position; the eager step rewrites the same slot.
+                    layer.cumulative_length.fill_(filled)
+        return self._decode_step(tok, pos, index, key_valid, cache)
+
+    # -- the static cache -------------------------------------------------------------------------
+
+    def _prompt_width(self, tokens: int) -> int:
+        return int(math.ceil(tokens / self.prompt_bucket) * self.prompt_bucket)
+
+    def reserve(self, rows: int, prompt_tokens: int, new_tokens: int) -> None:
+        """Size the cache for the largest rollout of the run up front (allocated at the next generate).
+
+        Every rollout then runs at one shape from the first step on: one compile, and a resumed run
+        samples at the same shapes as an uninterrupted one.
+        """
+        shape = (_bucket(rows, self.batch_buckets), self._prompt_width(prompt_tokens) + new_tokens)
+        self._reserved = (max(self._reserved[0], shape[0]), max(self._reserved[1], shape[1]))
+
+    def _static_cache(self, batch: int, length: int) -> tuple[Any, int, int]:
+        """The run's one cache, reset, with its (batch, length) >= the request; grown (reallocated) if too small."""
         from transformers import StaticCache
 
-        key = (batch, length)
-        cache = self._caches.get(key)
-        if cache is None:
-            # A handful of buckets per run: keep them (the compiled graphs point at their buffers).
-            cache = StaticCache(config=self.model.config, max_cache_len=length)
-            self._caches[key] = cache
+        B, L = self._cache_shape
+        if self._cache is None or batch > B or length > L:
+            B = max(batch, B, self._reserved[0])
+            L = max(length, L, self._reserved[1])
+            self._cache = None  # free the old buffers before allocating the larger ones
+            self._cache = StaticCache(config=self.model.config, max_cache_len=L)
+            self._cache_shape = (B, L)
         else:
-            cache.reset()
-        return cache
+            self._cache.reset()
+        return self._cache, B, L
+
+    def close(self) -> None:
+        """Free the static cache and the compiled step's code cache (the backend stays usable: both are rebuilt)."""
+        self._cache = None
+        self._cache_shape = (0, 0)
+        if self._compiled is not None:
+            try:
+                # Dynamo keeps compiled graphs (and what they reference) per code object, across instances.
+                torch._dynamo.reset_code(LeanBackend._decode_step.__code__)
+            except Exception:
+                pass
+
+    # -- decoding ---------------------------------------------------------------------------------
 
     def _prefill_shared(self, distinct: dict[tuple[int, ...], list[int]], cache: Any, B: int, P: int) -> torch.Tensor:
         """Prefill each distinct prompt once at batch 1 and copy its keys/values into all its rows of the static cache.
@@ -366,15 +573,14 @@ class LeanBackend(RolloutBackend):
         dev = self.device
         rows = [r for r in encode_prompts(self.tokenizer, prompts) for _ in range(n)]
         N = len(rows)
-        B = _bucket(N, self.batch_buckets)
-        P = int(math.ceil(max(len(r) for r in rows) / self.prompt_bucket) * self.prompt_bucket)
+        P = self._prompt_width(max(len(r) for r in rows))
         T = sampling.max_new_tokens
-        L = P + T
+        cache, B, L = self._static_cache(_bucket(N, self.batch_buckets), P + T)
         rows = rows + [rows[0]] * (B - N)
         ids, pmask = _left_pad(rows, P, self.pad)
         ids, pmask = ids.to(dev), pmask.to(dev)
-        cache = self._cache(B, L)
 
+        # Slots P + T .. L - 1 (a cache longer than this rollout needs) are never reached by the causal limit.
         key_valid = torch.ones(B, L, dtype=torch.bool, device=dev)
         key_valid[:, :P] = pmask.bool()
         distinct: dict[tuple[int, ...], list[int]] = {}
@@ -400,28 +606,26 @@ class LeanBackend(RolloutBackend):
         next_pos = pmask.sum(1)  # position of the first generated token
         pad_tok = torch.full((B,), self.pad, dtype=torch.long, device=dev)
         # Cache slots of the generated tokens, made once: no host-to-device copy inside the loop.
-        slots = torch.arange(P, L, device=dev)
+        slots = torch.arange(P, P + T, device=dev)
         steps = 0
-        for t in range(T):
-            tok, lp = sample_tokens(logits, sampling.temperature, sampling.top_p, gen)
-            tok = torch.where(done, pad_tok, tok)
-            tokens[:, t] = tok
-            logps[:, t] = lp
-            done = done | torch.isin(tok, eos)
-            steps = t + 1
-            if t == T - 1:
-                break
-            # Checking for "all done" syncs with the GPU: do it only every few steps.
-            if (t + 1) % self.check_every == 0 and bool(done[:N].all()):
-                break
-            if self.compile:
-                torch.compiler.cudagraph_mark_step_begin()
-            logits = self._decode(tok, next_pos + t, slots[t], key_valid, cache)
-            if self.compile:
-                logits = logits.clone()
+        with self._decoding():
+            for t in range(T):
+                # Only the N real rows draw random numbers: the same seed samples the same tokens at any padding.
+                tok, lp = sample_tokens(logits, sampling.temperature, sampling.top_p, gen, rows=N)
+                tok = torch.where(done, pad_tok, tok)
+                tokens[:, t] = tok
+                logps[:, t] = lp
+                done = done | torch.isin(tok, eos)
+                steps = t + 1
+                if t == T - 1:
+                    break
+                # Checking for "all done" syncs with the GPU: do it only every few steps.
+                if (t + 1) % self.check_every == 0 and bool(done[:N].all()):
+                    break
+                logits = self._decode_logits(tok, next_pos + t, slots[t], key_valid, cache, P + t)
         tokens, logps = tokens[:N, :steps], logps[:N, :steps]
         c_ids, c_mask, c_lp, texts, lengths, truncated = _finish(tokens, logps, self.eos, self.pad, self.tokenizer)
-        return Rollout(ids[:N], pmask[:N], c_ids, c_mask, c_lp, texts, lengths.cpu(), truncated.cpu(),
+        return Rollout(ids[:N], pmask[:N], c_ids, c_mask, c_lp, texts, lengths, truncated,
                        time.perf_counter() - start)
 
 
@@ -432,24 +636,116 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
+# max_lora_rank values every vLLM >= 0.8 accepts; newer ones declare theirs (MaxLoRARanks, which adds 1).
+_VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def vllm_lora_ranks() -> tuple[int, ...]:
+    """The ``max_lora_rank`` values the installed vLLM accepts (a safe list when it does not say, or is absent)."""
+    try:
+        from vllm.config.lora import MaxLoRARanks  # type: ignore[import-not-found]
+
+        ranks = tuple(sorted(int(r) for r in typing.get_args(MaxLoRARanks)))
+        if ranks:
+            return ranks
+    except Exception:
+        pass
+    return _VLLM_LORA_RANKS
+
+
+def vllm_max_lora_rank(rank: int, allowed: Sequence[int] | None = None) -> int:
+    """The smallest ``max_lora_rank`` vLLM accepts that holds an adapter of ``rank`` (vLLM refuses any other value)."""
+    ranks = sorted(allowed if allowed is not None else vllm_lora_ranks())
+    for r in ranks:
+        if r >= rank:
+            return r
+    raise ValueError(f"config field 'lora_rank' ({rank}) is above vLLM's largest max_lora_rank ({ranks[-1]}); "
+                     f"use lora_rank <= {ranks[-1]} or rollout_backend = \"lean\"")
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _weights_dtype(model: Any) -> torch.dtype:
+    """The dtype of the frozen base weights (the LoRA weights may be float32 over a bf16 model)."""
+    frozen = [p.dtype for p in model.parameters() if not p.requires_grad and p.is_floating_point()]
+    return frozen[0] if frozen else next(model.parameters()).dtype
+
+
+def _vllm_engine_fields() -> set[str]:
+    """The keyword arguments the installed vLLM's engine takes (``LLM(**kw)`` passes them to ``EngineArgs``)."""
+    from vllm.engine.arg_utils import EngineArgs  # type: ignore[import-not-found]
+
+    return {f.name for f in dataclasses.fields(EngineArgs)}
+
+
+def vllm_engine_kwargs(model_path: str, *, lora_rank: int, dtype: torch.dtype, gpu_memory_utilization: float = 0.3,
+                       max_model_len: int = 4096, engine_fields: Collection[str] | None = None,
+                       lora_ranks: Sequence[int] | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.LLM`` for a colocated engine that samples the policy the trainer trains.
+
+    ``max_lora_rank`` is rounded up to a value vLLM accepts; ``dtype`` is the trainer's, named explicitly
+    ("auto" would run a float32 checkpoint folder in float16 while the trainer runs bfloat16). When the
+    engine has ``logprobs_mode`` (``engine_fields``: the installed vLLM's, looked up when None), it is asked for
+    processed log-probs (after temperature), the trainer's quantity; older engines report raw ones.
+    """
+    kw: dict[str, Any] = dict(
+        model=model_path, enable_lora=True, max_lora_rank=vllm_max_lora_rank(lora_rank, lora_ranks), max_loras=1,
+        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, enable_sleep_mode=True,
+        dtype=_dtype_name(dtype), seed=0,
+    )
+    fields = engine_fields if engine_fields is not None else _vllm_engine_fields()
+    if "logprobs_mode" in fields:
+        kw["logprobs_mode"] = "processed_logprobs"
+    return kw
+
+
+def vllm_logprobs_are_policy(sampling: SamplingParams, processed: bool) -> bool:
+    """True when vLLM's log-prob of a sampled token is log softmax(logits / T), what the trainer computes.
+
+    Processed log-probs are taken after temperature *and* the top-p filter (a renormalised nucleus), so
+    they are the policy's only without top-p; raw ones are before temperature, so only at T = 1.
+    """
+    if processed:
+        return sampling.top_p >= 1.0
+    return sampling.temperature == 1.0
+
+
+def vllm_sampling_kwargs(n: int, sampling: SamplingParams, seed: int, logprobs: bool) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.SamplingParams``: n samples, our temperature/top-p/length, the seed; the sampled
+    token's log-prob (``logprobs=0``) only when it will be used."""
+    kw: dict[str, Any] = dict(n=n, temperature=sampling.temperature, top_p=sampling.top_p,
+                              max_tokens=sampling.max_new_tokens, seed=int(seed))
+    if logprobs:
+        kw["logprobs"] = 0
+    return kw
+
+
 class VLLMBackend(RolloutBackend):
     """A colocated vLLM engine on the same GPU; the current LoRA adapter is pushed before each rollout.
 
-    The engine loads the base weights from ``model_path`` (vLLM cannot share the training copy), keeps
-    ``gpu_memory_utilization`` of the GPU, and sleeps (level 1: KV cache freed, weights offloaded)
-    while the trainer runs.
+    The engine loads the base weights from ``model_path`` (vLLM cannot share the training copy) in the
+    trainer's dtype, keeps ``gpu_memory_utilization`` of the GPU, and sleeps (level 1: KV cache freed,
+    weights offloaded) while the trainer runs. Log-probs: vLLM's own when they are the policy's (see
+    :func:`vllm_logprobs_are_policy`), else recomputed with the trainer's function when
+    ``record_logprobs``, else None.
     """
 
     name = "vllm"
 
     def __init__(self, model: Any, tokenizer: Any, model_path: str, lora_rank: int,
-                 gpu_memory_utilization: float = 0.3, max_model_len: int = 4096, dtype: str = "auto"):
+                 gpu_memory_utilization: float = 0.3, max_model_len: int = 4096, dtype: torch.dtype | None = None,
+                 record_logprobs: bool = True, logprob_batch_size: int = 16):
         super().__init__(model, tokenizer)
-        from vllm import LLM
+        from vllm import LLM  # type: ignore[import-not-found]
 
-        self.llm = LLM(model=model_path, enable_lora=True, max_lora_rank=max(8, lora_rank), max_loras=1,
-                       gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                       enable_sleep_mode=True, dtype=dtype, seed=0)
+        kwargs = vllm_engine_kwargs(model_path, lora_rank=lora_rank, dtype=dtype or _weights_dtype(model),
+                                    gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
+        self._processed = "logprobs_mode" in kwargs
+        self.record_logprobs = record_logprobs
+        self.logprob_batch_size = logprob_batch_size
+        self.llm = LLM(**kwargs)
         self._adapter_dir = Path(tempfile.mkdtemp(prefix="codepolicy-lora-"))
         self._version = 0
         self._asleep = False
@@ -469,16 +765,16 @@ class VLLMBackend(RolloutBackend):
             self._asleep = True
 
     def generate(self, prompts, n, sampling, seed):
-        from vllm import SamplingParams as VSP
-        from vllm.lora.request import LoRARequest
+        from vllm import SamplingParams as VSP  # type: ignore[import-not-found]
+        from vllm.lora.request import LoRARequest  # type: ignore[import-not-found]
 
         start = time.perf_counter()
         if self._asleep:
             self.llm.wake_up()
             self._asleep = False
         rows = encode_prompts(self.tokenizer, prompts)
-        params = VSP(n=n, temperature=sampling.temperature, top_p=sampling.top_p,
-                     max_tokens=sampling.max_new_tokens, logprobs=0, seed=int(seed))
+        own_logprobs = vllm_logprobs_are_policy(sampling, self._processed)
+        params = VSP(**vllm_sampling_kwargs(n, sampling, seed, logprobs=own_logprobs))
         lora = LoRARequest(f"policy-v{self._version}", self._version, self._lora_path)
         outs = self.llm.generate([{"prompt_token_ids": r} for r in rows], params, lora_request=lora,
                                  use_tqdm=False)
@@ -487,7 +783,6 @@ class VLLMBackend(RolloutBackend):
         for o in outs:
             for c in o.outputs:
                 comp.append(list(c.token_ids))
-                # vLLM reports log-probs of the processed (temperature-scaled) distribution.
                 lps.append([d[t].logprob for d, t in zip(c.logprobs or [], c.token_ids)] if c.logprobs else [])
         T = max(1, max(len(c) for c in comp))
         tokens = torch.full((len(comp), T), self.pad, dtype=torch.long)
@@ -502,8 +797,13 @@ class VLLMBackend(RolloutBackend):
         ids, mask = _left_pad([r for r in rows for _ in range(n)], max(len(r) for r in rows), self.pad)
         self.sleep()
         dev = self.device
-        return Rollout(ids.to(dev), mask.to(dev), c_ids.to(dev), c_mask.to(dev), c_lp.to(dev), texts, lengths,
-                       truncated, time.perf_counter() - start)
+        ids, mask, c_ids, c_mask = ids.to(dev), mask.to(dev), c_ids.to(dev), c_mask.to(dev)
+        logprobs: torch.Tensor | None = c_lp.to(dev) if own_logprobs else None
+        if logprobs is None and self.record_logprobs:
+            # vLLM's figure is not the policy's here (top-p renormalised, or raw at T != 1): the trainer's is exact.
+            logprobs = batched_logprobs(self.model, torch.cat([ids, c_ids], 1), torch.cat([mask, c_mask], 1),
+                                        c_ids.shape[1], self.logprob_batch_size, sampling.temperature) * c_mask
+        return Rollout(ids, mask, c_ids, c_mask, logprobs, texts, lengths, truncated, time.perf_counter() - start)
 
     def close(self) -> None:
         import shutil
@@ -515,12 +815,15 @@ def _say(msg: str) -> None:
     print(f"rollout: {msg}", file=sys.stderr)
 
 
-def make_backend(name: str, model: Any, tokenizer: Any, *, compile: bool = True, model_path: str | None = None,
+def make_backend(name: str, model: Any, tokenizer: Any, *, compile: bool = True,
+                 compile_backend: str | Callable[..., Any] | None = None, model_path: str | None = None,
                  lora_rank: int = 16, gpu_memory_utilization: float = 0.3, max_model_len: int = 4096,
                  record_logprobs: bool = True) -> RolloutBackend:
     """The rollout backend by name: ``auto`` (vLLM when installed on a GPU, else lean, else hf), hf, lean, vllm.
 
     A backend that cannot run here falls back (vllm -> lean -> hf) with a one-line message on stderr.
+    The lean decode step is compiled when ``compile`` and either a GPU (inductor with CUDA graphs) or a
+    named ``compile_backend`` (any device: "aot_eager" is the CPU stand-in for the GPU path).
     """
     on_gpu = next(model.parameters()).device.type == "cuda"
     if name in ("auto", "vllm"):
@@ -532,14 +835,16 @@ def make_backend(name: str, model: Any, tokenizer: Any, *, compile: bool = True,
         elif model_path is None:
             why = "vLLM needs the model's path and was given an in-memory model"
         if why is None:
-            return VLLMBackend(model, tokenizer, model_path, lora_rank, gpu_memory_utilization, max_model_len)
+            return VLLMBackend(model, tokenizer, model_path, lora_rank, gpu_memory_utilization, max_model_len,
+                               record_logprobs=record_logprobs)
         if name == "vllm":
             _say(f"{why}; using the transformers backend instead")
         name = "lean"
     if name == "lean":
         why = lean_supported(model)
         if why is None:
-            return LeanBackend(model, tokenizer, compile=compile and on_gpu)
+            return LeanBackend(model, tokenizer, compile=compile and (on_gpu or compile_backend is not None),
+                               compile_backend=compile_backend)
         _say(f"lean decoding loop unavailable ({why}); using transformers generate")
         name = "hf"
     if name == "hf":
