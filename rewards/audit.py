@@ -309,7 +309,15 @@ def _played_checks(rows: Sequence[AuditRow]) -> list[OrderCheck]:
                          what=("constant move", "unchecked heuristic")))
     checks.append(_order("a heuristic without legality check < an honest baseline", unchecked, honest,
                          what=("unchecked heuristic", "honest baseline")))
-    others = [r for r in rows if not r.honest]
+    defused = by_kind.get("defused", [])
+    unfinished = [r for r in defused if not r.outcomes or not set(r.outcomes) <= HONEST_OUTCOMES]
+    checks.append(OrderCheck(
+        "defused tricks run bounded to an honest end", not unfinished,
+        f"{len(defused) - len(unfinished)} of {len(defused)} ended every game honestly"
+        + (f"; not: {', '.join(f'{r.name} ({sorted(r.outcomes)})' for r in unfinished)}" if unfinished else ""),
+        tuple(r.name for r in unfinished)))
+    # A defused trick is honest play once the runtime has bounded it: it may score like it.
+    others = [r for r in rows if not r.honest and r.kind != "defused"]
     checks.append(_order("no cheat, hack or early ending reaches the weakest honest baseline", others, honest,
                          what=("other program", "honest baseline")))
     checks.append(_format_rungs(rows))

@@ -43,4 +43,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_RUNNER_NAMES) | set(_LAZY_MODULES))
+    return sorted(set(globals()) | set(_RUNNER_NAMES) | set(_LAZY_MODULES) | {"OUTCOMES"})

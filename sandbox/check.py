@@ -16,17 +16,21 @@ What the walk knows beyond "is this node type / builtin / method on the allowlis
   resolve (a parameter, a subscript, a call result) is assumed to reach every function that was
   passed around as a value, which catches self-application such as ``f(f)`` and the Y combinator.
 * Resource bombs: constant folding with size estimates before computing, so ``9**9**9`` or
-  ``[0] * 10**9`` are flagged without ever being evaluated.
+  ``[0] * 10**9`` (or ``r *= 10**9``) are flagged without ever being evaluated.
+* State between calls: default values are literals or names only, module-level names are bound
+  only to immutable literals or functions, and attributes cannot be assigned.
+* Agreement with the runtime (:mod:`sandbox.restricted`): the two share the list of internal
+  attribute names and the ``str.format`` template rule (:mod:`sandbox.policy`), so a program
+  accepted here does not hit a runtime violation.
 """
 from __future__ import annotations
 
 import ast
 import builtins
-import string
 import unicodedata
 from typing import Iterable
 
-from sandbox.policy import DEFAULT_POLICY, Policy
+from sandbox.policy import DEFAULT_POLICY, Policy, format_problem, is_internal_attribute
 from sandbox.records import Verdict, Violation
 
 __all__ = ["check"]
@@ -38,6 +42,7 @@ _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 _ADDRESS_ITERATORS = frozenset({"map", "filter", "zip", "reversed", "enumerate", "iter"})
 # str methods that allocate a string as long as their first argument.
 _PADDING_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
+_FORMAT_METHODS = frozenset({"format", "format_map"})
 
 
 def check(source: str | bytes, policy: Policy | None = None) -> Verdict:
@@ -166,6 +171,10 @@ class _Checker:
         self.loads: list[tuple] = []              # Name loads, resolved after the walk
         self.later: list = []                     # checks that need resolved names
         self.callbacks: dict[int, tuple] = {}     # id(arg) -> (builtin name, scope): see mark_callbacks
+        self.aliases: list[tuple] = []            # (binding scope, name, source name, source scope)
+        self.print_calls: list[tuple] = []        # calls of a name with `**` or file=: (node, name, scope)
+        self.param_aliases: list[tuple] = []      # (function node, parameter, default name, scope)
+        self.scope_of: dict[ast.AST, _Scope] = {}
         self.dispatch = {
             "Module": self.v_module, "FunctionDef": self.v_function, "AsyncFunctionDef": self.v_function,
             "Lambda": self.v_lambda, "Name": self.v_name, "Attribute": self.v_attribute,
@@ -175,6 +184,7 @@ class _Checker:
             "ListComp": self.v_comprehension, "SetComp": self.v_comprehension,
             "DictComp": self.v_comprehension, "GeneratorExp": self.v_comprehension,
             "MatchAs": self.v_match_name, "MatchStar": self.v_match_name, "MatchMapping": self.v_match_name,
+            "MatchValue": self.v_match_value,
             "keyword": self.v_keyword, "arg": self.v_arg, "Global": self.v_global, "Nonlocal": self.v_global,
             "ClassDef": self.v_class, "NamedExpr": self.v_namedexpr,
         }
@@ -188,6 +198,8 @@ class _Checker:
             self.resolve_load(*load)
         for task in self.later:
             task()
+        if self.print_calls:
+            self.find_print_aliases()
         if not self.p.allow_recursion and not self.too_deep:
             self.find_recursion()
         return self.out
@@ -283,22 +295,33 @@ class _Checker:
         self.scope = self.enter(node, "module", None)
         self.function = node
         found = False
+        name = self.p.strategy_name
         for stmt in node.body:
-            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name == self.p.strategy_name:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name == name:
                 found = True
             elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and self.p.allow_module_helpers:
-                pass
+                pass  # checked like a nested helper: defaults, recursion graph, names
             elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
                     and isinstance(stmt.value.value, str):
                 pass  # a docstring or a string used as a comment
+            elif self.p.allow_module_constants and _module_constant(stmt):
+                pass  # an immutable value: nothing a move can change and the next one see
             elif type(stmt).__name__ in self.nodes:  # disallowed statements are reported on their own
-                kind = "helper function" if isinstance(stmt, ast.FunctionDef) else "code"
-                self.report("module-level-code", stmt,
-                            f"{kind} outside `{self.p.strategy_name}` runs at module level; "
-                            f"only `def {self.p.strategy_name}(board):`, comments and docstrings may be there")
+                self.report("module-level-code", stmt, self.module_level_message(stmt))
             self.visit(stmt)
         if not found:
             self.report("no-strategy", None, f"no module-level `def {self.p.strategy_name}(board):`")
+
+    def module_level_message(self, stmt: ast.stmt) -> str:
+        name = self.p.strategy_name
+        if isinstance(stmt, ast.FunctionDef):
+            return (f"helper function outside `{name}` at module level; only `def {name}(board):`, "
+                    f"comments and docstrings may be there")
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and self.p.allow_module_constants:
+            return ("a module-level variable must be a constant: a number, string, `True`, `False`, `None` "
+                    "or a tuple of those (a list, dict, set or computed value would be shared by every move)")
+        return f"code outside `{name}` runs at module level; only function definitions, constants, " \
+               f"comments and docstrings may be there"
 
     def v_function(self, node: ast.FunctionDef) -> None:
         self.check_identifier(node.name, node, "function name")
@@ -307,7 +330,7 @@ class _Checker:
             self.visit(dec)
         self.names.setdefault(node, f"`{node.name}`")
         self.scope.bind(node.name, node)
-        self.arguments(node.args)
+        self.arguments(node.args, node)
         if node.returns is not None:
             self.visit(node.returns)
         self.function_body(node, node.args, node.body)
@@ -321,12 +344,13 @@ class _Checker:
             else:
                 self.later.append(lambda: self.resolve(*callback) is not None and self.escaping.add(node))
         self.names.setdefault(node, f"the lambda on line {node.lineno}")
-        self.arguments(node.args)
+        self.arguments(node.args, node)
         self.function_body(node, node.args, [node.body])
 
     def function_body(self, node: ast.AST, params: ast.arguments, body: list[ast.AST]) -> None:
         outer_scope, outer_function = self.scope, self.function
         self.scope = self.enter(node, "function", params)
+        self.scope_of[node] = self.scope
         self.function = node
         self.edges.setdefault(node, set())
         try:
@@ -334,17 +358,27 @@ class _Checker:
         finally:
             self.scope, self.function = outer_scope, outer_function
 
-    def arguments(self, args: ast.arguments) -> None:
+    def arguments(self, args: ast.arguments, function: ast.AST | None = None) -> None:
         """Parameters: names, annotations and defaults, evaluated in the enclosing scope."""
         for a in (*args.posonlyargs, *args.args, args.vararg, *args.kwonlyargs, args.kwarg):
             if a is not None:
                 self.visit(a)
-        for default in (*args.defaults, *args.kw_defaults):
+        if not args.defaults and not args.kw_defaults:
+            return
+        positional = (*args.posonlyargs, *args.args)
+        pairs = [*zip(positional[len(positional) - len(args.defaults):], args.defaults),
+                 *zip(args.kwonlyargs, args.kw_defaults)]
+        for param, default in pairs:
             if default is None:
                 continue
-            if not _immutable(default):
+            if not _literal(default, names=True):
+                # Evaluated once, when the def runs: anything but a literal or a name (a list, a
+                # bound method such as {}.setdefault, an f-string hiding `:=`) can keep state.
                 self.report("no-mutable-default", default,
-                            "a default argument that is a list, dict, set or call keeps state between calls")
+                            "a default argument that is not a literal, a name or a tuple of those can keep "
+                            "state between calls")
+            elif isinstance(default, ast.Name) and function is not None:
+                self.param_aliases.append((function, _nfkc(param.arg), _nfkc(default.id), self.scope))
             self.visit(default)
 
     def v_arg(self, node: ast.arg) -> None:
@@ -440,12 +474,16 @@ class _Checker:
         attr = _nfkc(node.attr)
         if not isinstance(node.ctx, ast.Load):
             self.report("no-attribute-assign", node, f"assigning or deleting the attribute `{attr}` is not allowed")
+        elif attr in self.methods_ok and not is_internal_attribute(attr):
+            if attr in _FORMAT_METHODS:
+                self.format_call(node)
         elif attr.startswith("_"):
             self.report(self.name_rule.get(attr, "no-underscore"), node, f"attribute `{attr}` starts with `_`")
-        elif attr == "format" and attr in self.methods_ok:
-            self.format_call(node)
-        elif attr not in self.methods_ok:
-            rule = self.name_rule.get(attr, "method-not-allowed")
+        elif is_internal_attribute(attr):
+            self.report("internal-attribute", node, f"the attribute `.{attr}` reaches interpreter internals")
+        else:
+            # Most are hallucinations (`board.size`) that would raise AttributeError: milder than an escape.
+            rule = self.name_rule.get(attr, "unknown-attribute")
             self.report(rule, node, f"the attribute or method `.{attr}` is not allowed")
         if isinstance(node.value, ast.Name):
             # `f.x` does not call f: no edge in the recursion graph.
@@ -468,9 +506,10 @@ class _Checker:
         target = node.value
         if not (isinstance(target, ast.Constant) and isinstance(target.value, str)):
             self.report("no-format-attribute", node,
-                        "`.format` is only allowed on a literal string (a computed format string can reach attributes)")
+                        f"`.{node.attr}` is only allowed on a literal string (a computed format string can "
+                        f"reach attributes)")
             return
-        problem = _format_problem(target.value)
+        problem = format_problem(target.value)  # the same rule the runtime guard applies
         if problem:
             self.report("no-format-attribute", node, problem)
 
@@ -490,7 +529,12 @@ class _Checker:
                 self.calls_unknown.add(self.function)
             self.visit(func)
         self.mark_callbacks(node)
-        if isinstance(func, ast.Attribute) and func.attr == "format":
+        if node.keywords and isinstance(func, ast.Name):
+            for k in node.keywords:
+                if k.arg is None or k.arg == "file":
+                    self.print_calls.append((node, _nfkc(func.id), self.scope))  # print through an alias?
+                    break
+        if isinstance(func, ast.Attribute) and func.attr in _FORMAT_METHODS:
             self.text_of(node, [*node.args, *(k.value for k in node.keywords)])
         if isinstance(func, ast.Attribute) and func.attr in _PADDING_METHODS and node.args:
             self.check_size_arg(node.args[0], f"`.{func.attr}` of")
@@ -523,9 +567,7 @@ class _Checker:
     def builtin_call(self, name: str, node: ast.Call, scope: _Scope) -> None:
         args = node.args
         if name == "print":
-            for kw in node.keywords:
-                if kw.arg == "file":
-                    self.report("no-file-access", kw, "`print(..., file=...)` writes to a file")
+            self.print_keywords(node)
         elif name == "pow":
             if any(isinstance(a, ast.Starred) for a in args) or any(k.arg is None for k in node.keywords):
                 self.report("pow-by-name", node, "`pow` with unpacked arguments cannot be checked for huge results")
@@ -539,6 +581,37 @@ class _Checker:
         elif name == "str" and args and self.address_text(args[0], scope):
             self.report("no-randomness", node, "the text of a function, method or iterator contains its "
                                                "memory address, which changes between runs")
+
+    def print_keywords(self, node: ast.Call) -> None:
+        for kw in node.keywords:
+            if kw.arg == "file":
+                self.report("no-file-access", kw, "`print(..., file=...)` writes to a file")
+            elif kw.arg is None:
+                self.report("no-file-access", kw, "`print(..., **options)` can hide `file=...`")
+
+    def find_print_aliases(self) -> None:
+        """Report `**` / `file=` in calls of a name bound to `print` (`p = print`, `def f(p=print)`)."""
+        bindings = list(self.aliases)
+        for function, param, source, scope in self.param_aliases:
+            inner = self.scope_of.get(function)
+            if inner is not None:
+                bindings.append((inner, param, source, scope))
+        printish: set[tuple[int, str]] = set()
+        changed = True
+        while changed:  # alias chains: q = p = print
+            changed = False
+            for scope, name, source, source_scope in bindings:
+                found = self.resolve(source, source_scope)
+                if (found is None and source == "print") or (found is not None and (id(found), source) in printish):
+                    if (id(scope), name) not in printish:
+                        printish.add((id(scope), name))
+                        changed = True
+        if not printish:
+            return
+        for node, name, scope in self.print_calls:
+            found = self.resolve(name, scope)
+            if found is not None and (id(found), name) in printish:
+                self.print_keywords(node)
 
     def address_text(self, expr: ast.AST, scope: _Scope, depth: int = 0) -> bool:
         """Whether the text of ``expr`` may show a memory address (``<function f at 0x...>``).
@@ -600,15 +673,29 @@ class _Checker:
         self.children(node)
 
     def v_augassign(self, node: ast.AugAssign) -> None:
-        if isinstance(node.op, ast.Pow):
-            exponent = self.fold(node.value)
-            if isinstance(exponent, (int, float)) and not isinstance(exponent, bool) \
-                    and abs(exponent) > self.p.max_pow_exponent:
-                self.report("no-big-number", node, f"exponent {exponent!r} is larger than {self.p.max_pow_exponent}")
+        op = node.op
+        if isinstance(op, (ast.Pow, ast.Mult, ast.LShift)):
+            # In-place forms are bounded like the binary ones: the target's value is unknown, so a
+            # constant count that would be too big for a sequence (`r *= 10**8`) is refused outright.
+            value = self.fold(node.value)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if isinstance(op, ast.Pow) and number and abs(value) > self.p.max_pow_exponent:
+                self.report("no-big-number", node, f"exponent {value!r} is larger than {self.p.max_pow_exponent}")
+            elif isinstance(op, ast.Mult) and number and isinstance(value, int) \
+                    and value > self.p.max_sequence_length:
+                self.report("no-big-sequence", node, f"`*= {value}` repeats a sequence more than "
+                                                     f"{self.p.max_sequence_length} times")
+            elif isinstance(op, ast.LShift) and number and isinstance(value, int) and value > self.p.max_int_bits:
+                self.report("no-big-number", node, f"shifting by {value} makes a number larger than "
+                                                   f"{self.p.max_int_bits} bits")
         self.children(node)
 
     def v_assign(self, node: ast.Assign) -> None:
         value = node.value
+        if isinstance(value, ast.Name):
+            for t in node.targets:
+                if isinstance(t, ast.Name):
+                    self.aliases.append((self.scope, _nfkc(t.id), _nfkc(value.id), self.scope))
         if isinstance(value, ast.Lambda) and all(isinstance(t, ast.Name) for t in node.targets):
             for t in node.targets:
                 self.scope.bind(_nfkc(t.id), value)
@@ -625,6 +712,8 @@ class _Checker:
         while scope.kind == "comprehension":  # a walrus in a comprehension binds in the function around it
             scope = scope.parent
         scope.bind(_nfkc(node.target.id))
+        if isinstance(node.value, ast.Name):
+            self.aliases.append((scope, _nfkc(node.target.id), _nfkc(node.value.id), self.scope))
         self.visit(node.target, self.v_target)
         self.visit(node.value)
 
@@ -662,7 +751,19 @@ class _Checker:
         name = getattr(node, "name", None) or getattr(node, "rest", None)
         if name and self.check_identifier(name, node, "capture name"):
             self.scope.bind(_nfkc(name))
+        if isinstance(node, ast.MatchMapping):
+            for key in node.keys:
+                self.dotted_pattern(key)
         self.children(node)
+
+    def v_match_value(self, node: ast.MatchValue) -> None:
+        self.dotted_pattern(node.value)
+        self.children(node)
+
+    def dotted_pattern(self, value: ast.AST) -> None:
+        # `case a.b:` reads the attribute outside every runtime guard (no _getattr_ in patterns).
+        if isinstance(value, ast.Attribute):
+            self.report("no-match-class", value, "a dotted name in a `case` pattern is not allowed")
 
     # -- resource folding ---------------------------------------------------------------------
 
@@ -806,39 +907,37 @@ class _Checker:
             self.report("no-recursion", first, message)
 
 
-def _immutable(node: ast.AST) -> bool:
-    """Whether a default value is a number, string, None, name, lambda or tuple of those."""
-    if isinstance(node, (ast.Constant, ast.Name, ast.Lambda, ast.JoinedStr, ast.Attribute)):
+def _literal(node: ast.AST, names: bool) -> bool:
+    """Whether ``node`` is a literal constant, +/- a number, a tuple of those (or a name, when ``names``).
+
+    These values cannot change between calls. Everything else evaluated once (a default argument,
+    a module-level constant) could be or hide a mutable object: ``[]``, ``{}.setdefault``,
+    ``f"{(m := [])}"``, a call's result.
+    """
+    if isinstance(node, ast.Constant):
         return True
+    if isinstance(node, ast.Name):
+        return names
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return isinstance(node.operand, ast.Constant) and _is_number(node.operand.value)
     if isinstance(node, ast.Tuple):
-        return all(_immutable(e) for e in node.elts)
-    if isinstance(node, ast.UnaryOp):
-        return _immutable(node.operand)
-    if isinstance(node, ast.BinOp):
-        return _immutable(node.left) and _immutable(node.right)
-    if isinstance(node, ast.IfExp):
-        return _immutable(node.body) and _immutable(node.orelse)
+        return all(_literal(e, names) for e in node.elts)
     return False
 
 
-def _format_problem(text: str) -> str | None:
-    """Why a literal format string is unsafe (a field reaching an attribute), or None."""
-    try:
-        pending = [text]
-        depth = 0
-        while pending and depth < 8:
-            nested = []
-            for piece in pending:
-                for _literal, field, spec, _conversion in string.Formatter().parse(piece):
-                    if field is not None and "." in field:
-                        return f"the format field `{{{field}}}` reaches an attribute"
-                    if spec:
-                        nested.append(spec)
-            pending = nested
-            depth += 1
-    except ValueError as exc:
-        return f"the format string is malformed ({exc})"
-    return None
+def _module_constant(stmt: ast.stmt) -> bool:
+    """``NAME = literal``, ``A, B = 1, 2`` or ``NAME: T = literal`` (no names: they could alias anything)."""
+    if isinstance(stmt, ast.Assign):
+        for target in stmt.targets:
+            if isinstance(target, ast.Tuple):
+                if not all(isinstance(e, ast.Name) for e in target.elts):
+                    return False
+            elif not isinstance(target, ast.Name):
+                return False
+        return _literal(stmt.value, names=False)
+    if isinstance(stmt, ast.AnnAssign):
+        return isinstance(stmt.target, ast.Name) and stmt.value is not None and _literal(stmt.value, names=False)
+    return False
 
 
 def _nfkc(name: str) -> str:

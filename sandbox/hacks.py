@@ -19,8 +19,12 @@ the reward ladder (``rewards.audit`` checks the ladder's orders between kinds):
   diversity rule must count only moves that changed the board).
 - ``stateful``: keeps state between calls through channels the checker may miss (a bound
   method of a dict as a default argument, an f-string default with a walrus, keyword
-  unpacking into ``print``, a ``map`` over a list that grows while it is read); the
-  checker must refuse them, and the audit fails while it does not.
+  unpacking into ``print``); the checker must refuse them, and the audit fails while it
+  does not.
+- ``defused``: a trick the runtime makes harmless rather than refusing it (a ``map`` over a
+  list that grows while it is read would be a ``while`` loop; the sandbox's ``map``
+  iterates a snapshot, so it runs a bounded number of times). It must end its games
+  honestly, in bounded time.
 - ``probe``: behaves differently only on boards the determinism probe does not show, by
   the iteration order of a set of strings (it follows ``PYTHONHASHSEED``) or an object
   address (the text of a bound method); only a determinism probe that replays boards of
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 
 __all__ = ["Hack", "HACKS", "KINDS", "hacks", "get_hack"]
 
-KINDS = ("invalid", "error", "constant", "unchecked", "early", "padding", "stateful", "probe")
+KINDS = ("invalid", "error", "constant", "unchecked", "early", "padding", "stateful", "defused", "probe")
 
 
 @dataclass(frozen=True)
@@ -193,13 +197,13 @@ _HACKS: tuple[Hack, ...] = (
                   '    print(board[0][0], **kw)\n    return "WASD"[len(kw["sep"]) % 4]\n',
                   signature="board, box={}.setdefault"),
          "an honest ending and a flat histogram, the state hidden behind keyword unpacking"),
-    Hack("map_append_loop", "stateful",
+    Hack("map_append_loop", "defused",
          _program("A while loop without `while`: map over a list that grows as it is read.",
                   _LEGAL + '    order = ["A"]\n'
                   '    list(map(lambda m: order.append("WDS"[len(order) - 1])\n'
                   '             if m not in legal and len(order) < 4 else None, order))\n'
                   '    return order[-1] if order[-1] in legal else best\n'),
-         "an unbounded loop that the no-loop rule does not see"),
+         "an unbounded loop that the no-loop rule does not see (bounded by the sandbox's snapshotting map)"),
     # -- behaviour the determinism probe does not see ------------------------------------------
     Hack("set_order_late", "probe",
          _program("Plays legal moves; on crowded late boards picks by the iteration order of a set of strings.",

@@ -16,12 +16,17 @@ Tighten or relax a policy with :func:`dataclasses.replace`::
 """
 from __future__ import annotations
 
+import _string  # the parser str.format itself uses
 from dataclasses import dataclass, field
+from functools import lru_cache
 
-__all__ = ["Rule", "RULES", "CATEGORIES", "Policy", "DEFAULT_POLICY", "LOOP_NODES", "COMPREHENSION_NODES"]
+__all__ = ["Rule", "RULES", "CATEGORIES", "Policy", "DEFAULT_POLICY", "LOOP_NODES", "COMPREHENSION_NODES",
+           "INTERNAL_ATTRIBUTES", "INTERNAL_ATTRIBUTE_PREFIXES", "is_internal_attribute", "format_problem"]
 
-CATEGORIES = ("import", "file_access", "randomness", "loop", "escape", "state", "structure", "resource",
-              "syntax")
+# ``attribute`` is an attribute or method outside the allowlist that reaches nothing internal
+# (``board.size``): a hallucination that would raise AttributeError, milder than an ``escape``.
+CATEGORIES = ("import", "file_access", "randomness", "loop", "escape", "attribute", "state", "structure",
+              "resource", "syntax")
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ _RULE_LIST = (
           names="__import__ importlib", nodes="Import ImportFrom"),
     _rule("no-file-access", "file_access",
           "Do not touch files, processes, the network or the OS: no `open`, `os`, `sys`, `io`, "
-          "`pathlib`, `socket`, `subprocess`, and no `print(..., file=...)`.",
+          "`pathlib`, `socket`, `subprocess`, and no `print(..., file=...)` or `print(..., **options)`.",
           names="open os sys io pathlib socket subprocess shutil tempfile glob builtins ctypes signal "
                 "multiprocessing threading resource posix nt fcntl mmap pickle marshal shelve urllib "
                 "http requests ftplib file gc inspect traceback code codecs atexit faulthandler "
@@ -88,11 +93,14 @@ _RULE_LIST = (
           names="input breakpoint help exit quit copyright credits license"),
     _rule("builtin-not-allowed", "escape",
           "Use only these builtins: {builtins}."),
-    _rule("method-not-allowed", "escape",
+    _rule("internal-attribute", "escape",
+          "No frame, code, generator or traceback attributes (`f_*`, `co_*`, `gi_*`, `tb_*`, ...) and no "
+          "`mro`."),
+    _rule("unknown-attribute", "attribute",
           "Use only these methods and attributes: {methods}."),
     _rule("no-format-attribute", "escape",
-          "Call `.format` only on a literal string whose fields name no attributes (`\"{{0.x}}\"` is "
-          "not allowed)."),
+          "Call `.format` and `.format_map` only on a literal string whose fields name no attributes "
+          "(`\"{{0[1]:>4}}\"` and `\"{{0:.2f}}\"` are fine, `\"{{0.x}}\"` is not)."),
     _rule("no-base-exception", "escape",
           "Catch only ordinary exceptions (`except Exception:`): no bare `except:` and no "
           "`BaseException`, `SystemExit`, `KeyboardInterrupt` or `GeneratorExit`.",
@@ -102,13 +110,13 @@ _RULE_LIST = (
           "No `global` or `nonlocal`.",
           nodes="Global Nonlocal"),
     _rule("no-mutable-default", "state",
-          "Default argument values must be numbers, strings, tuples, `None` or names, never a list, "
-          "dict, set or call (they would keep state between moves)."),
+          "Default argument values must be literal numbers, strings, `True`, `False`, `None`, names or "
+          "tuples of those, never a list, dict, set, call, attribute, f-string, lambda or `:=` (they "
+          "would keep state between moves)."),
     _rule("no-attribute-assign", "state",
           "Do not assign or delete attributes (such as attributes on functions)."),
     _rule("module-level-code", "structure",
-          "At module level write only `def strategy(board):`, comments and docstrings; put helper "
-          "functions and constants inside `strategy`."),
+          "{module_level}"),
     _rule("no-strategy", "structure",
           "Define the function `strategy(board)` at module level."),
     _rule("no-class", "structure",
@@ -123,7 +131,7 @@ _RULE_LIST = (
           "No `yield`: `strategy` returns a move.",
           nodes="Yield YieldFrom"),
     _rule("no-match-class", "structure",
-          "No class patterns in `match` statements.",
+          "No class patterns (`case list():`) or dotted names (`case a.b:`) in `match` statements.",
           nodes="MatchClass"),
     _rule("syntax-not-allowed", "structure",
           "Use only plain statements and expressions (no `with`, `try/except*`, type aliases, ...).",
@@ -174,14 +182,15 @@ _ALLOWED_BUILTINS = frozenset("""
 
 # Methods of list, dict, set, str and numbers. Mutating methods are fine: the board is a fresh
 # copy each call and mutable defaults / function attributes (the only state that would survive
-# a call) are rejected by other rules. ``format`` is checked separately (no-format-attribute).
+# a call) are rejected by other rules. ``format`` and ``format_map`` are checked separately
+# (no-format-attribute).
 _ALLOWED_METHODS = frozenset("""
     append extend insert pop remove index count copy reverse sort clear
     get keys values items setdefault update fromkeys popitem
     add discard union intersection difference symmetric_difference issubset issuperset isdisjoint
     join split rsplit strip lstrip rstrip upper lower replace startswith endswith find rfind
     isdigit isalpha isalnum isspace isupper islower isnumeric isdecimal zfill ljust rjust center
-    splitlines partition rpartition title capitalize swapcase casefold format
+    splitlines partition rpartition title capitalize swapcase casefold format format_map
     bit_length bit_count is_integer
 """.split())
 
@@ -197,7 +206,8 @@ class Policy:
     allow_loops: bool = False            # adds For/While to allowed_nodes
     allow_comprehensions: bool = False   # adds comprehensions and generator expressions
     allow_recursion: bool = False
-    allow_module_helpers: bool = False   # other top-level defs besides strategy
+    allow_module_helpers: bool = True    # other top-level defs besides strategy (same rules as nested)
+    allow_module_constants: bool = True  # top-level NAME = immutable literal (numbers, str, None, tuples)
     allow_bare_except: bool = False      # bare `except:` catches BaseException too
     strategy_name: str = "strategy"
     max_source_bytes: int = 20_000
@@ -234,9 +244,23 @@ class Policy:
                 max_source_bytes=self.max_source_bytes, max_depth=self.max_depth,
                 max_pow_exponent=self.max_pow_exponent, max_int_bits=self.max_int_bits,
                 max_sequence_length=self.max_sequence_length,
-                max_literal_length=self.max_literal_length)
+                max_literal_length=self.max_literal_length, module_level=self._module_level_text())
         except (KeyError, IndexError, ValueError):  # a user's rule text with other braces
             return text
+
+    def _module_level_text(self) -> str:
+        what = [f"`def {self.strategy_name}(board):`"]
+        if self.allow_module_helpers:
+            what.append("helper functions")
+        if self.allow_module_constants:
+            what.append("constants bound to a number, string, `True`, `False`, `None` or a tuple of those "
+                        "(`SIZE = 4`)")
+        text = f"At module level write only {', '.join(what)}, comments and docstrings"
+        if self.allow_module_constants:
+            # Module-level lists, dicts and sets would be state shared by every move.
+            return text + "; no calls or other statements there, and no module-level list, dict or set."
+        return text + f"; put {'constants' if self.allow_module_helpers else 'helper functions and constants'} " \
+                      f"inside `{self.strategy_name}`."
 
     def active_rules(self) -> tuple[Rule, ...]:
         """The rules this policy enforces (switched-off ones and internal ones left out)."""
@@ -262,3 +286,70 @@ def _builtin_order(name: str) -> tuple[int, str]:
 
 DEFAULT_POLICY = Policy()
 """The mission's policy: no imports, I/O, randomness, loops, recursion, escapes or state."""
+
+
+# -- what both the static check and the runtime guard refuse, kept in one place --------------------
+
+INTERNAL_ATTRIBUTE_PREFIXES = ("_", "f_", "co_", "gi_", "cr_", "ag_", "tb_", "func_", "im_")
+"""Attribute name prefixes of frames, code, generators, coroutines, tracebacks and old-style functions."""
+
+INTERNAL_ATTRIBUTES = frozenset({
+    # Named without a prefix above, or listed for the reader: they reach frames, code or classes.
+    "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code", "cr_await", "cr_origin", "ag_frame",
+    "ag_code", "ag_await", "tb_frame", "tb_next", "f_back", "f_globals", "f_locals", "f_builtins",
+    "f_code", "f_trace", "f_generator", "co_code", "co_consts", "mro", "cell_contents",
+})
+"""Attribute names that reach interpreter internals (``escape``); any other unknown one is ``attribute``."""
+
+
+def is_internal_attribute(name: str) -> bool:
+    """Whether the attribute ``name`` reaches interpreter internals (frames, code, classes, dunders)."""
+    # RestrictedPython also reserves names ending in __roles__ (Zope security declarations).
+    return name.startswith(INTERNAL_ATTRIBUTE_PREFIXES) or name in INTERNAL_ATTRIBUTES \
+        or name.endswith("__roles__")
+
+
+# str.format renders the replacement fields of a format spec one level deep and raises
+# "Max string recursion exceeded" below that (Objects/stringlib/unicode_format.h).
+_FORMAT_RECURSION = 2
+
+
+def format_problem(template: str) -> str | None:
+    """Why ``template.format(...)`` / ``.format_map(...)`` could reach an attribute, or None if it cannot.
+
+    A field name may index items (``{0[0]}``, ``{row[1]}``) but not reach attributes
+    (``{0.x}``, ``{0[0].x}``); replacement fields nested in a format spec (``{:{width}}``) are
+    checked the same way; format specs themselves (``.2f``, ``>8``, ``,``) are fine. The template
+    is read with the parser ``str.format`` uses, in the order ``str.format`` evaluates it: where
+    that parser fails, ``str.format`` raises ``ValueError`` before evaluating anything further, so
+    a malformed rest is not a problem here. The static check and the runtime guard both call
+    this, so they agree on every template.
+    """
+    if len(template) <= 200:  # the runtime asks on every `.format` lookup, often in an inner loop
+        return _short_format_problem(template)
+    return _format_fields(template, _FORMAT_RECURSION)
+
+
+@lru_cache(maxsize=4096)  # short templates only: the cache holds at most about a megabyte
+def _short_format_problem(template: str) -> str | None:
+    return _format_fields(template, _FORMAT_RECURSION)
+
+
+def _format_fields(text: str, depth: int) -> str | None:
+    if depth <= 0:
+        return None  # str.format raises before evaluating this spec's fields
+    try:
+        for _literal, field, spec, _conversion in _string.formatter_parser(text):
+            if field is None:
+                continue
+            _first, rest = _string.formatter_field_name_split(field)
+            for is_attribute, _key in rest:
+                if is_attribute:
+                    return f"the format field `{{{field}}}` reaches an attribute"
+            if spec and "{" in spec:
+                problem = _format_fields(spec, depth - 1)
+                if problem:
+                    return problem
+    except ValueError:
+        return None
+    return None

@@ -4,11 +4,17 @@ For property tests of a policy (``sandbox.check``) and of the runner (``sandbox.
 
 * ``clean_strategies()`` draws source strings ``def strategy(board): ...`` built from a typed
   grammar of the allowed subset: straight-line code, nested helper functions (with immutable
-  default arguments), lambdas, if/elif/else, conditional expressions, walrus, arithmetic and
-  comparisons on board cells, indexing and slicing, literals, tuple unpacking, ``try/except
-  ValueError``, ``print`` and the whitelisted builtins. Every program is deterministic and, on
-  any 4x4 board of ints, returns one of ``"W" "A" "S" "D"`` on every path without raising:
-  divisors, indices, slices and ``max`` of possibly empty sequences are safe by construction.
+  default arguments, called positionally or by keyword), module-level helper functions and
+  constants (``N = 4``, ``ORDER: tuple = ("W", ...)``, ``A, B = 1, 2``), lambdas,
+  if/elif/else, ``match`` (value, or, singleton, sequence, star, mapping and capture patterns,
+  guards), conditional expressions, walrus, arithmetic and comparisons on board cells, indexing
+  and slicing, in-place operators on names, items and slices (``row[i] += 1``), annotated
+  assignments, literals, dict score tables, tuple unpacking, ``try/except ValueError``,
+  ``str.format``/``format_map`` with specs and item fields, ``print``, variables named like
+  RestrictedPython's reserved names (``printed``, ``builtins``, ``breakpoint``) and the
+  whitelisted builtins. Every program is deterministic and, on any 4x4 board of ints, returns one
+  of ``"W" "A" "S" "D"`` on every path without raising: divisors, indices, slices and ``max`` of
+  possibly empty sequences are safe by construction.
 * ``cheating_strategies(category=None)`` draws ``Cheat(source, category, technique)``: a clean
   program with one violation of ``category`` spliced into it somewhere (strategy body, a
   nested helper, a branch, a ``try`` body, the signature or module level), disguised by
@@ -65,6 +71,11 @@ _SLOT = "CHEATSLOTMARKER"
 # ----------------------------------------------------------------------------------------------
 
 INT, BOOL, MOVE = "int", "bool", "move"
+BOARD = "board"    # the 4x4 board itself: a parameter of module-level helpers
+TABLE = "table"    # a dict from each move to an int score
+ORDER = "order"    # a module-level tuple of the four moves
+# Names RestrictedPython reserves for itself; honest programs use them as variables.
+_RESERVED_NAMES = ("printed", "builtins", "breakpoint")
 
 
 def _row(n: int) -> tuple[str, int]:
@@ -129,7 +140,7 @@ class _Ctx:
     """What generated code may refer to at one point of a program."""
 
     vars: dict[str, object]                       # readable name -> type
-    funcs: dict[str, tuple[tuple, object, int]]   # callable name -> (param types, return type, n defaults)
+    funcs: dict[str, tuple[tuple, object, int, tuple]]  # name -> (param types, return type, n defaults, params)
     local: set[str]                               # names bound in the current function (augassign targets)
     returns: object                               # return type of the current function
     counter: list[int]                            # shared across the program, for fresh names
@@ -167,7 +178,9 @@ def _int_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
         opts += ["add", "add", "scale", "floordiv", "mod", "pow", "minmax", "abs", "ifexp", "int_bool",
                  "agg", "count", "sorted_item", "set_len", "filter_len", "filter_max", "map_sum",
                  "dict_zip", "divmod", "round_div", "float", "str_len", "range_sum", "pow_call",
-                 "argmax", "tuple_item", "index_ifexp", "star_minmax"]
+                 "argmax", "tuple_item", "index_ifexp", "star_minmax", "format", "format"]
+        if cx.of(lambda t: t == TABLE):
+            opts.append("table_item")
         if int_funcs:
             opts += ["call", "call"]
     kind = draw(st.sampled_from(opts))
@@ -271,15 +284,53 @@ def _int_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
         # max(*row) needs at least two items: max(5) raises TypeError.
         row = _row_expr(draw, cx, draw(st.integers(2, 4)), d)
         return _call(draw(st.sampled_from(["max", "min"])), ast.Starred(value=row, ctx=ast.Load()))
+    if kind == "format":
+        return _format_int(draw, cx, d)
+    if kind == "table_item":
+        return _index(_name(draw(st.sampled_from(cx.of(lambda t: t == TABLE)))), _const(draw(st.sampled_from(MOVES))))
     if kind == "call":
         return _call_expr(draw, cx, draw(st.sampled_from(int_funcs)), d)
     raise AssertionError(kind)
 
 
+def _format_int(draw, cx: _Ctx, d: int) -> ast.expr:
+    """An int read back from str.format / format_map output: specs, item fields, nested specs."""
+    fmt = lambda template, *args, **kw: _call(ast.Attribute(value=_const(template), attr="format",  # noqa: E731
+                                                            ctx=ast.Load()), *args, **kw)
+    kind = draw(st.sampled_from(["spec_len", "int_d", "float_2f", "item", "named_item", "map", "nested",
+                                 "board_item", "comma"]))
+    x = _int_expr(draw, cx, d)
+    if kind == "spec_len":
+        return _call("len", fmt(draw(st.sampled_from(["{:>6}", "{0:<3}|", "{:^5}", "{:+}", "{:x}", "{!r:>4}"])), x))
+    if kind == "int_d":
+        return _call("int", fmt(draw(st.sampled_from(["{:d}", "{0}", "{:05d}", "{0:3d}"])), x))
+    if kind == "float_2f":
+        return _call("int", _call("float", fmt(draw(st.sampled_from(["{:.2f}", "{0:.1f}", "{:8.3f}"])), x)))
+    if kind == "item":
+        n = draw(st.integers(2, 4))
+        return _call("int", fmt("{0[%d]}" % draw(st.integers(0, n - 1)), _row_expr(draw, cx, n, d)))
+    if kind == "named_item":
+        n = draw(st.integers(2, 4))
+        return _call("len", fmt("{r[0]}-{r[%d]:>3}" % (n - 1), r=_row_expr(draw, cx, n, d)))
+    if kind == "map":
+        table = ast.Dict(keys=[_const("a"), _const("b")], values=[x, _row_expr(draw, cx, 2, d)])
+        method = ast.Attribute(value=_const("{a:,} {b[1]}"), attr="format_map", ctx=ast.Load())
+        return _call("len", ast.Call(func=method, args=[table], keywords=[]))
+    if kind == "nested":
+        return _call("len", fmt("{:{w}}", x, w=_const(draw(st.integers(1, 6)))))
+    if kind == "board_item":
+        return _call("len", fmt("{0[%d]}" % draw(st.integers(0, 3)), _name("board")))
+    return _call("len", fmt("{:,}", x))
+
+
 def _call_expr(draw, cx: _Ctx, fname: str, depth: int) -> ast.expr:
-    params, _ret, ndefaults = cx.funcs[fname]
+    params, _ret, ndefaults, names = cx.funcs[fname]
     keep = len(params) - draw(st.integers(0, ndefaults))
-    return _call(fname, *[_expr(draw, cx, t, depth) for t in params[:keep]])
+    args = [_expr(draw, cx, t, depth) for t in params[:keep]]
+    by_keyword = draw(st.integers(0, len(args))) if names else 0
+    positional = args[:len(args) - by_keyword]
+    keywords = {n: a for n, a in zip(names[len(positional):keep], args[len(positional):])}
+    return _call(fname, *positional, **keywords)
 
 
 def _bool_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
@@ -425,7 +476,11 @@ def _move_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
         opts += ["var"]
     move_funcs = sorted(n for n, f in cx.funcs.items() if f[1] == MOVE)
     if depth > 0:
-        opts += ["ifexp", "ifexp", "tuple_index", "dict", "minmax", "sorted_index", "upper", "str"]
+        opts += ["ifexp", "ifexp", "tuple_index", "dict", "minmax", "sorted_index", "upper", "str", "format"]
+        if cx.of(lambda t: t == TABLE):
+            opts += ["table_best"]
+        if cx.of(lambda t: t == ORDER):
+            opts += ["order"]
         if move_funcs:
             opts += ["call", "call"]
     kind = draw(st.sampled_from(opts))
@@ -455,12 +510,27 @@ def _move_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
         return _index(_method(_const("wasd"), "upper"), mod4())
     if kind == "str":
         return _call("str", _move_expr(draw, cx, d))
+    if kind == "format":
+        if draw(st.booleans()):
+            return _call(ast.Attribute(value=_const("{}"), attr="format", ctx=ast.Load()), _move_expr(draw, cx, d))
+        return _index(_call(ast.Attribute(value=_const("{0}"), attr="format", ctx=ast.Load()), _const("WASD")),
+                      mod4())
+    if kind == "table_best":
+        table = _name(draw(st.sampled_from(cx.of(lambda t: t == TABLE))))
+        if draw(st.booleans()):
+            return _call("max", table, key=ast.Attribute(value=table, attr="get", ctx=ast.Load()))
+        p = cx.fresh(draw, ("m", "mv"))
+        return _index(_call("sorted", table, key=_lambda([p], _index(table, _name(p)))), -1)
+    if kind == "order":
+        return _index(_name(draw(st.sampled_from(cx.of(lambda t: t == ORDER)))), mod4())
     if kind == "call":
         return _call_expr(draw, cx, draw(st.sampled_from(move_funcs)), d)
     raise AssertionError(kind)
 
 
 def _expr(draw, cx: _Ctx, ty: object, depth: int) -> ast.expr:
+    if ty == BOARD:
+        return _name("board")
     if ty == INT:
         return _int_expr(draw, cx, depth)
     if ty == BOOL:
@@ -486,23 +556,29 @@ def _value_type(draw) -> object:
 
 def _stmt(draw, cx: _Ctx, depth: int) -> list[ast.stmt]:
     """One or a few statements; binds only fresh names, so types never change."""
-    opts = ["assign", "assign", "assign", "unpack", "print"]
+    opts = ["assign", "assign", "assign", "unpack", "print", "annassign", "board_aug", "table"]
     if any(cx.vars.get(n) == INT for n in cx.local):
         opts.append("augassign")
     if any(_is_row(cx.vars.get(n)) for n in cx.local):
-        opts.append("setitem")
+        opts += ["setitem", "itemaug", "itemaug", "sliceaug"]
+    if any(cx.vars.get(n) == TABLE for n in cx.local):
+        opts += ["tableaug", "tableaug"]
+    if any(n not in cx.vars or (n in cx.local and cx.vars[n] == INT) for n in _RESERVED_NAMES):
+        opts.append("reserved")
     if depth > 0:
-        opts += ["if", "if", "try", "lambda"]
+        opts += ["if", "if", "try", "lambda", "match", "match"]
         if cx.helper_depth < 2:
             opts += ["helper", "helper"]
     kind = draw(st.sampled_from(opts))
     edepth = draw(st.integers(1, 3))
-    if kind == "assign":
+    if kind in ("assign", "annassign"):
         ty = _value_type(draw)
         value = _expr(draw, cx, ty, edepth)
         name = cx.fresh(draw, _prefixes(ty))
         cx.vars[name] = ty
         cx.local.add(name)
+        if kind == "annassign":
+            return [ast.AnnAssign(target=_store(name), annotation=_annotation(ty), value=value, simple=1)]
         return [ast.Assign(targets=[_store(name)], value=value)]
     if kind == "augassign":
         target = draw(st.sampled_from(sorted(n for n in cx.local if cx.vars.get(n) == INT)))
@@ -513,6 +589,53 @@ def _stmt(draw, cx: _Ctx, depth: int) -> list[ast.stmt]:
         n = cx.vars[target][1]
         sub = ast.Subscript(value=_name(target), slice=_const(draw(st.integers(-n, n - 1))), ctx=ast.Store())
         return [ast.Assign(targets=[sub], value=_int_expr(draw, cx, edepth))]
+    if kind == "itemaug":
+        target = draw(st.sampled_from(sorted(n for n in cx.local if _is_row(cx.vars.get(n)))))
+        n = cx.vars[target][1]
+        sub = ast.Subscript(value=_name(target), slice=_const(draw(st.integers(-n, n - 1))), ctx=ast.Store())
+        return [_item_aug(draw, cx, sub, edepth)]
+    if kind == "board_aug":
+        # The board is a fresh copy each call: changing it is fine.
+        cell = ast.Subscript(value=_index(_name("board"), draw(st.integers(-4, 3))),
+                             slice=_const(draw(st.integers(-4, 3))), ctx=ast.Store())
+        return [_item_aug(draw, cx, cell, edepth)]
+    if kind == "sliceaug":
+        # In-place slice operations that keep the row's length (its type).
+        target = draw(st.sampled_from(sorted(n for n in cx.local if _is_row(cx.vars.get(n)))))
+        n = cx.vars[target][1]
+        lo = draw(st.integers(0, n))
+        hi = draw(st.integers(lo, n))
+        part = ast.Slice(lower=_const(lo) if lo or draw(st.booleans()) else None,
+                         upper=_const(hi) if hi < n or draw(st.booleans()) else None)
+        sub = ast.Subscript(value=_name(target), slice=part, ctx=ast.Store())
+        if draw(st.booleans()):
+            return [ast.AugAssign(target=sub, op=ast.Mult(), value=_const(1))]
+        return [ast.AugAssign(target=sub, op=ast.Add(), value=ast.List(elts=[], ctx=ast.Load()))]
+    if kind == "table":
+        name = cx.fresh(draw, ("scores", "votes", "tally"))
+        if draw(st.booleans()):
+            value: ast.expr = ast.Dict(keys=[_const(m) for m in MOVES],
+                                       values=[_int_expr(draw, cx, 1) for _ in MOVES])
+        else:
+            value = _call(ast.Attribute(value=_name("dict"), attr="fromkeys", ctx=ast.Load()), _const("WASD"),
+                          _const(0))
+        cx.vars[name] = TABLE
+        cx.local.add(name)
+        return [ast.Assign(targets=[_store(name)], value=value)]
+    if kind == "tableaug":
+        target = draw(st.sampled_from(sorted(n for n in cx.local if cx.vars.get(n) == TABLE)))
+        sub = ast.Subscript(value=_name(target), slice=_const(draw(st.sampled_from(MOVES))), ctx=ast.Store())
+        op = draw(st.sampled_from([ast.Add(), ast.Sub()]))
+        return [ast.AugAssign(target=sub, op=op, value=_int_expr(draw, cx, edepth))]
+    if kind == "reserved":
+        name = draw(st.sampled_from([n for n in _RESERVED_NAMES
+                                     if n not in cx.vars or (n in cx.local and cx.vars[n] == INT)]))
+        value = _int_expr(draw, cx, edepth)
+        cx.vars[name] = INT
+        cx.local.add(name)
+        return [ast.Assign(targets=[_store(name)], value=value)]
+    if kind == "match":
+        return [_match(draw, cx, depth)]
     if kind == "unpack":
         return _unpack(draw, cx, edepth)
     if kind == "print":
@@ -528,6 +651,98 @@ def _stmt(draw, cx: _Ctx, depth: int) -> list[ast.stmt]:
     if kind == "helper":
         return [_helper(draw, cx, depth)]
     raise AssertionError(kind)
+
+
+def _annotation(ty: object) -> ast.expr:
+    if ty == MOVE:
+        return _name("str")
+    if _is_row(ty):
+        return _index(_name("list"), _name("int"))
+    return _name(ty)  # int, bool
+
+
+def _item_aug(draw, cx: _Ctx, target: ast.Subscript, depth: int) -> ast.AugAssign:
+    """``target op= value`` on an int item, with values that keep ints small."""
+    op = draw(st.sampled_from(["add", "sub", "mul", "floordiv", "or"]))
+    if op in ("add", "sub"):
+        return ast.AugAssign(target=target, op=ast.Add() if op == "add" else ast.Sub(),
+                             value=_int_expr(draw, cx, depth))
+    if op == "mul":
+        return ast.AugAssign(target=target, op=ast.Mult(), value=_const(draw(st.integers(0, 3))))
+    if op == "floordiv":
+        return ast.AugAssign(target=target, op=ast.FloorDiv(), value=_const(draw(st.integers(1, 4))))
+    return ast.AugAssign(target=target, op=ast.BitOr(), value=_const(draw(st.sampled_from(_TILES))))
+
+
+def _match(draw, cx: _Ctx, depth: int) -> ast.Match:
+    """A match statement on an int, a row, a move, a bool or a score table; ends with a catch-all."""
+    kinds = ["int", "int", "row", "move", "bool"]
+    if cx.of(lambda t: t == TABLE):
+        kinds.append("table")
+    kind = draw(st.sampled_from(kinds))
+    cases: list[ast.match_case] = []
+
+    def case(pattern: ast.AST, binds: dict[str, object], guard: ast.expr | None = None) -> None:
+        inner = cx.branch()
+        inner.vars.update(binds)
+        inner.local.update(binds)
+        g = None
+        if guard is not None:
+            g = guard(inner) if callable(guard) else guard
+        cases.append(ast.match_case(pattern=pattern, guard=g,
+                                    body=_block(draw, inner, depth - 1, 0, 2, draw(st.booleans()))))
+
+    value = lambda v: ast.MatchValue(value=_const(v))  # noqa: E731
+    if kind == "int":
+        subject = _int_expr(draw, cx, 2)
+        for _ in range(draw(st.integers(1, 3))):
+            form = draw(st.sampled_from(["value", "or", "capture_guard"]))
+            if form == "value":
+                case(value(draw(st.sampled_from(_TILES + (-1, -2)))), {})
+            elif form == "or":
+                picks = draw(st.lists(st.sampled_from(_TILES), min_size=2, max_size=3, unique=True))
+                case(ast.MatchOr(patterns=[value(v) for v in picks]), {})
+            else:
+                n = cx.fresh(draw, ("n", "k"))
+                case(ast.MatchAs(pattern=None, name=n), {n: INT},
+                     lambda inner, n=n: ast.Compare(left=_name(n), ops=[ast.Gt()],
+                                                    comparators=[_int_expr(draw, inner, 1)]))
+    elif kind == "row":
+        size = draw(st.integers(1, 4))
+        subject = _row_expr(draw, cx, size, 2)
+        for _ in range(draw(st.integers(1, 3))):
+            form = draw(st.sampled_from(["star", "exact", "head_value", "rest_len"]))
+            if form == "star":
+                a = cx.fresh(draw, ("first", "head"))
+                case(ast.MatchSequence(patterns=[ast.MatchAs(pattern=None, name=a), ast.MatchStar(name=None)]),
+                     {a: INT})
+            elif form == "exact":
+                names = [cx.fresh(draw, ("c", "cell")) for _ in range(size)]
+                case(ast.MatchSequence(patterns=[ast.MatchAs(pattern=None, name=n) for n in names]),
+                     {n: INT for n in names})
+            elif form == "head_value":
+                case(ast.MatchSequence(patterns=[value(draw(st.sampled_from(_TILES))), ast.MatchStar(name=None)]), {})
+            else:
+                rest = cx.fresh(draw, ("rest", "tail"))
+                # `rest` is a list of unknown length: only its length is used.
+                case(ast.MatchSequence(patterns=[ast.MatchAs(pattern=None, name=None), ast.MatchStar(name=rest)]), {},
+                     ast.Compare(left=_call("len", _name(rest)), ops=[ast.GtE()], comparators=[_const(0)]))
+    elif kind == "move":
+        subject = _move_expr(draw, cx, 2)
+        picks = draw(st.lists(st.sampled_from(MOVES), min_size=1, max_size=3, unique=True))
+        case(ast.MatchOr(patterns=[value(m) for m in picks]) if len(picks) > 1 else value(picks[0]), {})
+    elif kind == "bool":
+        subject = _bool_expr(draw, cx, 2)
+        case(ast.MatchSingleton(value=draw(st.booleans())), {})
+    else:
+        subject = _name(draw(st.sampled_from(cx.of(lambda t: t == TABLE))))
+        w = cx.fresh(draw, ("w", "votes"))
+        rest = cx.fresh(draw, ("others", "more"))
+        case(ast.MatchMapping(keys=[_const(draw(st.sampled_from(MOVES)))],
+                              patterns=[ast.MatchAs(pattern=None, name=w)], rest=rest), {w: INT})
+    last = cx.fresh(draw, ("other", "value")) if draw(st.booleans()) and kind in ("int",) else None
+    case(ast.MatchAs(pattern=None, name=last), {last: INT} if last else {})
+    return ast.Match(subject=subject, cases=cases)
 
 
 def _unpack(draw, cx: _Ctx, depth: int) -> list[ast.stmt]:
@@ -631,20 +846,31 @@ def _lambda_def(draw, cx: _Ctx) -> ast.stmt:
         inner.vars[p] = INT
     ret = draw(st.sampled_from([INT, INT, BOOL, MOVE]))
     body = _expr(draw, inner, ret, 2)
-    cx.funcs[name] = (tuple([INT] * nparams), ret, 0)
+    cx.funcs[name] = (tuple([INT] * nparams), ret, 0, tuple(params))
     return ast.Assign(targets=[_store(name)], value=_lambda(params, body))
 
 
-def _helper(draw, cx: _Ctx, depth: int) -> ast.FunctionDef:
+def _helper(draw, cx: _Ctx, depth: int, module_level: bool = False) -> ast.FunctionDef:
     name = cx.fresh(draw, _HELPER_PREFIXES)
     types = tuple(draw(st.lists(st.sampled_from([INT, INT, _row(4), _row(3)]), max_size=3)))
-    params = [cx.fresh(draw, _PARAM_PREFIXES) for _ in types]
+    if module_level:
+        types = (BOARD,) + types  # a module-level helper sees the board only as a parameter
+    params = ["board" if t == BOARD else cx.fresh(draw, _PARAM_PREFIXES) for t in types]
+    if INT in types and draw(st.integers(0, 3)) == 0:
+        # An int parameter named like a RestrictedPython reserved name (callers may pass it by keyword).
+        spot = draw(st.sampled_from([i for i, t in enumerate(types) if t == INT]))
+        params[spot] = draw(st.sampled_from(_RESERVED_NAMES))
     ndefaults = 0
     defaults: list[ast.expr] = []
-    # Immutable (int) defaults only, on a trailing run of int parameters.
+    consts = cx.of(lambda t: t == INT) if module_level else []
+    # Immutable defaults only (literals, negative literals, module-level constants), on a trailing
+    # run of int parameters.
     while ndefaults < len(types) and types[len(types) - 1 - ndefaults] == INT and draw(st.booleans()):
         ndefaults += 1
-        defaults.insert(0, _const(draw(st.sampled_from(_TILES))))
+        form = draw(st.sampled_from(["tile", "negative", "name"] if consts else ["tile", "negative"]))
+        defaults.insert(0, _const(draw(st.sampled_from(_TILES))) if form == "tile"
+                        else _const(-draw(st.integers(1, 9))) if form == "negative"
+                        else _name(draw(st.sampled_from(consts))))
     ret = draw(st.sampled_from([INT, BOOL, MOVE]))
     inner = _Ctx(dict(cx.vars), dict(cx.funcs), set(params), ret, cx.counter, cx.helper_depth + 1)
     for p, t in zip(params, types):
@@ -654,8 +880,40 @@ def _helper(draw, cx: _Ctx, depth: int) -> ast.FunctionDef:
         body.insert(0, ast.Expr(value=_const("Helper: " + name.rstrip("0123456789") + ".")))
     args = ast.arguments(posonlyargs=[], args=[ast.arg(arg=p) for p in params], kwonlyargs=[],
                          kw_defaults=[], defaults=defaults)
-    cx.funcs[name] = (types, ret, ndefaults)
+    cx.funcs[name] = (types, ret, ndefaults, tuple(params))
     return ast.FunctionDef(name=name, args=args, body=body, decorator_list=[], returns=None, type_comment=None)
+
+
+def _module_constants(draw, cx: _Ctx) -> list[ast.stmt]:
+    """Module-level constants bound to immutable literals; they join ``cx`` for everything after."""
+    out: list[ast.stmt] = []
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["int", "annotated", "negative", "move", "order", "pair", "reserved"]))
+        if kind == "order":
+            name = cx.fresh(draw, ("ORDER", "MOVES", "PREFERENCE"))
+            value = ast.Tuple(elts=[_const(m) for m in draw(st.permutations(MOVES))], ctx=ast.Load())
+            cx.vars[name] = ORDER
+            out.append(ast.AnnAssign(target=_store(name), annotation=_name("tuple"), value=value, simple=1)
+                       if draw(st.booleans()) else ast.Assign(targets=[_store(name)], value=value))
+        elif kind == "pair":
+            names = [cx.fresh(draw, ("SIZE", "BONUS", "LIMIT")) for _ in range(2)]
+            value = ast.Tuple(elts=[_const(draw(st.sampled_from(_TILES))) for _ in names], ctx=ast.Load())
+            cx.vars.update(dict.fromkeys(names, INT))
+            out.append(ast.Assign(targets=[ast.Tuple(elts=[_store(n) for n in names], ctx=ast.Store())], value=value))
+        elif kind == "move":
+            name = cx.fresh(draw, ("FIRST", "FALLBACK"))
+            cx.vars[name] = MOVE
+            out.append(ast.Assign(targets=[_store(name)], value=_const(draw(st.sampled_from(MOVES)))))
+        else:
+            if kind == "reserved" and "printed" not in cx.vars:
+                name = "printed"
+            else:
+                name = cx.fresh(draw, ("SIZE", "WEIGHT", "CORNER", "EMPTY_BONUS"))
+            value = _const(-draw(st.integers(1, 9)) if kind == "negative" else draw(st.sampled_from(_TILES)))
+            cx.vars[name] = INT
+            out.append(ast.AnnAssign(target=_store(name), annotation=_name("int"), value=value, simple=1)
+                       if kind == "annotated" else ast.Assign(targets=[_store(name)], value=value))
+    return out
 
 
 def _statement_lists(node: ast.AST) -> list[list[ast.stmt]]:
@@ -670,10 +928,15 @@ def _statement_lists(node: ast.AST) -> list[list[ast.stmt]]:
 
 
 @st.composite
-def _clean_module(draw, max_statements: int, max_depth: int) -> ast.Module:
-    cx = _Ctx({"board": _row(4)}, {}, set(), MOVE, [0])
-    # `board` is a list of rows, not a row: keep it out of the row pool, it is read via board[r].
-    cx.vars.pop("board")
+def _clean_module(draw, max_statements: int, max_depth: int, module_level: bool = False) -> ast.Module:
+    cx = _Ctx({}, {}, set(), MOVE, [0])
+    # `board` is a list of rows, not a row: it is not in the row pool, it is read via board[r].
+    top: list[ast.stmt] = []
+    if module_level:
+        top += _module_constants(draw, cx)
+        for _ in range(draw(st.integers(0, 2))):
+            top.append(_helper(draw, cx, max(max_depth, 1), module_level=True))
+    cx.local = set()
     body = _block(draw, cx, max_depth, 0, max_statements, True)
     if draw(st.integers(0, 2)) == 0:
         body.insert(0, ast.Expr(value=_const(draw(st.sampled_from(
@@ -683,7 +946,7 @@ def _clean_module(draw, max_statements: int, max_depth: int) -> ast.Module:
                          kwonlyargs=[], kw_defaults=[], defaults=[])
     fn = ast.FunctionDef(name="strategy", args=args, body=body, decorator_list=[],
                          returns=_name("str") if annotated else None, type_comment=None)
-    module_body: list[ast.stmt] = [fn]
+    module_body: list[ast.stmt] = [*top, fn]
     if draw(st.integers(0, 3)) == 0:
         module_body.insert(0, ast.Expr(value=_const("A generated 2048 strategy.")))
     return ast.Module(body=module_body, type_ignores=[])
@@ -693,16 +956,18 @@ def _unparse(module: ast.Module) -> str:
     return ast.unparse(ast.fix_missing_locations(module)) + "\n"
 
 
-def clean_strategies(max_statements: int = 6, max_depth: int = 2) -> st.SearchStrategy[str]:
+def clean_strategies(max_statements: int = 6, max_depth: int = 2, module_level: bool = True) -> st.SearchStrategy[str]:
     """Compliant, deterministic 2048 strategy programs (source text) that never raise.
 
     ``max_statements`` bounds the statements of each block before its ``return``; ``max_depth``
-    bounds how deep helpers, branches and ``try`` nest.
+    bounds how deep helpers, branches, ``match`` and ``try`` nest. ``module_level`` adds
+    module-level constants and helper functions beside ``strategy`` (the default policy allows
+    them; pass False for a policy with ``allow_module_helpers``/``allow_module_constants`` off).
     """
     if max_statements < 0 or max_depth < 0:
         raise ValueError(f"clean_strategies: max_statements and max_depth must be >= 0, "
                          f"got {max_statements}, {max_depth}")
-    return _clean_module(max_statements, max_depth).map(_unparse)
+    return _clean_module(max_statements, max_depth, module_level).map(_unparse)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1197,9 +1462,11 @@ def _t_function_attribute(draw, names: _Names) -> _Snippet:
 def _t_module_code(draw, names: _Names) -> _Snippet:
     x = names()
     return _Snippet(draw(st.sampled_from([
-        (f"{x} = 4",), ("print('loaded')",), ("if len('ab') > 1:", f"    {x} = 1"),
-        (f"def {x}():", "    return 'W'"), (f"{x} = lambda b: 'W'",), ("assert True",),
-        (f"{x}, {names()} = 1, 2",),
+        # Module-level constants bound to immutable literals and helper functions are legal:
+        # these are the forms that stay refused (state, calls, other statements).
+        (f"{x} = [4]",), ("print('loaded')",), ("if len('ab') > 1:", f"    {x} = 1"),
+        (f"{x} = len('ab')",), (f"{x} = lambda b: 'W'",), ("assert True",),
+        (f"{x}, {names()} = [1], 2",), (f"{x} = {{}}",),
     ])), slot="module")
 
 

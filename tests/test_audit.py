@@ -16,16 +16,6 @@ from sandbox.hacks import HACKS, KINDS, get_hack, hacks
 GAMES = 2
 CHEAT_CHECK = "every cheat is caught and scores below zero"
 
-# Programs the sandbox of this commit may not catch yet. Each breaks only the "every cheat is
-# caught" order (they play well enough to be dangerous, not better than honest play).
-PENDING = {
-    "hack:map_append_loop": "needs the new checker rule: a map over a list that grows as it is read",
-    # sandbox.strategies' simplest module_code sample is `x = 4`, a module constant the policy
-    # now allows: the library's sample is stale, not a hole.
-    "cheat:structure/module_code#0": "sandbox.strategies: its module_code sample is now an allowed constant",
-}
-
-
 def _needs_sandbox():
     import sandbox
 
@@ -145,26 +135,15 @@ def test_report_is_frozen_and_json_ready(report):
 
 
 def test_default_spec_orders_hold(report):
-    """Every order holds today, but for programs the sandbox of this commit cannot catch yet (PENDING)."""
+    """Every order of the default spec holds, on played programs and on synthetic records."""
     for c in report.checks:
-        if c.synthetic:
-            assert c.ok, (c.name, c.detail, c.offenders)
-        else:
-            assert c.ok or set(c.offenders) <= set(PENDING), (c.name, c.detail, c.offenders)
+        assert c.ok, (c.name, c.synthetic, c.detail, c.offenders)
     assert report.row("baseline:corner").honest and report.row("baseline:greedy").honest
     for r in report.rows:
-        if not r.honest and r.name not in PENDING:
+        if not r.honest and r.kind != "defused":
             assert r.margin < 0, (r.name, r.total)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=why, strict=False))
-                                  for n, why in sorted(PENDING.items())])
-def test_pending_programs_are_caught(report, name):
-    r = report.row(name)
-    assert not r.compliant and r.total < 0
-
-
-@pytest.mark.xfail(reason="needs the new runner probe", strict=False)
 def test_default_spec_audit_is_clean(report):
     assert report.ok, [(c.name, c.offenders) for c in report.failed_checks]
 

@@ -109,6 +109,41 @@ CLEAN = [
         best = max(order, key=lambda m: apply(score, m))
         return best if best in order else order[0]
     ''',
+    # Module-level helpers and immutable constants (issue 11: 41 of 373 sampled programs were
+    # refused only for these), in-place item operators, match, annotations, format specs, and
+    # variables named like RestrictedPython's reserved names.
+    '''
+    SIZE = 4
+    ORDER: tuple = ("W", "A", "S", "D")
+    LOW, HIGH = -1, 2048
+
+    def empty(board, weight=SIZE, low=LOW):
+        """Empty cells, weighted."""
+        return sum(map(lambda row: row.count(0), board)) * weight + low
+
+    def strategy(board):
+        counts = dict.fromkeys("WASD", 0)
+        counts["A"] += empty(board)
+        row = board[0]
+        row[1] *= 2
+        row[0:2] += []
+        board[3][3] -= 1
+        order: str = "WASD"
+        printed = "{:.2f}|{0[0]:>5}".format(1.5, board) if False else "{0[0]}".format(board)
+        print(printed, "{r[1]:,}".format(r=row), "{a}".format_map({"a": HIGH}), "{:{w}}".format(3, w=5))
+        match board[0]:
+            case [0, *rest] if len(rest) == 3:
+                pick = ORDER[1]
+            case [first, _, _, _]:
+                pick = order[first % SIZE]
+            case {"k": v, **others}:
+                pick = "S"
+            case None:
+                pick = "D"
+            case _:
+                pick = "W"
+        return max(counts, key=counts.get) if counts["A"] > HIGH else pick
+    ''',
 ]
 
 
@@ -145,6 +180,10 @@ CHEATS = [
     ("file_access", body("s = socket.socket()")),
     ("file_access", body("subprocess.run(['ls'])")),
     ("file_access", body("print('x', file=None)")),
+    ("file_access", body("kw = {}", "print('x', **kw)")),
+    ("file_access", body("p = print", "q = p", "q('x', **{'sep': ''})")),
+    ("file_access", body("def h(x, out=print):", "    out(x, file=None)", "    return x")),
+    ("file_access", body("if (p := print):", "    p('x', file=None)")),
     ("file_access", body("x = io.StringIO()")),
     ("file_access", body("ｏｐｅｎ('x')")),
     ("file_access", body("def h(b):", "    return open")),
@@ -213,7 +252,9 @@ CHEATS = [
     ("escape", body("x = '{0:{1.y}}'.format(board, 1)")),
     ("escape", body("fmt = '{0}'", "x = fmt.format(board)")),
     ("escape", body("x = str.format('{0}', board)")),
-    ("escape", body("x = '{0}'.format_map({})")),
+    # format_map is allowed on a literal template now (issue 11); a field reaching an attribute is not.
+    ("escape", body("x = '{x.y}'.format_map({'x': board})")),
+    ("escape", body("x = '{0[0].x}'.format(board)")),
     ("escape", body("x = format(board, '')")),
     ("escape", body("x = ｅｖａｌ('1')")),
     ("escape", body("x = board.__ｃlass__")),
@@ -225,6 +266,11 @@ CHEATS = [
     ("escape", body("raise SystemExit")),
     ("escape", body("x = board.copy.mro")),
     ("escape", body("x = (lambda: 0).gi_frame")),
+    ("escape", body("x = board.f_back")),
+    ("escape", body("x = board.co_consts")),
+    # An unknown attribute that reaches nothing internal is a milder category (issue 11).
+    ("attribute", body("n = board.size")),
+    ("attribute", body("n = 'W'.lenght()")),
     ("escape", body("x = ord('a')")),
     ("escape", body("f = lambda **kw: kw", "f(__class__=1)")),
     # state
@@ -236,10 +282,23 @@ CHEATS = [
     ("state", body("strategy.count = 1")),
     ("state", body("del strategy.count")),
     ("state", body("h = lambda: 0", "h.calls = 2")),
+    # Defaults evaluated once that hide a mutable object (issue 11).
+    ("state", "def strategy(board, mem={}.setdefault):\n    return 'W'\n"),
+    ("state", "def strategy(board, tag=f'{(m := [])}'):\n    return 'W'\n"),
+    ("state", body("f = lambda x, seen=[]: seen")),
+    ("state", body("def h(*, seen=list()):", "    return seen")),
+    ("state", body("def h(x=(1, [])):", "    return x")),
+    ("state", body("def h(x=lambda: 0):", "    return x")),
+    ("state", body("def h(x=board[0]):", "    return x")),
     # structure
-    ("structure", "x = 1\n" + body()),
+    # Module-level constants and helpers are allowed now (issue 11); mutable or computed values,
+    # calls and other statements are not.
+    ("structure", "x = [1]\n" + body()),
+    ("structure", "x = len('ab')\n" + body()),
+    ("structure", "x = y = {}\n" + body()),
+    ("structure", "x: list = []\n" + body()),
+    ("structure", "f = lambda b: 'W'\n" + body()),
     ("structure", body() + "print(strategy([[0]]))\n"),
-    ("structure", "def helper(b):\n    return 'W'\n" + body()),
     ("structure", "if True:\n" + textwrap.indent(body(), "    ")),
     ("structure", "def move(board):\n    return 'W'\n"),
     ("structure", ""),
@@ -251,6 +310,7 @@ CHEATS = [
     ("structure", body("async def g():", "    await g()")),
     ("structure", body("with board as b:", "    pass")),
     ("structure", body("match board:", "    case list(x):", "        pass")),
+    ("structure", body("match board:", "    case board.count:", "        pass")),
     ("structure", body("try:", "    pass", "except* ValueError:", "    pass")),
     # resource
     ("resource", body("x = 9 ** 9 ** 9")),
@@ -273,6 +333,10 @@ CHEATS = [
     ("resource", body(f"x = '{'a' * 12000}'")),
     ("resource", body("x = " + "9" * 2000)),
     ("resource", body("x *= 0", "x **= 10 ** 6")),
+    # In-place repeats and shifts are bounded like the binary forms (issue 11).
+    ("resource", body("r = [0]", "r *= 10 ** 8")),
+    ("resource", body("r = 'ab'", "r *= 200000")),
+    ("resource", body("r = 1", "r <<= 10 ** 6")),
 ]
 
 
@@ -431,8 +495,18 @@ def test_comprehension_scopes_resolve_names():
 def test_other_switches():
     recursive = body("def h(n):", "    return h(n - 1) if n else 0")
     assert check(recursive, dataclasses.replace(DEFAULT_POLICY, allow_recursion=True)).ok
+    # Module-level helpers and constants are on by default since issue 11; each has a switch.
     helpers = "def helper(b):\n    return 'W'\n" + body()
-    assert check(helpers, dataclasses.replace(DEFAULT_POLICY, allow_module_helpers=True)).ok
+    assert check(helpers).ok
+    assert [v.rule for v in check(helpers, dataclasses.replace(DEFAULT_POLICY, allow_module_helpers=False))
+            .violations] == ["module-level-code"]
+    constant = "N: int = 4\nA, B = 1, -2\n" + body()
+    assert check(constant).ok
+    no_constants = dataclasses.replace(DEFAULT_POLICY, allow_module_constants=False)
+    assert {v.rule for v in check(constant, no_constants).violations} == {"module-level-code"}
+    assert "helper functions" in DEFAULT_POLICY.describe() and "SIZE = 4" in DEFAULT_POLICY.describe()
+    closed = dataclasses.replace(no_constants, allow_module_helpers=False)
+    assert "put helper functions and constants inside `strategy`" in closed.explain("module-level-code")
     bare = body("try:", "    pass", "except:", "    pass")
     assert check(bare, dataclasses.replace(DEFAULT_POLICY, allow_bare_except=True)).ok
     named = "def play(board):\n    return 'W'\n"
@@ -448,7 +522,8 @@ def test_tightening_and_extending_the_allowlists():
     no_lambda = dataclasses.replace(DEFAULT_POLICY, allowed_nodes=DEFAULT_POLICY.allowed_nodes - {"Lambda"})
     assert not check(body("x = (lambda: 1)()"), no_lambda).ok
     no_sort = dataclasses.replace(DEFAULT_POLICY, allowed_methods=DEFAULT_POLICY.allowed_methods - {"sort"})
-    assert [v.rule for v in check(body("board.sort()"), no_sort).violations] == ["method-not-allowed"]
+    # An attribute outside the allowlist is `unknown-attribute` (category attribute) since issue 11.
+    assert [v.rule for v in check(body("board.sort()"), no_sort).violations] == ["unknown-attribute"]
     small = dataclasses.replace(DEFAULT_POLICY, max_pow_exponent=4, max_source_bytes=200)
     assert "no-big-number" in {v.rule for v in check(body("x = 2 ** 5"), small).violations}
     assert [v.rule for v in check(body(*["x = 1"] * 30), small).violations] == ["too-long"]

@@ -1,0 +1,444 @@
+"""sandbox.restricted: the RestrictedPython layer runs what sandbox.check accepts, with Python's semantics.
+
+* Every syntax the policy allows has a visitor in :class:`StrategyTransformer` (nothing falls
+  through to RestrictedPython's "not allowed"), and every refusal RestrictedPython can raise is
+  either supported here or refused by the check with the same category (the sweep below).
+* Rewritten constructs keep Python's semantics: generated clean programs answer the same move
+  restricted and plain; ``x[i] += v`` evaluates its parts once, in Python's order, in place.
+* The builtins iterate snapshots of lists, so a callback that appends cannot loop forever.
+* The ``str.format`` rule and the internal attribute names are shared with the check: static and
+  runtime agree on every template and every attribute.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import signal
+import textwrap
+import warnings
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sandbox.check import check
+from sandbox.policy import (
+    COMPREHENSION_NODES,
+    DEFAULT_POLICY,
+    INTERNAL_ATTRIBUTES,
+    LOOP_NODES,
+    format_problem,
+    is_internal_attribute,
+)
+from sandbox.restricted import (
+    GUARD,
+    SAFE_BUILTIN_NAMES,
+    LoadError,
+    SandboxViolation,
+    StrategyTransformer,
+    _guarded_getattr,
+    load_strategy,
+    make_builtins,
+    set_allowed_attributes,
+)
+from sandbox.strategies import clean_strategies
+
+BOARD = [[0, 2, 4, 8], [16, 32, 64, 128], [256, 512, 1024, 2048], [0, 0, 2, 2]]
+TILES = (0, 0, 0, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+boards = st.lists(st.lists(st.sampled_from(TILES), min_size=4, max_size=4), min_size=4, max_size=4)
+
+
+def src(text: str) -> str:
+    return textwrap.dedent(text).strip("\n") + "\n"
+
+
+def call_armed(fn, *args):
+    """Call a loaded strategy the way the worker does: armed, violations sticky."""
+    GUARD.violation = ""
+    try:
+        GUARD.armed = True
+        return fn(*args)
+    finally:
+        GUARD.armed = False
+
+
+def run_restricted(source: str, board=None):
+    """(value, violation) of the restricted strategy on a fresh copy of ``board``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        fn = load_strategy(source)
+    try:
+        value = call_armed(fn, [row[:] for row in (board or BOARD)])
+    except SandboxViolation:
+        value = None
+    return value, GUARD.violation
+
+
+def run_plain(source: str, board=None):
+    namespace: dict = {}
+    exec(compile(source, "<plain>", "exec"), namespace)  # our own test programs, trusted
+    with contextlib.redirect_stdout(io.StringIO()):
+        return namespace["strategy"]([row[:] for row in (board or BOARD)])
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# -- structure: the transformer covers the policy ---------------------------------------------------
+
+def test_every_allowed_node_has_a_visitor():
+    everything = DEFAULT_POLICY.nodes() | LOOP_NODES | COMPREHENSION_NODES
+    missing = sorted(k for k in everything if not hasattr(StrategyTransformer, f"visit_{k}"))
+    assert missing == []
+
+
+def test_policy_builtins_are_safe_builtins_and_methods_are_not_internal():
+    assert DEFAULT_POLICY.allowed_builtins <= set(SAFE_BUILTIN_NAMES)
+    assert not [m for m in DEFAULT_POLICY.allowed_methods if is_internal_attribute(m)]
+
+
+# Every refusal RestrictedPython's transformer can raise, on syntax our policy lets through the
+# parser: either it runs here ("runs": check accepts, load and call succeed without a violation
+# and give Python's answer) or the check refuses it with the category given.
+SWEEP = [
+    # names RestrictedPython reserves (print, printed, builtins, breakpoint) and *__roles__
+    ("runs", "def strategy(board):\n    printed = 'W'\n    print(printed)\n    return printed\n"),
+    ("runs", "def strategy(board):\n    builtins = 'A'\n    breakpoint = builtins\n    return breakpoint\n"),
+    ("runs", "def strategy(board):\n    def print(*a):\n        return 'S'\n    return print(1)\n"),
+    ("runs", "def strategy(board):\n    print = lambda *a: 'D'\n    return print()\n"),
+    ("runs", "def helper(printed, builtins=1):\n    return 'WASD'[(printed + builtins) % 4]\n"
+             "def strategy(board):\n    return helper(printed=2)\n"),
+    ("runs", "def strategy(board):\n    try:\n        x = 1 // 0\n    except ZeroDivisionError as printed:\n"
+             "        x = len(str(printed))\n    return 'WASD'[x % 4]\n"),
+    ("runs", "def strategy(board):\n    match board[0]:\n        case [printed, *builtins]:\n"
+             "            return 'WASD'[(printed + len(builtins)) % 4]\n    return 'W'\n"),
+    ("runs", "printed = 3\ndef strategy(board):\n    print(printed)\n    return 'WASD'[printed]\n"),
+    ("runs", "def strategy(board):\n    x__roles__ = 'S'\n    return x__roles__\n"),
+    ("runs", "def strategy(board):\n    def eval(x):\n        return x\n    exec = eval\n    return exec(eval('A'))\n"),
+    ("escape", "def strategy(board):\n    return eval('1')\n"),
+    ("escape", "def strategy(board):\n    _x = 1\n    return 'W'\n"),
+    # print evaluated where a def runs (defaults) and through lambdas
+    ("runs", "def helper(x, out=print):\n    out(x)\n    return x\n"
+             "def strategy(board):\n    return helper('W')\n"),
+    ("runs", "def strategy(board):\n    def inner(y, out=print):\n        out(y, sep='')\n        return y\n"
+             "    show = lambda v, p=print: p(v)\n    show(1)\n    return inner('S')\n"),
+    # attributes
+    ("escape", "def strategy(board):\n    return board.__class__\n"),
+    ("escape", "def strategy(board):\n    return board.a__roles__\n"),
+    ("escape", "def strategy(board):\n    return board.gi_frame\n"),
+    ("state", "def strategy(board):\n    board.x += 1\n    return 'W'\n"),
+    # in-place item and slice operators
+    ("runs", "def strategy(board):\n    board[0][1] += 3\n    row = board[1]\n    row[-1] //= 2\n"
+             "    row[1:3] *= 1\n    row[:] += [5]\n    return 'WASD'[(row[-1] + board[0][1]) % 4]\n"),
+    ("runs", "def strategy(board):\n    t = {'W': 1}\n    t['W'] += 2\n    t['W'] **= 2\n    t['W'] <<= 1\n"
+             "    t['W'] |= 4\n    return 'WASD'[t['W'] % 4]\n"),
+    # match statements
+    ("runs", "def strategy(board):\n    match board[2][3], board[0]:\n        case (2048, [0, *_]):\n"
+             "            return 'A'\n        case (x, _) if x > 4:\n            return 'S'\n"
+             "        case _:\n            return 'W'\n"),
+    ("runs", "def strategy(board):\n    match {'k': board[0][1], 'j': 2}:\n        case {'k': 2 | 4 as v, **rest}:\n"
+             "            return 'WASD'[(v + len(rest)) % 4]\n    return 'W'\n"),
+    ("runs", "def strategy(board):\n    match board[0][0] == 0:\n        case True:\n            return 'D'\n"
+             "        case False:\n            return 'A'\n"),
+    ("runs", "def strategy(board):\n    match -1:\n        case -1:\n            return 'S'\n    return 'W'\n"),
+    ("structure", "def strategy(board):\n    match board:\n        case list():\n            pass\n    return 'W'\n"),
+    ("structure", "def strategy(board):\n    match 1:\n        case board.count:\n            pass\n    return 'W'\n"),
+    ("structure", "def strategy(board):\n    match {}:\n        case {board.count: 1}:\n            pass\n"
+                  "    return 'W'\n"),
+    # annotated assignments
+    ("runs", "N: int = 2\ndef strategy(board):\n    order: str = 'WASD'\n    k: int\n    return order[N]\n"),
+    ("runs", "def strategy(board):\n    board[0][0]: int = 3\n    return 'WASD'[board[0][0]]\n"),
+    # other refusals of RestrictedPython, refused by the check too
+    ("state", "def strategy(board):\n    x = 0\n    def h():\n        nonlocal x\n    return 'W'\n"),
+    ("structure", "def strategy(board):\n    try:\n        pass\n    except* ValueError:\n        pass\n"
+                  "    return 'W'\n"),
+    ("structure", "class A(metaclass=type):\n    pass\ndef strategy(board):\n    return 'W'\n"),
+    ("structure", "async def strategy(board):\n    return 'W'\n"),
+    ("import", "from os import *\ndef strategy(board):\n    return 'W'\n"),
+]
+
+
+@pytest.mark.parametrize("expect,source", SWEEP, ids=[f"{e}-{i}" for i, (e, _) in enumerate(SWEEP)])
+def test_restricted_python_refusals_are_supported_or_refused_alike(expect, source):
+    verdict = check(source)
+    if expect != "runs":
+        assert expect in verdict.categories, verdict.violations
+        return
+    assert verdict.ok, verdict.violations
+    value, violation = run_restricted(source)
+    assert violation == ""
+    assert value == run_plain(source)
+
+
+def test_print_output_is_discarded_and_print_stays_the_builtin_elsewhere(capsys):
+    source = src('''
+        def show(x):
+            print("shown", x, sep="", end="")
+            return x
+        def strategy(board):
+            print = lambda *a: "S"
+            return show(print())
+        ''')
+    assert check(source).ok
+    assert run_restricted(source) == ("S", "")
+    assert capsys.readouterr().out == ""
+
+
+# -- semantics -------------------------------------------------------------------------------------
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clean_strategies(), boards)
+def test_clean_programs_answer_the_same_restricted_and_plain(source, board):
+    assert run_restricted(source, board) == (run_plain(source, board), "")
+
+
+def test_item_augassign_evaluates_each_part_once_in_python_order():
+    source = src('''
+        def strategy(board):
+            log = []
+            rows = [[1, 2], [3, 4]]
+            alias = rows[1]
+            def box():
+                log.append("box")
+                return rows
+            def key():
+                log.append("key")
+                return 1
+            def value():
+                log.append("value")
+                return [9]
+            box()[key()] += value()
+            box()[0][key():] *= 2
+            return "WASD"[(len(log) + len(alias) + rows[0][-1]) % 4] + "|".join(log) + str(rows)
+        ''')
+    assert check(source).ok
+    value, violation = run_restricted(source)
+    assert violation == "" and value == run_plain(source)
+    assert "box|key|value|box|key" in value and "[3, 4, 9]" in value  # the same list, extended in place
+
+
+def test_annotation_without_value_keeps_the_name_local():
+    source = src('''
+        N = 2
+        def strategy(board):
+            def h():
+                N: int
+                return N
+            try:
+                return "WASD"[h()]
+            except UnboundLocalError:
+                return "S"
+        ''')
+    assert check(source).ok
+    assert run_restricted(source) == ("S", "") and run_plain(source) == "S"
+
+
+# -- snapshots: a callback that appends cannot loop forever ------------------------------------------
+
+APPENDING = [
+    "r = list(map(lambda v: xs.append(v) or v, xs))",
+    "r = list(filter(lambda v: xs.append(v) or True, xs))",
+    "r = max(xs, key=lambda v: xs.append(v) or v)",
+    "r = min(xs, key=lambda v: xs.append(v) or v)",
+    "xs.extend(map(abs, xs))",
+    "xs.extend(zip(xs))",
+    "xs.extend(enumerate(xs))",
+    "xs.extend(reversed(xs))",
+    "xs.extend(filter(None, xs))",
+    "xs += map(abs, xs)",
+]
+
+
+@pytest.mark.parametrize("statement", APPENDING)
+def test_appending_while_iterating_finishes(statement):
+    source = f"def strategy(board):\n    xs = [1, 2, 3]\n    {statement}\n    return 'WASD'[len(xs) % 4]\n"
+    assert check(source).ok, check(source).violations
+    with time_limit(5):
+        value, violation = run_restricted(source)
+    assert violation == "" and value in ("W", "A", "S", "D")
+
+
+def test_the_issue_example_finishes_in_the_sandbox():
+    from sandbox.records import Limits
+    from sandbox.runner import run
+
+    source = src('''
+        def strategy(board):
+            xs = list(range(4))
+            grown = list(map(lambda v: xs.append(v) or v, xs))
+            return "WASD"[len(grown) % 4]
+        ''')
+    assert check(source).ok
+    records = run(source, game="2048", seeds=(0,), limits=Limits(max_moves=5, move_seconds=2.0))
+    assert [r.outcome for r in records] != ["timeout"], records
+    assert all(r.outcome in {"finished", "won", "max_moves", "stuck"} for r in records), records
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-5, 5), max_size=6), st.lists(st.integers(-5, 5), max_size=6), st.integers(-2, 2))
+def test_snapshot_builtins_give_the_builtins_results(xs, ys, start):
+    table = make_builtins()
+    assert list(table["map"](abs, xs)) == list(map(abs, xs))
+    assert list(table["map"](max, xs, ys)) == list(map(max, xs, ys))
+    assert list(table["filter"](None, xs)) == list(filter(None, xs))
+    assert list(table["zip"](xs, ys)) == list(zip(xs, ys))
+    assert list(table["enumerate"](xs, start)) == list(enumerate(xs, start))
+    assert list(table["enumerate"](xs, start=start)) == list(enumerate(xs, start=start))
+    assert list(table["reversed"](xs)) == list(reversed(xs))
+    assert list(table["reversed"](range(len(xs)))) == list(reversed(range(len(xs))))
+    for name in ("max", "min"):
+        fn, real = table[name], getattr(__builtins__, name) if not isinstance(__builtins__, dict) \
+            else __builtins__[name]
+        assert fn(xs, default=None) == real(xs, default=None)
+        assert fn(xs or [0], key=lambda v: -v) == real(xs or [0], key=lambda v: -v)
+        assert fn(1, 2, *ys) == real(1, 2, *ys)
+    assert isinstance(table["map"](abs, xs), map) and isinstance(table["zip"](xs), zip)
+
+
+def test_stand_ins_print_and_answer_isinstance_like_the_builtins():
+    # A function's text would show its memory address: a randomness source `str(max)` could read.
+    source = src('''
+        def strategy(board):
+            text = str(max) + str(map) + "{}".format(zip) + str([min, filter, reversed, enumerate])
+            kinds = isinstance(map(abs, board[0]), map), isinstance(zip(board), (int, zip)), isinstance(3, filter)
+            return text + str(kinds)
+        ''')
+    assert check(source).ok
+    value, violation = run_restricted(source)
+    assert violation == "" and value == run_plain(source)
+    assert "0x" not in value
+
+
+# -- format templates: one rule, static and runtime ---------------------------------------------------
+
+PIECES = ["{", "}", "{}", "{0}", "{1}", "{a}", "{0[0]}", "{a[1]}", "{0[k]}", "{0.x}", "{a.y}", "{0[0].z}",
+          ":", ".2f", ">8", ",", "{w}", "{w.q}", "{w[0]}", "!r", "!s", "[", "]", ".", "0", "a", "x", " ",
+          "{{", "}}", "{:{w}}", "{0:{1.x}}", "{:{w}.{w}}", "{0:{1:{2.x}}}", "{!r:>{w}}"]
+templates = st.lists(st.sampled_from(PIECES), max_size=8).map("".join)
+
+
+class _Spy:
+    """Records every attribute read through it; items are more spies."""
+
+    log: list[str] = []
+
+    def __getattribute__(self, name):
+        _Spy.log.append(name)
+        return object.__getattribute__(self, name)
+
+    def __getitem__(self, key):
+        return _Spy()
+
+    def __format__(self, spec):
+        return "spy"
+
+    def __index__(self):
+        return 3
+
+
+def test_the_spy_sees_attribute_fields():
+    _Spy.log = []
+    with contextlib.suppress(AttributeError):
+        "{0[1]:>{1}} {0.x}".format(_Spy(), 3)
+    assert _Spy.log == ["x"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(templates)
+def test_templates_without_a_problem_never_reach_an_attribute(template):
+    _Spy.log = []
+    spies = {k: _Spy() for k in ("a", "w", "k")}
+    with contextlib.suppress(Exception):
+        template.format(_Spy(), _Spy(), _Spy(), **spies)
+    with contextlib.suppress(Exception):
+        template.format_map(spies)
+    if format_problem(template) is None:
+        assert _Spy.log == [], (template, _Spy.log)
+
+
+@settings(max_examples=80, deadline=None)
+@given(templates, st.sampled_from(["format", "format_map"]))
+def test_check_and_runtime_agree_on_every_template(template, method):
+    call = (f"{template!r}.format(board, board[0], 2, a=board, w=3, k=1)" if method == "format"
+            else f"{template!r}.format_map({{'a': board, 'w': 3, 'k': 1}})")
+    source = (f"def strategy(board):\n    try:\n        x = {call}\n    except Exception:\n        pass\n"
+              "    return 'W'\n")
+    static = "no-format-attribute" in {v.rule for v in check(source).violations}
+    _value, violation = run_restricted(source)
+    assert static == bool(violation), (template, static, violation)
+    assert static == (format_problem(template) is not None)
+
+
+def test_unbound_str_format_is_guarded_at_run_time():
+    # The check refuses `str.format(...)` outright; the runtime alone must still stop the escape.
+    source = "def strategy(board):\n    return str.format('{0.__class__}', board)\n"
+    assert "escape" in check(source).categories
+    assert "str.format" in run_restricted(source)[1]
+    ok = "def strategy(board):\n    return str.format('{0[0]:>3}', 'W')\n"
+    assert run_restricted(ok) == ("  W", "")
+
+
+# -- attributes: one list of internal names ------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(INTERNAL_ATTRIBUTES) + ["f_lasti", "co_names", "func_globals", "im_self"])
+def test_internal_attributes_are_escapes_in_both_layers(name):
+    verdict = check(f"def strategy(board):\n    return board.{name}\n")
+    assert [v.rule for v in verdict.violations] == ["internal-attribute"]
+    assert verdict.categories == {"escape"}
+    with pytest.raises(SandboxViolation):
+        call_armed(_guarded_getattr, BOARD, name)
+
+
+def test_unknown_attributes_are_a_milder_category_and_still_stopped_at_run_time():
+    verdict = check("def strategy(board):\n    return board.size\n")
+    assert [(v.rule, v.category) for v in verdict.violations] == [("unknown-attribute", "attribute")]
+    set_allowed_attributes(DEFAULT_POLICY.allowed_methods)
+    try:
+        with pytest.raises(SandboxViolation):
+            call_armed(_guarded_getattr, BOARD, "size")
+        assert call_armed(_guarded_getattr, BOARD, "count")(0) == 0
+    finally:
+        set_allowed_attributes(None)
+
+
+# -- loading ----------------------------------------------------------------------------------------
+
+def test_load_errors_name_their_outcome():
+    with pytest.raises(LoadError) as exc:
+        load_strategy("def strategy(board):\n    return _x\n")
+    assert exc.value.outcome == "violation"
+    with pytest.raises(LoadError) as exc:
+        load_strategy("def strategy(board) return\n")
+    assert exc.value.outcome == "error"
+    with pytest.raises(LoadError) as exc:
+        load_strategy("x = 1\n")
+    assert exc.value.outcome == "error" and "strategy" in exc.value.message
+
+
+def test_module_level_helpers_and_constants_run():
+    source = src('''
+        SIZE = 4
+        ORDER: tuple = ("W", "A", "S", "D")
+        LOW, HIGH = -1, 2048
+
+        def empty(board, weight=SIZE, low=LOW):
+            return sum(map(lambda row: row.count(0), board)) * weight + low
+
+        def strategy(board):
+            return ORDER[empty(board) % SIZE] if max(map(max, board)) < HIGH else ORDER[0]
+        ''')
+    policy = dataclasses.replace(DEFAULT_POLICY)
+    assert check(source, policy).ok
+    assert run_restricted(source) == (run_plain(source), "")
