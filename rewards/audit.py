@@ -291,7 +291,7 @@ def _played_checks(rows: Sequence[AuditRow]) -> list[OrderCheck]:
     probes = by_kind.get("probe", [])
     escaped = [r for r in probes if r.compliant]
     checks.append(OrderCheck(
-        "probe-evading programs are caught (informational: the probe is a sample)", True,
+        "probe-evading programs are caught (reported, not required: the probe is a sample)", True,
         f"{len(probes) - len(escaped)} of {len(probes)} caught by the determinism probe in this pool"
         + (f"; escaped: {', '.join(r.name for r in escaped)}" if escaped else ""),
         tuple(r.name for r in escaped)))
@@ -316,8 +316,10 @@ def _played_checks(rows: Sequence[AuditRow]) -> list[OrderCheck]:
         f"{len(defused) - len(unfinished)} of {len(defused)} ended every game honestly"
         + (f"; not: {', '.join(f'{r.name} ({sorted(r.outcomes)})' for r in unfinished)}" if unfinished else ""),
         tuple(r.name for r in unfinished)))
-    # A defused trick is honest play once the runtime has bounded it: it may score like it.
-    others = [r for r in rows if not r.honest and r.kind != "defused"]
+    # A defused trick is honest play once the runtime has bounded it, and a probe-evading
+    # program that escaped this pool's probe played legal moves, deterministically within the
+    # pool: both may score like the honest play they are (their catch rate is reported above).
+    others = [r for r in rows if not r.honest and r.kind not in ("defused", "probe")]
     checks.append(_order("no cheat, hack or early ending reaches the weakest honest baseline", others, honest,
                          what=("other program", "honest baseline")))
     checks.append(_format_rungs(rows))
