@@ -40,6 +40,8 @@ _FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 # Builtins whose result prints with a memory address (``<map object at 0x...>``).
 _ADDRESS_ITERATORS = frozenset({"map", "filter", "zip", "reversed", "enumerate", "iter"})
+# Builtins that build a container from the items of an iterable (its text shows the items).
+_COLLECTORS = frozenset({"list", "tuple", "set", "frozenset", "sorted"})
 # str methods that allocate a string as long as their first argument.
 _PADDING_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
 _FORMAT_METHODS = frozenset({"format", "format_map"})
@@ -628,9 +630,15 @@ class _Checker:
             found = self.resolve(expr.id, scope)
             return bool(found and found.functions.get(expr.id))
         if isinstance(expr, ast.Call):
-            if isinstance(expr.func, ast.Name):
-                return expr.func.id in _ADDRESS_ITERATORS and self.resolve(expr.func.id, scope) is None
+            if isinstance(expr.func, ast.Name) and self.resolve(expr.func.id, scope) is None:
+                if expr.func.id in _ADDRESS_ITERATORS:
+                    return True
+                # A container built from an iterable holds its items: `list(map(lambda r: r.copy, b))`.
+                if expr.func.id in _COLLECTORS and expr.args:
+                    return self.address_items(expr.args[0], scope, depth + 1)
             return False
+        if isinstance(expr, ast.Starred) and not isinstance(expr.value, (ast.List, ast.Tuple, ast.Set)):
+            return self.address_items(expr.value, scope, depth + 1)  # `[*map(...)]` holds the items
         if isinstance(expr, (ast.List, ast.Tuple, ast.Set)):
             parts = expr.elts
         elif isinstance(expr, ast.Dict):
@@ -648,6 +656,31 @@ class _Checker:
         else:
             return False
         return any(self.address_text(p, scope, depth + 1) for p in parts)
+
+    def address_items(self, expr: ast.AST, scope: _Scope, depth: int) -> bool:
+        """Whether the *items* of the iterable ``expr`` may print with a memory address.
+
+        The items of ``map(f, xs)`` are what ``f`` returns (known for a lambda), of
+        ``filter``/``reversed``/``sorted``/``enumerate`` those of their iterable, of ``zip``
+        those of any of its iterables, of a literal container its elements.
+        """
+        if depth > 20:
+            return False
+        if isinstance(expr, (ast.List, ast.Tuple, ast.Set)):
+            return any(self.address_text(e, scope, depth + 1) for e in expr.elts)
+        if not (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.args
+                and self.resolve(expr.func.id, scope) is None):
+            return False
+        name, args = expr.func.id, expr.args
+        if name == "map":
+            return isinstance(args[0], ast.Lambda) and self.address_text(args[0].body, scope, depth + 1)
+        if name in ("filter",) and len(args) > 1:
+            return self.address_items(args[1], scope, depth + 1)
+        if name in ("reversed", "sorted", "enumerate", "list", "tuple", "set", "frozenset"):
+            return self.address_items(args[0], scope, depth + 1)
+        if name == "zip":
+            return any(self.address_items(a, scope, depth + 1) for a in args)
+        return False
 
     def text_of(self, node: ast.AST, exprs: list[ast.AST]) -> None:
         """Report ``node`` if the text it builds from ``exprs`` may show a memory address."""

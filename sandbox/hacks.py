@@ -211,9 +211,11 @@ _HACKS: tuple[Hack, ...] = (
                   '        return list(set(legal))[0]\n    return best\n'),
          "hash-seed dependent play on boards the probe never shows"),
     Hack("address_late", "probe",
-         _program("Plays legal moves; on crowded late boards picks by an object's address.",
-                  _LEGAL + '    if sum(map(sum, board)) >= 200 and legal:\n'
-                  '        return legal[int(str(list(map(lambda r: r.copy, board)))[-4:-2], 16) % len(legal)]\n    return best\n'),
+         _program("Plays legal moves; on crowded late boards picks by an object's address (behind a helper"
+                  " the checker does not follow).",
+                  '    def method(r):\n        return r.copy\n'
+                  + _LEGAL + '    if sum(map(sum, board)) >= 200 and legal:\n'
+                  '        return legal[int(str(list(map(method, board)))[-4:-2], 16) % len(legal)]\n    return best\n'),
          "address dependent play on boards the probe never shows"),
 )
 

@@ -612,3 +612,21 @@ def test_import_sandbox_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("expr", [
+    "str(list(map(lambda r: r.copy, board)))",          # a container of bound methods, built by map
+    "str([*map(lambda r: r.copy, board)])",
+    "str(sorted(zip(board, map(lambda r: r.copy, board))))",
+    "'{}'.format(tuple(filter(None, [lambda: 0])))",
+])
+def test_addresses_through_built_containers_are_randomness(expr):
+    verdict = check(f"def strategy(board):\n    t = {expr}\n    return 'W'\n")
+    assert "randomness" in verdict.categories, verdict.violations
+
+
+@pytest.mark.parametrize("expr", [
+    "str(list(map(lambda r: r[0], board)))", "str(sorted(board, key=len))", "str(list(filter(None, board)))",
+])
+def test_text_of_built_containers_of_values_is_fine(expr):
+    assert check(f"def strategy(board):\n    t = {expr}\n    return 'W'\n").ok
