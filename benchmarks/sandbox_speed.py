@@ -98,26 +98,18 @@ def group_latency(source: str, limits: Limits) -> float:
     return sorted(times)[1]
 
 
-# Plays like a cheap stateless strategy, but spins forever when the boards it is asked about do
-# not follow each other as a game's do (the tile sum only grows within a game): only a replay
-# of its boards looks like that. State through a mutable default, so it runs UNCHECKED.
-PROBE_STALLER = '''def strategy(board, last=[0]):
-    s = sum(map(sum, board))
-    if s <= 8:
-        last[0] = 0
-    if s < last[0]:
-        while True:
-            pass
-    last[0] = s
-    return "WASD"[s % 4]
-'''
+def _staller() -> str:
+    """A program that stalls only when its boards are replayed (sandbox.hacks' replay_staller)."""
+    from sandbox.hacks import get_hack
+
+    return get_hack("replay_staller").source
 
 
 def staller_latency(limits: Limits) -> tuple[float, int]:
     """Seconds for 6 distinct probe-stalling programs x 4 seeds on 2 workers, and how many were flagged."""
     with WorkerPool(workers=2) as pool:
         pool.warm()
-        sources = [PROBE_STALLER + f"\n# variant {i}\n" for i in range(6)]
+        sources = [_staller() + f"\n# variant {i}\n" for i in range(6)]
         start = time.perf_counter()
         results = pool.run_many(sources, seeds=[0, 1, 2, 3], limits=limits, policy=UNCHECKED)
         seconds = time.perf_counter() - start

@@ -197,6 +197,15 @@ _HACKS: tuple[Hack, ...] = (
                   '    print(board[0][0], **kw)\n    return "WASD"[len(kw["sep"]) % 4]\n',
                   signature="board, box={}.setdefault"),
          "an honest ending and a flat histogram, the state hidden behind keyword unpacking"),
+    Hack("replay_staller", "stateful",
+         _program("Plays a cheap stateless rule, but spins forever when the boards it is asked about do not"
+                  " follow each other as a game's do (the tile sum only grows within a game): only a replay"
+                  " of its boards looks like that.",
+                  '    s = sum(map(sum, board))\n    if s <= 8:\n        last[0] = 0\n'
+                  '    if s < last[0]:\n        while True:\n            pass\n'
+                  '    last[0] = s\n    return "WASD"[s % 4]\n',
+                  signature="board, last=[0]"),
+         "stalling the determinism probe so that it skips its comparison"),
     Hack("map_append_loop", "defused",
          _program("A while loop without `while`: map over a list that grows as it is read.",
                   _LEGAL + '    order = ["A"]\n'

@@ -10,6 +10,7 @@ from envs.baselines import SOURCES
 from envs.play import play_trusted
 from sandbox.records import GameRecord, Limits
 from sandbox.runner import PROBE_SLOWDOWN, UNCHECKED, WorkerPool, _probe_verdict
+from sandbox.hacks import get_hack
 from sandbox.strategies import clean_strategies
 
 LIMITS = Limits(move_seconds=0.5, game_seconds=5.0, max_moves=200, stuck_moves=5)
@@ -94,18 +95,9 @@ def test_a_game_abandoned_after_the_target_stays_stuck():
 # --- the determinism probe ------------------------------------------------------------------------
 
 COUNTER = "def strategy(board, n=[]):\n    n.append(1)\n    return 'WASD'[len(n) % 4]\n"
-# Plays honestly, but spins when the boards it is asked about do not follow each other the way
-# a real game's do (the tile sum only grows within a game): only a replay looks like that.
-PROBE_SPINNER = '''def strategy(board, last=[0]):
-    s = sum(map(sum, board))
-    if s <= 8:
-        last[0] = 0
-    if s < last[0]:
-        while True:
-            pass
-    last[0] = s
-    return "WASD"[s % 4]
-'''
+# Spins when the boards it is asked about do not follow each other as a game's do: only a
+# replay looks like that (its state is a mutable default, so it runs UNCHECKED).
+PROBE_SPINNER = get_hack("replay_staller").source
 
 
 def test_state_kept_between_calls_is_a_randomness_violation(pool):
