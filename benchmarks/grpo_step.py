@@ -7,6 +7,12 @@ Prints per step and the median: rollout tokens/s, training tokens/s, seconds per
 the rollout and of the update phase. ``--vs-trl`` runs TRL's GRPOTrainer on the same model shape, data and
 settings when TRL is installed, and prints the ratios.
 
+Peak memory: on a GPU, ``torch.cuda.max_memory_allocated`` reset at each phase; on the CPU, the process's peak
+resident set (``VmHWM``), reset at each phase by writing 5 to ``/proc/self/clear_refs`` (where the kernel
+refuses, the process-lifetime ``ru_maxrss`` is reported instead, and the table says so). With ``--vs-trl``
+each side runs in its own child process, so one side's model, caches and allocator never count in the other's
+peak.
+
     python benchmarks/grpo_step.py --arch tiny --steps 2                       # CPU smoke run
     python benchmarks/grpo_step.py --arch smollm2-135m --device cuda           # G=8, 512 new tokens
     python benchmarks/grpo_step.py --arch smollm2-135m --device cuda --prompts 4 --group-size 16 \\
@@ -16,8 +22,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import os
+import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +51,37 @@ ARCHS = {
                            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                            tie_word_embeddings=True)),
 }
+
+
+# --- peak resident memory on the CPU ------------------------------------------------------------
+
+def rss_reset() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS; False where the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def rss_peak_gb() -> float:
+    """Peak resident set of this process in GiB since the last :func:`rss_reset` (else since it started)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+
+
+def memory_kind(device: str) -> str:
+    """What the peak-memory columns measure on ``device``."""
+    if device.startswith("cuda"):
+        return "CUDA allocated"
+    return "RSS" if rss_reset() else "RSS, process lifetime"
 
 
 def build_model(arch: str, tokenizer, device: str, dtype: torch.dtype, seed: int = 0):
@@ -103,11 +145,29 @@ def run_ours(args, tokenizer, dtype) -> list[dict]:
     backend = make_backend(cfg.rollout_backend, policy, tokenizer, compile=args.compile, record_logprobs=False)
     prompts = [prompt_text(tokenizer, args.prompt_tokens)]
     reward = toy_reward(tokenizer)
+    on_cpu = not args.device.startswith("cuda")
+    if on_cpu:
+        # The loop measures CUDA memory only: on the CPU the rollout's peak RSS is taken around generate, and
+        # the rest of the step (rewards, reference pass, updates) from the end of the rollout to the step's end.
+        generate, phase = backend.generate, {}
+
+        def generate_measured(*a, **kw):
+            rss_reset()
+            try:
+                return generate(*a, **kw)
+            finally:
+                phase["rollout"] = rss_peak_gb()
+                rss_reset()
+
+        backend.generate = generate_measured
     rows = []
     for step in range(args.steps + 1):
         t = time.perf_counter()
         m, _, _ = grpo_step(policy, backend, opt, sched, cfg, prompts, reward, step)
         m["wall"] = time.perf_counter() - t
+        if on_cpu:
+            m["peak_mem_rollout_gb"], m["peak_mem_train_gb"] = phase["rollout"], rss_peak_gb()
+            m["peak_memory_gb"] = max(m["peak_mem_rollout_gb"], m["peak_mem_train_gb"])
         rows.append(m)
         tag = "warm-up" if step == 0 else f"step {step}"
         print(f"  ours {tag:>8}: {m['wall']:7.2f} s  rollout {m['rollout_tokens_per_s']:9.0f} tok/s  "
@@ -138,18 +198,21 @@ def run_trl(args, tokenizer, dtype) -> list[dict] | None:
         return [b.total for b in reward(list(completions), [0])]
 
     times: list[dict] = []
+    on_gpu = args.device.startswith("cuda")
 
     class Timer(TrainerCallback):
         def on_step_begin(self, a, state, control, **kw):
-            if torch.cuda.is_available():
+            if on_gpu:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
+            else:
+                rss_reset()
             self.t = time.perf_counter()
 
         def on_step_end(self, a, state, control, **kw):
-            if torch.cuda.is_available():
+            if on_gpu:
                 torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
+            peak = torch.cuda.max_memory_allocated() / 2**30 if on_gpu else rss_peak_gb()
             times.append({"wall": time.perf_counter() - self.t, "peak_memory_gb": peak})
             print(f"  trl  step {state.global_step}: {times[-1]['wall']:7.2f} s  peak {peak:.2f} GiB", flush=True)
 
@@ -158,7 +221,7 @@ def run_trl(args, tokenizer, dtype) -> list[dict] | None:
         gradient_accumulation_steps=args.grad_accum, num_generations=args.group_size,
         max_completion_length=args.new_tokens, temperature=1.0, top_p=1.0, top_k=0, beta=args.kl_beta,
         learning_rate=1e-5, max_steps=args.steps + 1, logging_steps=1, save_strategy="no", report_to=[],
-        bf16=dtype == torch.bfloat16, gradient_checkpointing=args.gradient_checkpointing,
+        bf16=dtype == torch.bfloat16, use_cpu=not on_gpu, gradient_checkpointing=args.gradient_checkpointing,
         loss_type=args.loss if args.loss != "gspo" else "grpo", use_vllm=False)
     lora = LoraConfig(r=args.lora_rank, lora_alpha=2 * args.lora_rank, target_modules="all-linear",
                       task_type="CAUSAL_LM")
@@ -168,7 +231,8 @@ def run_trl(args, tokenizer, dtype) -> list[dict] | None:
     return times[1:]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also used by benchmarks/gpu_suite.py)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", choices=sorted(ARCHS), default="smollm2-135m")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -187,23 +251,60 @@ def main(argv: list[str] | None = None) -> int:
                    help="CUDA-graph compile of the lean decode step (GPU only)")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--vs-trl", action="store_true", help="also run TRL's GRPOTrainer (when installed)")
+    p.add_argument("--side", choices=["both", "ours", "trl"], default="both",
+                   help="with --vs-trl, both sides run in child processes of their own; ours/trl: run that side here")
+    p.add_argument("--result-json", default="", help="write this side's per-step rows here (used by --side)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    args = p.parse_args(argv)
+    return p
+
+
+def resolve_dtype(args: argparse.Namespace) -> torch.dtype:
+    if args.dtype == "auto":
+        return torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    return getattr(torch, args.dtype)
+
+
+def run_side(args: argparse.Namespace, side: str) -> list[dict] | None:
+    """One side's timed rows in this process (None: TRL not installed)."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.dtype == "auto":
-        dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
-    else:
-        dtype = getattr(torch, args.dtype)
-
     from train.model import tiny_model_and_tokenizer
 
     _, tokenizer = tiny_model_and_tokenizer(0)
+    dtype = resolve_dtype(args)
+    return run_ours(args, tokenizer, dtype) if side == "ours" else run_trl(args, tokenizer, dtype)
+
+
+def run_side_in_child(argv: list[str], side: str) -> list[dict] | None:
+    """One side's rows from a child process of this script (its output goes straight to ours)."""
+    with tempfile.TemporaryDirectory(prefix="codepolicy-grpo-bench-") as tmp:
+        out = Path(tmp) / "rows.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--side", side, "--result-json", str(out)]
+        rc = subprocess.run(cmd).returncode
+        if rc != 0:
+            raise RuntimeError(f"the {side} side exited with status {rc}")
+        return json.loads(out.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    dtype = resolve_dtype(args)
+    if args.side != "both":
+        rows = run_side(args, args.side)
+        if args.result_json:
+            Path(args.result_json).write_text(json.dumps(rows))
+        return 0
+
     print(f"arch={args.arch} device={args.device} dtype={dtype} G={args.group_size} prompts={args.prompts} "
           f"new_tokens={args.new_tokens} prompt_tokens~{args.prompt_tokens} beta={args.kl_beta} "
-          f"lora_r={args.lora_rank} grad_accum={args.grad_accum} torch={torch.__version__}")
-    ours = run_ours(args, tokenizer, dtype)
-    theirs = run_trl(args, tokenizer, dtype) if args.vs_trl else None
+          f"lora_r={args.lora_rank} grad_accum={args.grad_accum} torch={torch.__version__} "
+          f"peak memory: {memory_kind(args.device)}", flush=True)
+    if args.vs_trl:
+        ours = run_side_in_child(argv, "ours")
+        theirs = run_side_in_child(argv, "trl")
+    else:
+        ours, theirs = run_side(args, "ours"), None
 
     def med(rows, key):
         return statistics.median(r[key] for r in rows)

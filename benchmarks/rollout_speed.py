@@ -45,8 +45,9 @@ def load(args: argparse.Namespace):
     return load_model(args.model, args.dtype, args.device)
 
 
-def plain_generate(model, tok, batch: int, new_tokens: int, seed: int) -> float:
-    """Seconds for one ``model.generate`` call (dynamic cache, sampling, EOS ignored)."""
+def plain_generate(model, tok, batch: int, new_tokens: int, seed: int, cache_implementation: str | None = None) -> float:
+    """Seconds for one ``model.generate`` call (sampling, EOS ignored): the dynamic cache by default, or e.g.
+    ``cache_implementation="static"`` (on a GPU transformers then compiles the forward at the first call of a shape)."""
     from transformers import GenerationConfig
 
     rows = encode_prompts(tok, [PROMPT]) * batch
@@ -55,6 +56,8 @@ def plain_generate(model, tok, batch: int, new_tokens: int, seed: int) -> float:
     ids, mask = ids.to(model.device), mask.to(model.device)
     cfg = GenerationConfig(do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=new_tokens,
                            min_new_tokens=new_tokens, pad_token_id=pad, eos_token_id=tok.eos_token_id)
+    if cache_implementation is not None:
+        cfg.cache_implementation = cache_implementation
     torch.manual_seed(seed)
     _sync(str(model.device))
     t = time.perf_counter()

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from train.grpo import (
     batched_logprobs,
+    enable_activation_checkpointing,
     group_advantages,
     k3_kl,
     policy_loss,
@@ -167,7 +168,7 @@ def _tiny_policy(lora: bool, checkpointing: bool):
                 if "lora_B" in n:
                     p.normal_(0, 0.3, generator=torch.Generator().manual_seed(len(n)))
     elif checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     model.train()
     return model
 

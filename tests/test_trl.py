@@ -104,8 +104,10 @@ def test_trl_accepts_the_functions_in_its_config():  # pragma: no cover - only w
     from trl import GRPOConfig
 
     funcs = rewards.trl_reward_funcs(SPEC, reward_fn=FakeRewardFn())
+    import torch
+
     config = GRPOConfig(output_dir="/tmp/codepolicy-trl-test", reward_weights=rewards.trl_reward_weights(SPEC),
-                        report_to=[])
+                        report_to=[], use_cpu=not torch.cuda.is_available())
     assert len(config.reward_weights) == len(funcs)
 
 

@@ -16,6 +16,8 @@ Read top to bottom, this is the whole objective:
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -33,7 +35,37 @@ __all__ = [
     "k3_kl",
     "LossOutput",
     "policy_loss",
+    "cache_keyword",
+    "enable_activation_checkpointing",
 ]
+
+# transformers renamed two APIs after 5.17 (the GPU image's version; the supported range is in pyproject.toml):
+# a model's forward and ``generate`` take the KV cache as ``cache`` (``past_key_values`` warns, and goes in
+# 5.40), and gradient checkpointing is ``activation_checkpointing_enable`` (the old name warns, and goes in 6).
+# 5.17 knows only the old names, so no one spelling works on both: the name is chosen at run time, here only.
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_takes_cache(cls: type) -> bool:
+    try:
+        return "cache" in inspect.signature(cls.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def cache_keyword(model: Any) -> str:
+    """The keyword ``model``'s forward (and ``generate``) takes a KV cache by: ``cache``, or ``past_key_values`` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if _forward_takes_cache(type(base)) else "past_key_values"
+
+
+def enable_activation_checkpointing(model: Any) -> None:
+    """Non-reentrant activation (gradient) checkpointing, under the name this transformers has."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 # Float32 elements per chunk in the log-softmax loops (~64 MB): bounds the temporary memory
 # whatever the vocabulary size.
@@ -263,7 +295,7 @@ def _prefix_forward(model: Any, prompt: torch.Tensor) -> tuple[list[torch.Tensor
     ids = prompt[None]
     pos = torch.arange(ids.shape[1], device=ids.device)[None]
     with _keep_cache_under_checkpointing(model):
-        out = model(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = model(input_ids=ids, position_ids=pos, use_cache=True, logits_to_keep=1, **{cache_keyword(model): cache})
     return [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers], out.logits[:, -1]
 
 
@@ -287,7 +319,8 @@ def _completion_logits(model: Any, prefix: tuple[list[torch.Tensor], list[torch.
     pos = (P + torch.arange(C - 1, device=feed.device))[None].expand(B, -1)
     cache = Cache(layers=[PrefixLayer(k, v) for k, v in zip(keys, values)])
     with _keep_cache_under_checkpointing(model):
-        out = model(input_ids=feed, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+        out = model(input_ids=feed, attention_mask=mask, position_ids=pos, use_cache=True,
+                    **{cache_keyword(model): cache})
     return [first, out.logits]
 
 

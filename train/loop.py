@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -37,7 +38,8 @@ import numpy as np
 import torch
 
 from train.config import TrainConfig, save_config, with_run_dir
-from train.grpo import batched_logprobs, group_advantages, policy_loss, sequence_logprobs
+from train.grpo import (batched_logprobs, enable_activation_checkpointing, group_advantages, policy_loss,
+                        sequence_logprobs)
 from train.rollout import Rollout, RolloutBackend, SamplingParams, encode_prompts, make_backend
 
 __all__ = [
@@ -83,9 +85,13 @@ def add_lora(model: Any, config: TrainConfig) -> Any:
         targets = "all-linear"
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=targets, task_type="CAUSAL_LM", bias="none")
-    policy = get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # peft itself reads transformers' deprecated `is_gradient_checkpointing` (peft 0.21,
+        # transformers >= 5.24): not our call to change, and not the user's to read.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        policy = get_peft_model(model, lora)
     if config.gradient_checkpointing:
-        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(policy)
     return policy
 
 

@@ -37,7 +37,7 @@ from typing import Any, Callable, Collection, Iterator, Sequence
 
 import torch
 
-from train.grpo import batched_logprobs, position_ids_from_mask
+from train.grpo import batched_logprobs, cache_keyword, position_ids_from_mask
 
 __all__ = [
     "SamplingParams",
@@ -253,9 +253,9 @@ class HFBackend(RolloutBackend):
             from transformers import DynamicCache
 
             cache = DynamicCache(config=self.model.config)
-            self.model(input_ids=ids[:1, :-1], past_key_values=cache, use_cache=True, logits_to_keep=1)
+            self.model(input_ids=ids[:1, :-1], use_cache=True, logits_to_keep=1, **{cache_keyword(self.model): cache})
             cache.batch_repeat_interleave(len(rows))
-            extra["past_key_values"] = cache
+            extra[cache_keyword(self.model)] = cache
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
@@ -426,6 +426,7 @@ class LeanBackend(RolloutBackend):
         impl = getattr(model.config, "_attn_implementation", "sdpa")
         self._bool_mask = impl == "sdpa"
         self._pack_gqa = pack_gqa and impl == "sdpa" and _register_decode_attention()
+        self._cache_kw = cache_keyword(model)  # chosen outside the compiled step
         self._compiled: Callable[..., torch.Tensor] | None = None
         if self.compile:
             try:
@@ -532,7 +533,7 @@ class LeanBackend(RolloutBackend):
             p = len(prompt)
             small = DynamicCache(config=self.model.config)
             out = self.model(input_ids=torch.tensor([prompt], device=dev),
-                             position_ids=torch.arange(p, device=dev)[None], past_key_values=small,
+                             position_ids=torch.arange(p, device=dev)[None], **{self._cache_kw: small},
                              use_cache=True, logits_to_keep=1)
             if logits is None:
                 logits = out.logits.new_zeros(B, out.logits.shape[-1])
@@ -564,7 +565,7 @@ class LeanBackend(RolloutBackend):
         L = key_valid.shape[1]
         allowed = key_valid & (torch.arange(L, device=key_valid.device) <= index)[None, :]
         out = self.model(input_ids=tok[:, None], attention_mask=self._mask(allowed[:, None, None, :]),
-                         position_ids=pos[:, None], past_key_values=cache, use_cache=True, logits_to_keep=1)
+                         position_ids=pos[:, None], use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
         return out.logits[:, -1]
 
     @torch.no_grad()
@@ -595,7 +596,7 @@ class LeanBackend(RolloutBackend):
             allowed = ((key_valid[:, None, :] & (ar[None, None, :] <= q[None, :, None]))
                        | (ar[None, None, :] == q[None, :, None]))
             logits = self.model(input_ids=ids, attention_mask=self._mask(allowed[:, None]),
-                                position_ids=position_ids_from_mask(pmask), past_key_values=cache,
+                                position_ids=position_ids_from_mask(pmask), **{self._cache_kw: cache},
                                 use_cache=True, logits_to_keep=1).logits[:, -1]
 
         gen = torch.Generator(device=dev).manual_seed(int(seed))
