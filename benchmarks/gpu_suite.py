@@ -306,7 +306,8 @@ def _rollout_plan(batches: list[int]) -> list[tuple[int, str]]:
         if b not in seen:
             seen.add(b)
             plan += [(b, "lean"), (b, "hf-dynamic"), (b, "hf-static")]
-    return plan
+    # Last: what packing the query heads of each group saves in decode attention (no K/V copy per head).
+    return plan + [(max(batches), "lean-unpacked")]
 
 
 def _estimate(kind: str, batch: int, T: int, on_gpu: bool, done: list[dict]) -> float:
@@ -351,8 +352,9 @@ def section_rollout(args: argparse.Namespace, out: Partial, deadline: float) -> 
             continue
         try:
             with torch.no_grad():
-                if kind == "lean":
-                    lean = LeanBackend(model, tok, compile=compile_, compile_backend=backend)
+                if kind in ("lean", "lean-unpacked"):
+                    lean = LeanBackend(model, tok, compile=compile_, compile_backend=backend,
+                                       pack_gqa=kind == "lean")
                     lean.eos = [-1]  # never matches: every row runs the full length
                     first = lean_generate(lean, batch, T, seed=0)
                     _peak_reset(args.device)
@@ -625,7 +627,7 @@ def render(report: dict[str, Any]) -> str:
                       f"{r.get('new_tokens')} new tokens; lean compile: {r.get('lean_compile')}; peak memory: {r.get('memory')}",
                   f"{'batch':>5} {'backend':<11} {'tok/s':>9} {'ms/step':>8} {'compile s':>9} {'peak GiB':>8}   "
                   f"anchor (H100, issue 13; not measured here)"]
-        order = {"lean": 0, "hf-dynamic": 1, "hf-static": 2}
+        order = {"lean": 0, "hf-dynamic": 1, "hf-static": 2, "lean-unpacked": 3}
         for row in sorted(r["rows"], key=lambda x: (x["batch"], order[x["backend"]])):
             b, kind = row["batch"], row["backend"]
             anchor = ""

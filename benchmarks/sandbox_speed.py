@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 
@@ -70,18 +71,39 @@ def plain(source: str, seeds: list[int], limits: Limits) -> tuple[float, int]:
     return time.perf_counter() - start, sum(int(g["moves"]) for g in games)
 
 
-def sandboxed(source: str, seeds: list[int], limits: Limits, workers: int) -> tuple[float, int, float]:
-    with WorkerPool(workers=workers) as pool:
-        start = time.perf_counter()
-        pool.warm()
-        startup = time.perf_counter() - start
-        start = time.perf_counter()
-        records = pool.run(source, seeds=seeds, limits=limits)
-        seconds = time.perf_counter() - start
+def pool_cpu(pool: WorkerPool) -> float:
+    """CPU seconds used so far by the pool's processes and the children they reaped (Linux /proc).
+
+    CPU time, unlike wall time, does not grow when another tenant of a shared machine takes
+    the cores, so its ratio to plain play is the steadier figure. Works for the forking pool
+    (zygotes and their reaped children) and for older pools of long-lived workers.
+    """
+    procs = [getattr(w, "proc", None) for w in
+             list(getattr(pool, "_zygotes", [])) + list(getattr(pool, "_slots", [])) + [getattr(pool, "_probe_worker", None)]
+             if w is not None]
+    ticks = 0
+    for proc in procs:
+        try:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, AttributeError):
+            continue
+        ticks += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def sandboxed(pool: WorkerPool, source: str, seeds: list[int], limits: Limits) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds and moves for ``seeds`` played by ``source`` through a warm ``pool``."""
+    cpu = pool_cpu(pool)
+    start = time.perf_counter()
+    records = pool.run(source, seeds=seeds, limits=limits)
+    seconds = time.perf_counter() - start
+    time.sleep(0.05)  # let the zygote reap the last child, so its CPU time is counted
+    cpu = pool_cpu(pool) - cpu
     bad = [r for r in records if r.outcome not in ("finished", "won", "max_moves")]
     if bad:
         raise SystemExit(f"reference strategy did not play cleanly: {bad[0]}")
-    return seconds, sum(r.moves for r in records), startup
+    return seconds, cpu, sum(r.moves for r in records)
 
 
 def group_latency(source: str, limits: Limits) -> float:
@@ -133,7 +155,9 @@ def check_rate(seconds: float = 1.5) -> tuple[float, int] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--games", type=int, default=200)
+    parser.add_argument("--games", type=int, default=40, help="games per setup and round (default 40)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of plain, 1 worker, 2 workers side by side; medians reported (default 5)")
     parser.add_argument("--strategy", default="greedy", help="baseline source name (default greedy)")
     args = parser.parse_args()
     name, source = reference_source(args.strategy)
@@ -141,21 +165,49 @@ def main() -> None:
     limits = Limits(move_seconds=2.0, game_seconds=60.0)
     plain(source, seeds[:3], limits)  # warm the engine in this process
 
-    rows = []
-    p_sec, p_moves = plain(source, seeds, limits)
-    rows.append(("plain in-process (exec, same loop)", p_sec, p_moves, None))
-    startups = {}
+    # The three setups run back to back in each round, so a load from elsewhere on a shared
+    # machine hits all of them alike: the per-round ratios are what to read, their median the figure.
+    pools, startups = {}, {}
     for workers in (1, 2):
-        sec, moves, startup = sandboxed(source, seeds, limits, workers)
-        startups[workers] = startup
-        rows.append((f"sandbox.run, {workers} worker{'s' if workers > 1 else ''}", sec, moves, workers))
+        start = time.perf_counter()
+        pools[workers] = WorkerPool(workers=workers)
+        pools[workers].warm()
+        startups[workers] = time.perf_counter() - start
+    times: dict[str, list[float]] = {"plain": [], "1": [], "2": []}
+    ratios: dict[str, list[float]] = {"1": [], "2": []}
+    cpu_ratios: dict[str, list[float]] = {"1": [], "2": []}
+    moves = 0
+    try:
+        for _ in range(args.rounds):
+            cpu = time.process_time()
+            p_sec, moves = plain(source, seeds, limits)
+            p_cpu = time.process_time() - cpu
+            times["plain"].append(p_sec)
+            for workers in (1, 2):
+                sec, cpu, _ = sandboxed(pools[workers], source, seeds, limits)
+                times[str(workers)].append(sec)
+                ratios[str(workers)].append(sec / p_sec)
+                cpu_ratios[str(workers)].append(cpu / p_cpu)
+    finally:
+        for pool in pools.values():
+            pool.close()
 
-    print(f"reference strategy: {name}; {args.games} games of 2048 (4x4), seeds 0..{args.games - 1}; "
-          f"{os.cpu_count()} CPU cores")
-    print(f"{'setup':34} {'seconds':>8} {'games/s':>9} {'moves/s':>10} {'time vs plain':>14}")
-    for label, sec, moves, _ in rows:
-        print(f"{label:34} {sec:8.2f} {args.games / sec:9.1f} {moves / sec:10.0f} {sec / p_sec:13.2f}x")
-    print(f"worker pool start (warm() before timing): 1 worker {startups[1]:.2f}s, 2 workers {startups[2]:.2f}s")
+    med = statistics.median
+    print(f"reference strategy: {name}; {args.games} games of 2048 (4x4), seeds 0..{args.games - 1}, "
+          f"{args.rounds} rounds side by side; {os.cpu_count()} CPU cores; medians")
+    print(f"{'setup':34} {'seconds':>8} {'games/s':>9} {'moves/s':>10} {'time vs plain':>14} {'per round':>24}")
+    print(f"{'plain in-process (exec, same loop)':34} {med(times['plain']):8.2f} "
+          f"{args.games / med(times['plain']):9.1f} {moves / med(times['plain']):10.0f} {1.0:13.2f}x")
+    for workers in (1, 2):
+        sec = med(times[str(workers)])
+        label = f"sandbox.run, {workers} worker{'s' if workers > 1 else ''}"
+        spread = " ".join(f"{r:.2f}" for r in ratios[str(workers)])
+        print(f"{label:34} {sec:8.2f} {args.games / sec:9.1f} {moves / sec:10.0f} "
+              f"{med(ratios[str(workers)]):13.2f}x {spread:>24}")
+    print("CPU time vs plain (all processes of the pool, children included; steadier on a shared machine): "
+          + ", ".join(f"{w} worker{'s' if w > 1 else ''} {med(cpu_ratios[str(w)]):.2f}x "
+                      f"({' '.join(f'{r:.2f}' for r in cpu_ratios[str(w)])})" for w in (1, 2)))
+    print(f"worker pool start (warm()): 1 worker {startups[1]:.2f}s, 2 workers {startups[2]:.2f}s")
     print(f"GRPO-style group, 8 new programs x 4 seeds, 2 workers: {group_latency(source, limits) * 1000:.0f} ms")
     seconds, flagged = staller_latency(Limits(move_seconds=1.0, game_seconds=10.0))
     print(f"6 programs that stall only when replayed, x 4 seeds, 2 workers: {seconds:.2f} s "

@@ -41,8 +41,9 @@ def test_budgets_and_sections_parse(suite):
 
 def test_rollout_plan_measures_the_largest_batch_first(suite):
     plan = suite._rollout_plan([8, 64, 256])
-    assert [b for b, _ in plan[:3]] == [256] * 3 and plan[3][0] == 8 and len(plan) == 9
-    assert {k for _, k in plan} == {"lean", "hf-dynamic", "hf-static"}
+    assert [b for b, _ in plan[:3]] == [256] * 3 and plan[3][0] == 8 and len(plan) == 10
+    assert {k for _, k in plan[:9]} == {"lean", "hf-dynamic", "hf-static"}
+    assert plan[-1] == (256, "lean-unpacked")  # the GQA packing measured last, at the largest batch
 
 
 def test_rollout_section_writes_the_report(suite, tmp_path, capsys):
