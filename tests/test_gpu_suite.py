@@ -57,7 +57,7 @@ def test_rollout_section_writes_the_report(suite, tmp_path, capsys):
     assert report["anchors"]["grpo"]["trl_s_per_step"] == 18.6
     r = report["sections"]["rollout"]
     assert r["status"] == "ok", r
-    assert {row["backend"] for row in r["rows"]} == {"lean", "hf-dynamic", "hf-static"}
+    assert {row["backend"] for row in r["rows"]} == {"lean", "hf-dynamic", "hf-static", "lean-unpacked"}
     for row in r["rows"]:
         assert row["batch"] == 2 and row["tokens_per_s"] > 0 and row["ms_per_step"] > 0 and row["peak_gib"] > 0
     assert set(r["ratios"]["2"]) == {"lean_vs_hf-dynamic", "lean_vs_hf-static"}
