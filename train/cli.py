@@ -122,6 +122,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from train.loop import train
 
+    _quiet_transformers()
     print(f"train: {safe_text(config.model)} on {safe_text(config.game)}, {config.steps} steps of "
           f"{config.prompts_per_step}x{config.group_size} completions, up to {config.max_new_tokens} new tokens "
           f"-> {safe_text(config.output_dir)}", file=sys.stderr)
@@ -142,6 +143,20 @@ def _train(args: argparse.Namespace) -> int:
     if curves.is_file():
         print(f"curves: {safe_text(curves)}")
     return 130 if summary.interrupted else 0
+
+
+def _quiet_transformers() -> None:
+    """The run's output is our own lines: no loading bars or once-per-run notices from transformers.
+
+    Its errors still show. (The notice seen on CPU runs, "use_cache=True is incompatible with
+    gradient checkpointing", is transformers switching off a cache the training forward does not use.)
+    """
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 # --- eval -------------------------------------------------------------------------------
@@ -350,6 +365,7 @@ def _eval(args: argparse.Namespace) -> int:
     from train.model import load_model
     from train.prompts import build_prompt
 
+    _quiet_transformers()
     model, tokenizer = load_model(model_name, args.dtype, args.device)
     prompt = build_prompt(game, tokenizer, template=template)
     plan = ([("base", False)] if args.base_vs_adapter or not args.adapter else []) + \
