@@ -34,7 +34,7 @@ from RestrictedPython.transformer import IOPERATOR_TO_STR, RestrictingNodeTransf
 from sandbox.policy import INTERNAL_ATTRIBUTES, format_problem, is_internal_attribute
 
 __all__ = ["SAFE_BUILTIN_NAMES", "FORBIDDEN_BUILTIN_NAMES", "FORBIDDEN_EVENTS", "BLOCKED_ATTRIBUTES",
-           "SandboxViolation", "GUARD", "set_allowed_attributes", "make_builtins", "restricted_globals",
+           "SandboxViolation", "GUARD", "set_allowed_attributes", "make_builtins", "needs_snapshots", "restricted_globals",
            "SNAPSHOT_BUILTINS", "StrategyTransformer", "compile_strategy", "LoadError", "load_strategy",
            "describe_exception", "ERROR_CHARS"]
 
@@ -321,12 +321,91 @@ SNAPSHOT_BUILTINS: dict[str, Any] = {
 """The builtins a strategy gets in place of the real ones (see above)."""
 
 
-def make_builtins(names: Any = None) -> dict[str, Any]:
-    """The builtins dict of a strategy: SAFE_BUILTIN_NAMES, narrowed to ``names`` when given."""
+def make_builtins(names: Any = None, snapshots: bool = True) -> dict[str, Any]:
+    """The builtins dict of a strategy: SAFE_BUILTIN_NAMES, narrowed to ``names`` when given.
+
+    ``snapshots=False`` gives the real ``map``, ``filter``... instead of the stand-ins: only for a
+    program in which no callback can grow a list (see :func:`needs_snapshots`).
+    """
     wanted = SAFE_BUILTIN_NAMES if names is None else [n for n in SAFE_BUILTIN_NAMES if n in set(names)]
+    stand_ins = SNAPSHOT_BUILTINS if snapshots else {}
     table: dict[str, Any] = {name: _forbidden(name) for name in FORBIDDEN_BUILTIN_NAMES}
-    table.update((n, SNAPSHOT_BUILTINS.get(n) or getattr(builtins, n)) for n in wanted if n != "print")
+    table.update((n, stand_ins.get(n) or getattr(builtins, n)) for n in wanted if n != "print")
     return table
+
+
+# List methods that grow the list they are called on.
+_GROWING_METHODS = frozenset({"append", "extend", "insert"})
+
+
+def needs_snapshots(tree: ast.Module, name: str = "strategy") -> bool:
+    """Whether a list may grow while a builtin iterates it: then the program gets the stand-ins.
+
+    A list grows during an iteration only through code the iteration runs: a callback of
+    ``map``/``filter``/``max(key=)`` (a lambda or a helper function; the strategy itself cannot
+    be one, that would be recursion), a growing method handed over as the callback itself
+    (``map(xs.append, xs)``), or the consumer of a lazy iterator over the same list
+    (``xs.extend(map(f, xs))``, ``xs += zip(xs)``: both append while they read). So a program
+    is safe with the real builtins when no function but the strategy's own body calls
+    ``append``/``extend``/``insert``, uses ``+=``/``*=`` or assigns to a slice, no growing method
+    is used as a value, and no ``extend``/``+=`` anywhere takes something that may be a lazy
+    iterator (anything but a literal or arithmetic). Conservative (no types are known): a
+    program it flags merely pays for the stand-ins, which cost about twice the builtin per call
+    in every inner step of a strategy.
+    """
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    bound = _bound_names(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in _GROWING_METHODS and id(node) not in called:
+            return True
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "extend" \
+                and any(_may_be_lazy(a, bound) for a in node.args):
+            return True
+        if isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Add) and _may_be_lazy(node.value, bound):
+            return True
+    top = {id(node) for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == name}
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) or id(function) in top:
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr in _GROWING_METHODS:
+                return True
+            if isinstance(node, ast.AugAssign) and isinstance(node.op, (ast.Add, ast.Mult)):
+                return True
+            targets = node.targets if isinstance(node, ast.Assign) else ()
+            if any(isinstance(t, ast.Subscript) and isinstance(t.slice, ast.Slice) for t in targets):
+                return True
+    return False
+
+
+# Builtins that return a number, a string or a bool: never a lazy iterator (unless the program rebinds the name).
+_SCALAR_BUILTINS = frozenset({"len", "sum", "abs", "int", "float", "round", "bool", "str", "pow", "divmod",
+                              "isinstance", "any", "all"})
+
+
+def _bound_names(tree: ast.AST) -> set[str]:
+    """Every name the program binds anywhere (variables, parameters, functions, captures)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            names.add(node.id)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            names.add(node.name)
+    return names
+
+
+def _may_be_lazy(expr: ast.AST, bound: set[str]) -> bool:
+    """Whether ``expr`` may evaluate to a lazy iterator: literals, arithmetic and scalar builtins cannot."""
+    if isinstance(expr, ast.Call):
+        return not (isinstance(expr.func, ast.Name) and expr.func.id in _SCALAR_BUILTINS
+                    and expr.func.id not in bound)
+    return not isinstance(expr, (ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.BinOp, ast.UnaryOp,
+                                 ast.Compare, ast.JoinedStr))
 
 
 def _forbidden(name: str) -> Callable:
@@ -337,12 +416,12 @@ def _forbidden(name: str) -> Callable:
     return forbidden
 
 
-def restricted_globals(builtin_names: Any = None) -> dict[str, Any]:
-    """Fresh globals for a RestrictedPython-compiled strategy module."""
+def restricted_globals(builtin_names: Any = None, snapshots: bool = True) -> dict[str, Any]:
+    """Fresh globals for a RestrictedPython-compiled strategy module (``snapshots``: see :func:`make_builtins`)."""
     from RestrictedPython.Guards import full_write_guard, guarded_iter_unpack_sequence, guarded_unpack_sequence
 
     return {
-        "__builtins__": make_builtins(builtin_names),
+        "__builtins__": make_builtins(builtin_names, snapshots),
         "__name__": "strategy_module",
         "_getattr_": _guarded_getattr,
         "_getitem_": operator.getitem,   # same semantics as RestrictedPython's default, in C
@@ -729,8 +808,9 @@ def load_strategy(source: str, builtin_names: Any = None, restricted: bool = Tru
     except (ValueError, RecursionError, MemoryError) as exc:
         raise LoadError("error", f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]) from None
     if restricted:
+        snapshots = needs_snapshots(tree)  # before compiling: the transformer rewrites the tree in place
         code = compile_strategy(tree)
-        namespace = restricted_globals(builtin_names)
+        namespace = restricted_globals(builtin_names, snapshots=snapshots)
     else:
         code = compile(source, "<strategy>", "exec")
         namespace = {"__name__": "strategy_module"}

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import io
@@ -442,3 +443,25 @@ def test_module_level_helpers_and_constants_run():
     policy = dataclasses.replace(DEFAULT_POLICY)
     assert check(source, policy).ok
     assert run_restricted(source) == (run_plain(source), "")
+
+
+@pytest.mark.parametrize("statement", APPENDING + [
+    "r = list(map(xs.append, xs))",                      # a growing method as the callback itself
+    "f = lambda v: xs.insert(0, v)",
+    "xs.extend(ys := zip(xs))",
+])
+def test_programs_that_may_grow_a_list_while_it_is_read_get_the_stand_ins(statement):
+    from sandbox.restricted import needs_snapshots
+
+    source = f"def strategy(board):\n    xs = [1, 2, 3]\n    {statement}\n    return 'W'\n"
+    assert needs_snapshots(ast.parse(source))
+
+
+def test_programs_that_cannot_grow_a_list_while_it_is_read_get_the_real_builtins():
+    from envs.baselines import SOURCES
+    from sandbox.restricted import needs_snapshots
+
+    # The baselines only build new lists; the strategy's own body may grow its lists with literals.
+    for source in [*SOURCES.values(), "def strategy(board):\n    xs = [1]\n    xs.append(2)\n    xs += [3]\n"
+                   "    n = 0\n    n += len(xs)\n    return 'WASD'[n % 4]\n"]:
+        assert not needs_snapshots(ast.parse(source)), source
