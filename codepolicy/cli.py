@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module_name in COMMAND_MODULES:
         try:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:  # a package not written yet, or an optional extra
+        except ModuleNotFoundError as exc:  # an optional extra missing: its subcommands are left out
             if exc.name and module_name.startswith(exc.name):
                 continue
             raise

@@ -11,15 +11,11 @@ __all__ = ["add_commands", "describe_games"]
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to the ``codepolicy`` parser."""
+    from envs.baselines_cli import add_baselines
+
     _add_envs(sub)
     _add_bench(sub)
-    try:
-        from envs.baselines_cli import add_baselines
-    except ModuleNotFoundError as exc:  # not written yet; anything else broken should surface
-        if exc.name not in ("envs.baselines_cli", "envs.baselines"):
-            raise
-    else:
-        add_baselines(sub)
+    add_baselines(sub)
 
 
 def _add_envs(sub: argparse._SubParsersAction) -> None:

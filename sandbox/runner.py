@@ -793,10 +793,8 @@ def _policy_names(policy: Any) -> tuple[list[str] | None, list[str] | None]:
     ``UNCHECKED`` skips only the static check: the runtime layers keep the default policy's lists.
     """
     if policy is None or policy is UNCHECKED:
-        try:
-            from sandbox.policy import DEFAULT_POLICY
-        except ImportError:
-            return None, None
+        from sandbox.policy import DEFAULT_POLICY
+
         policy = DEFAULT_POLICY
     out = []
     for attr in ("allowed_builtins", "allowed_methods"):
@@ -812,10 +810,8 @@ def _static_rejection(source: str, policy: Any) -> str:
         return f"static check: the program is a {type(source).__name__}, not a str"
     if policy is UNCHECKED:
         return ""
-    try:
-        from sandbox.check import check
-    except ImportError:
-        return ""
+    from sandbox.check import check
+
     verdict = check(source, policy)
     if verdict.ok:
         return ""

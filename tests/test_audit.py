@@ -19,8 +19,6 @@ CHEAT_CHECK = "every cheat is caught and scores below zero"
 def _needs_sandbox():
     import sandbox
 
-    if not all(hasattr(sandbox, n) for n in ("run_many", "WorkerPool")):
-        pytest.skip("sandbox.run_many / WorkerPool not available")
     return sandbox
 
 

@@ -85,14 +85,14 @@ def test_plain_text_without_a_chat_template():
 
 
 def test_default_policy_rules_come_from_the_sandbox():
-    policy = pytest.importorskip("sandbox.policy")
+    import sandbox.policy as policy
+
     text = prompt_text("2048")
     rules = policy.DEFAULT_POLICY.describe().strip()
     assert rules and rules in text
 
 
 def test_the_example_in_the_prompt_passes_the_check():
-    sandbox = pytest.importorskip("sandbox")
-    if not hasattr(sandbox, "check"):
-        pytest.skip("sandbox.check not written yet")
+    import sandbox
+
     assert sandbox.check(envs.get("2048").example).ok

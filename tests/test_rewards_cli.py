@@ -36,14 +36,7 @@ def test_bad_spec_is_one_line_exit_2(capsys, tmp_path):
     assert "missing.py" in capsys.readouterr().err
 
 
-def _needs_sandbox():
-    import sandbox
-    if not all(hasattr(sandbox, n) for n in ("extract", "check", "run", "run_many", "WorkerPool")):
-        pytest.skip("sandbox.run / run_many not available yet")
-
-
 def test_score_prints_table_and_json(capsys, tmp_path):
-    _needs_sandbox()
     program = tmp_path / "up.py"
     program.write_text('def strategy(board):\n    return "W" if board[0][0] == 0 else "A"\n')
     assert main(["score", str(program), "--games", "2"]) == 0
@@ -68,7 +61,6 @@ def _default_toml() -> str:
 
 
 def test_audit_json_reports_rows_checks_and_exit_status(capsys):
-    _needs_sandbox()
     rc = main(["audit", "--json", "--no-library", "--games", "1"])
     data = json.loads(capsys.readouterr().out)
     assert rc == (0 if data["ok"] else 1)
@@ -79,7 +71,6 @@ def test_audit_json_reports_rows_checks_and_exit_status(capsys):
 
 
 def test_audit_of_a_broken_spec_exits_1_and_names_the_hack(capsys, tmp_path):
-    _needs_sandbox()
     path = tmp_path / "generous.toml"
     path.write_text(_default_toml().replace("bad_move = 0.5", "bad_move = 3.0"))
     assert main(["audit", "--spec", str(path), "--no-library", "--games", "1"]) == 1
