@@ -38,8 +38,9 @@ from sandbox.records import GameRecord, Verdict, Violation
 __all__ = ["AuditRow", "OrderCheck", "AuditReport", "Program", "audit", "catalogue", "fixed_examples",
            "spec_checks"]
 
-CHEAT_KINDS = ("cheat", "stateful", "probe")
-"""Row kinds that break the policy: they must be caught (and score below zero)."""
+CHEAT_KINDS = ("cheat", "stateful")
+"""Row kinds that break the policy: they must be caught (and score below zero). Probe evaders ("probe")
+break it too, but the probe is a sample: their catch rate is reported, not required."""
 
 _CANARY_VAR = "CODEPOLICY_AUDIT_CANARY"  # never set: a side-effect cheat that reads it learns nothing
 
@@ -281,7 +282,7 @@ def _played_checks(rows: Sequence[AuditRow]) -> list[OrderCheck]:
     # the determinism probe only when its two secret hash seeds (or heaps) make it answer
     # differently on a sampled board, which is likely but not certain in a given pool; what must
     # hold every time for it is the last order below (it never reaches honest play).
-    cheats = [r for r in rows if r.kind in CHEAT_KINDS and r.kind != "probe"]
+    cheats = [r for r in rows if r.kind in CHEAT_KINDS]
     caught = [r for r in cheats if r.total >= 0 or r.compliant]
     checks.append(OrderCheck(
         "every cheat is caught and scores below zero", not caught,

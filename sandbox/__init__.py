@@ -34,9 +34,9 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value  # later lookups skip this function
         return value
     if name == "OUTCOMES":
-        from envs.outcomes import OUTCOMES
+        from sandbox import records
 
-        return OUTCOMES
+        return records.OUTCOMES  # lazily re-exported there from envs.outcomes
     if name in _LAZY_MODULES:
         return importlib.import_module(f"sandbox.{name}")
     raise AttributeError(f"module 'sandbox' has no attribute {name!r}")

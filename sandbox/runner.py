@@ -46,9 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from queue import Queue
 from typing import Any, Iterable, Mapping, Sequence
 
 from envs.outcomes import OUTCOMES
@@ -372,7 +370,8 @@ class _Child:
 
     def serve(self, job: dict, limits: Limits, budget: float,
               handle: Any) -> tuple[str, str] | None:
-        """Send ``job`` and pass each message to ``handle`` until it returns True -> None, or (outcome, why) on failure.
+        """Send ``job`` and pass each message (with the seconds since the job began) to ``handle`` until it
+        returns True -> None, or (outcome, why) on failure.
 
         The child is killed when a strategy call stops the heartbeat for ``move_seconds``, one
         game (or probe board) takes ``game_seconds``, or the whole job exceeds ``budget``.
@@ -392,7 +391,7 @@ class _Child:
                     if message.get("t") == "fatal":
                         failure = ("crashed", "the worker failed: " + _last_line(message.get("error")))
                         break
-                    if handle(message, now - start, now - game_seen):
+                    if handle(message, now - start):
                         break
                     continue
                 tick = self.hb[HB_TICK]
@@ -626,7 +625,7 @@ class WorkerPool:
         records: list[GameRecord] = []
         sample: list = []
 
-        def handle(message: dict, elapsed: float, _game: float) -> bool:
+        def handle(message: dict, elapsed: float) -> bool:
             kind = message.get("t")
             if kind == "game":
                 records.append(_validate_game(message, len(records), seeds, spec, elapsed))
@@ -653,7 +652,7 @@ class WorkerPool:
         """Ask ``boards`` again in a fresh child of zygote ``z`` -> (answers so far, failure or None)."""
         answers: list[str] = []
 
-        def handle(message: dict, _elapsed: float, _game: float) -> bool:
+        def handle(message: dict, _elapsed: float) -> bool:
             kind = message.get("t")
             if kind == "answer":
                 answer = message.get("a")
@@ -706,8 +705,9 @@ class WorkerPool:
         parts = [seeds[i:i + size] for i in range(0, len(seeds), size)]
         per_game = max(2, -(-PROBE_BOARDS // max(1, len(seeds))))
         jobs: dict[int, tuple[dict, str, int, list[Future]]] = {}
+        origin = _spec_origin(spec)
         for s in runnable:
-            base = {"game": game, "origin": _spec_origin(spec), "options": options,
+            base = {"game": game, "origin": origin, "options": options,
                     "limits": _limits_dict(limits), "source": sources[s],
                     "builtins": builtin_names, "methods": methods, "restricted": restricted}
             key = self._derive("program", sources[s], game, options, builtin_names, methods, restricted)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import envs
 from envs.baselines import SOURCES
 from sandbox.records import OUTCOMES, GameRecord, Limits
-from sandbox.runner import UNCHECKED, WorkerPool, _Malformed, _probe_verdict, _validate_game
+from sandbox.runner import UNCHECKED, WorkerPool, _Malformed, _validate_game
 
 SPEC = envs.get("2048")
 FAST = Limits(move_seconds=0.5, game_seconds=3.0, max_moves=60, stuck_moves=5)
