@@ -457,7 +457,7 @@ def section_learn(args: argparse.Namespace, out: Partial, deadline: float) -> No
     run_dir = Path(args.out).resolve() / "learn-run"
     values: dict[str, Any] = dict(
         steps=args.learn_steps, prompts_per_step=8, group_size=8, max_new_tokens=args.new_tokens,
-        lr=2e-5, schedule="constant", warmup_steps=0, grad_accum=4, kl_beta=0.04, seeds_per_eval=4,
+        lr=2e-5, schedule="constant", warmup_steps=0, grad_accum=4, kl_beta=0.04, games_per_completion=4,
         save_interval=0, eval_interval=0, rollout_backend="lean", output_dir=str(run_dir), log_interval=1,
         device=args.device, dtype="bfloat16" if args.device.startswith("cuda") else "float32",
         gradient_checkpointing=False, seed=0)
@@ -465,7 +465,7 @@ def section_learn(args: argparse.Namespace, out: Partial, deadline: float) -> No
     if args.tiny:
         from train.model import tiny_model_and_tokenizer
 
-        values.update(prompts_per_step=2, group_size=2, grad_accum=1, seeds_per_eval=1)
+        values.update(prompts_per_step=2, group_size=2, grad_accum=1, games_per_completion=1)
         model, tok = tiny_model_and_tokenizer(0)
         model = model.to(args.device)
         out["model"] = "tiny random (2 layers, hidden 64)"

@@ -130,7 +130,8 @@ def toy_reward(tokenizer):
 def run_ours(args, tokenizer, dtype) -> list[dict]:
     """Our loop's grpo_step, ``args.steps`` times (plus one warm-up step); per-step metrics."""
     from train.config import make_config
-    from train.loop import add_lora, grpo_step, make_optimizer
+    from train.loop import grpo_step
+    from train.policy import add_lora, make_optimizer
     from train.rollout import make_backend
 
     cfg = make_config(dict(

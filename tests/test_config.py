@@ -103,7 +103,7 @@ def test_every_field_is_documented_and_help_shows_it():
     parser = build_parser()
     train = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "train")[1]
     text = train.format_help()
-    assert field_doc("seeds_per_eval").split()[0] in text
+    assert field_doc("games_per_completion").split()[0] in text
     for name in ("loss_variant", "rollout_backend", "advantage_scale"):
         action = next(a for a in train._actions if a.dest == f"cfg_{name}")
         assert action.choices, name

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from train.config import make_config
-from train.loop import add_lora, train
+from train.loop import train
+from train.policy import add_lora
 from train.model import tiny_model_and_tokenizer
 from train.rollout import LeanBackend, SamplingParams
 
@@ -88,7 +89,7 @@ def test_bf16_grpo_steps(tmp_path, fresh_dynamo):
         return out
 
     cfg = make_config(dict(steps=2, group_size=4, prompts_per_step=2, max_new_tokens=8, lr=1e-2, lora_rank=4,
-                           lora_alpha=8, save_interval=0, output_dir=str(tmp_path / "run"), seeds_per_eval=1,
+                           lora_alpha=8, save_interval=0, output_dir=str(tmp_path / "run"), games_per_completion=1,
                            grad_accum=1, gradient_checkpointing=False, kl_beta=0.04, rollout_backend="lean",
                            rollout_compile_backend=COMPILE_BACKEND or ""))
     summary = train(cfg, reward_fn, model, tok, prompts=PROMPTS, progress=False)

@@ -8,10 +8,14 @@ import signal
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from rewards import load_spec
 from rewards.records import Breakdown
-from train.config import make_config
-from train.loop import add_lora, step_plan, train
+from train.config import HELD_OUT_SEED_BASE, held_out_seeds, make_config
+from train.loop import step_plan, train
+from train.policy import add_lora
 from train.model import tiny_model_and_tokenizer
 
 PROMPTS = ["def strategy(board):", "board = [[2, 4, 8, 16], [0, 0, 2, 2]]\nmove"]
@@ -19,7 +23,7 @@ PROMPTS = ["def strategy(board):", "board = [[2, 4, 8, 16], [0, 0, 2, 2]]\nmove"
 
 def _config(tmp_path, **kw):
     base = dict(steps=3, group_size=4, prompts_per_step=2, max_new_tokens=8, lr=1e-2, lora_rank=4,
-                lora_alpha=8, save_interval=2, output_dir=str(tmp_path / "run"), seeds_per_eval=2,
+                lora_alpha=8, save_interval=2, output_dir=str(tmp_path / "run"), games_per_completion=2,
                 grad_accum=1, gradient_checkpointing=False)
     return make_config(base | kw)
 
@@ -88,11 +92,38 @@ def test_reference_is_the_base_model_with_the_adapter_disabled():
 
 
 def test_step_plan_depends_only_on_seed_and_step():
-    cfg = make_config({"prompts_per_step": 3, "seeds_per_eval": 2})
+    cfg = make_config({"prompts_per_step": 3, "games_per_completion": 2})
     assert step_plan(cfg, 4, 5) == step_plan(cfg, 4, 5)
     assert step_plan(cfg, 4, 5) != step_plan(cfg, 5, 5)
     plan = step_plan(cfg, 0, 5)
-    assert len(plan.prompt_indices) == 3 and all(len(s) == 2 for s in plan.eval_seeds)
+    assert len(plan.prompt_indices) == 3 and all(len(s) == 2 for s in plan.game_seeds)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 10**6), st.integers(0, 8))
+def test_training_games_are_never_held_out_games(seed, step, games):
+    cfg = make_config({"seed": seed, "games_per_completion": games, "prompts_per_step": 3})
+    plan = step_plan(cfg, step, 2)
+    drawn = {s for group in plan.game_seeds for s in group}
+    assert drawn and all(0 <= s < HELD_OUT_SEED_BASE for s in drawn)
+    expected = games or load_spec(None, game="2048").games  # 0: the reward spec's games
+    assert all(len(group) == expected for group in plan.game_seeds)
+
+
+def test_a_step_with_an_evaluation_is_logged_whatever_the_log_interval(tmp_path):
+    model, tok = tiny_model_and_tokenizer(0)
+    seen = []
+
+    def reward_fn(completions, *, seeds):
+        seen.append(tuple(seeds))
+        return _low_id_reward(tok)(completions, seeds)
+
+    cfg = _config(tmp_path, steps=3, log_interval=2, eval_interval=2, eval_samples=4, save_interval=0)
+    summary = train(cfg, reward_fn, model, tok, prompts=PROMPTS, progress=False)
+    steps = {h["step"]: h for h in summary.history}
+    assert sorted(steps) == [0, 1, 2]  # 0 and 2 by the interval, 1 for its evaluation
+    assert "eval/reward_mean" in steps[1] and "eval/reward_mean" not in steps[0]
+    assert tuple(held_out_seeds(2)) in seen  # the evaluation played the held-out games
 
 
 def test_ctrl_c_saves_and_resume_reproduces_the_uninterrupted_run(tmp_path):
@@ -140,25 +171,12 @@ def test_reward_rises_on_a_toy_task(tmp_path):
     assert last > first + 0.3, r  # measured: ~0.05 -> ~1.0
 
 
-def test_micro_batches_never_straddle_two_prompts():
-    from train.loop import _micro_batches, _prompt_runs
-
-    ids = torch.tensor([[0, 5, 6]] * 3 + [[7, 8, 9]] * 4 + [[0, 5, 6]] * 2)
-    mask = (ids != 0).long()
-    runs = _prompt_runs(ids, mask)
-    assert runs == [0, 3, 7, 9]
-    assert _micro_batches(runs, 2) == [(0, 2), (2, 3), (3, 5), (5, 7), (7, 9)]
-    assert _micro_batches(runs, 9) == [(0, 3), (3, 7), (7, 9)]
-    one = _prompt_runs(ids[:3], mask[:3])
-    assert _micro_batches(one, 8) == [(0, 3)]
-
-
 def test_one_prompt_runs_once_per_micro_batch_in_the_loop(tmp_path, monkeypatch):
-    import train.grpo as grpo
+    import train.logprobs as logprobs
 
     calls = []
-    real = grpo._prefix_forward
-    monkeypatch.setattr(grpo, "_prefix_forward", lambda *a: calls.append(1) or real(*a))
+    real = logprobs._prefix_forward
+    monkeypatch.setattr(logprobs, "_prefix_forward", lambda *a: calls.append(1) or real(*a))
     model, tok = tiny_model_and_tokenizer(0)
     cfg = _config(tmp_path, steps=1, save_interval=0, grad_accum=2, kl_beta=0.05, num_iterations=2)
     summary = train(cfg, _low_id_reward(tok), model, tok, prompts=PROMPTS[:1], progress=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.grpo import batched_logprobs
+from train.logprobs import batched_logprobs
 from train.model import tiny_model_and_tokenizer
 from train.rollout import (
     HFBackend,
@@ -156,7 +156,7 @@ def test_make_backend_falls_back_with_a_message(tiny, capsys):
 def _policy(seed=0, rank=4):
     """The tiny model wrapped in a non-zero LoRA adapter (what the compiled step runs in training)."""
     from train.config import make_config
-    from train.loop import add_lora
+    from train.policy import add_lora
 
     model, tok = tiny_model_and_tokenizer(seed)
     policy = add_lora(model, make_config({"lora_rank": rank, "lora_alpha": 2 * rank,

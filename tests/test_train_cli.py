@@ -8,7 +8,7 @@ import pytest
 
 from codepolicy.cli import main
 from rewards.records import Breakdown
-from train import cli as tcli
+from train import evaluate as tevaluate
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +42,10 @@ def test_light_import():
 
 
 def test_parse_seeds():
-    assert tcli.parse_seeds("5-7, 10") == [5, 6, 7, 10]
+    assert tevaluate.parse_seeds("5-7, 10") == [5, 6, 7, 10]
     for bad in ("x", "7-5", ""):
         with pytest.raises(ValueError, match="--seeds"):
-            tcli.parse_seeds(bad)
+            tevaluate.parse_seeds(bad)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -85,7 +85,7 @@ def test_train_resume_and_eval_end_to_end(tmp_path, tiny_dir, monkeypatch, capsy
     assert main(["plot", str(run)]) == 0
     assert capsys.readouterr().out.strip().endswith("curves.png")
 
-    monkeypatch.setattr(tcli, "_reward_fn", lambda game, spec, seeds: _toy)
+    monkeypatch.setattr(tevaluate, "_reward_fn", lambda game, spec: _toy)
     report = tmp_path / "eval.json"
     assert main(["eval", "--adapter", str(run), "--base-vs-adapter", "--samples", "3", "--batch-size", "2",
                  "--seeds", "1-2", "--max-new-tokens", "5", "--json", str(report)]) == 0
@@ -101,14 +101,14 @@ def test_eval_samples_are_reproducible(tiny_dir):
     from train.model import load_model
 
     model, tok = load_model(str(tiny_dir), device="cpu")
-    a = tcli.sample_completions(model, tok, "def strategy", 3, max_new_tokens=4, seed=5, batch_size=2)
-    b = tcli.sample_completions(model, tok, "def strategy", 3, max_new_tokens=4, seed=5, batch_size=2)
+    a = tevaluate.sample_completions(model, tok, "def strategy", 3, max_new_tokens=4, seed=5, batch_size=2)
+    b = tevaluate.sample_completions(model, tok, "def strategy", 3, max_new_tokens=4, seed=5, batch_size=2)
     assert a == b and len(a) == 3
 
 
 def test_summarize_and_report():
-    report = tcli.summarize(_toy(["AAAA", "def x: A", ""]))
+    report = tevaluate.summarize(_toy(["AAAA", "def x: A", ""]))
     assert report["samples"] == 3 and report["reward_max"] == 1.0 and report["format_ok"] == pytest.approx(1 / 3)
     assert report["max_tile_counts"] == {"0": 3} and report["best_source"] == "AAAA"
-    table = tcli.format_report({"base": report, "adapter": report})
+    table = tevaluate.format_report({"base": report, "adapter": report})
     assert table.splitlines()[0].split() == ["base", "adapter"] and "max tile none" in table

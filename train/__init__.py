@@ -1,4 +1,10 @@
-"""GRPO training of LLMs that write strategy programs: model, prompts, rollouts, losses, loop, monitoring.
+"""GRPO training of LLMs that write strategy programs.
+
+In data-flow order: ``prompts`` (what the model reads), ``model`` (loading it), ``rollout`` (sampling
+completions), then the rewards package scores them, ``grpo`` (advantages and the loss) over
+``logprobs`` (the log-probs it differentiates), ``policy`` (LoRA, optimizer), ``loop`` (one step and
+the run), ``evaluate`` (held-out figures), ``checkpoint`` and ``monitor`` (what a run leaves behind);
+``config`` holds every setting, ``cli`` the commands.
 
 ``import train`` stays light (no torch): the public names below are imported on first use.
 """
@@ -14,6 +20,7 @@ _EXPORTS = {
     "load_model": "train.model", "resolve_model": "train.model", "tiny_model_and_tokenizer": "train.model",
     "DEFAULT_MODEL": "train.model",
     "build_prompt": "train.prompts",
+    "evaluate_models": "train.evaluate", "evaluate_policy": "train.evaluate",
     "save_checkpoint": "train.checkpoint", "load_latest": "train.checkpoint",
     "RunLogger": "train.monitor", "plot_run": "train.monitor", "read_metrics": "train.monitor",
 }

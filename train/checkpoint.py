@@ -40,6 +40,8 @@ __all__ = [
     "latest_checkpoint",
     "rng_state",
     "set_rng_state",
+    "training_state",
+    "restore_training_state",
 ]
 
 CHECKPOINT_DIR = "checkpoints"
@@ -249,3 +251,39 @@ def set_rng_state(state: dict) -> None:
         else:
             warnings.warn(f"checkpoint has RNG states for {len(cuda)} GPUs, this machine has "
                           f"{torch.cuda.device_count()}; CUDA RNG not restored", RuntimeWarning, stacklevel=2)
+
+
+# --- what a training run stores ---------------------------------------------------------
+
+
+def training_state(policy: Any, optimizer: Any, scheduler: Any, config: Any, step: int) -> dict:
+    """The state a run saves after ``step`` steps: adapter, its config, optimizer, schedule, RNGs, config."""
+    import dataclasses
+
+    from peft import get_peft_model_state_dict
+
+    adapter_config = policy.peft_config["default"].to_dict()
+    adapter_config = {k: (sorted(v) if isinstance(v, (set, frozenset)) else v) for k, v in adapter_config.items()}
+    return {
+        "step": step,
+        "data_position": step,  # the batch of step s depends only on (seed, s)
+        "adapter": {k: v.detach().cpu() for k, v in get_peft_model_state_dict(policy).items()},
+        "adapter_config": adapter_config,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
+        "config": dataclasses.asdict(config),
+    }
+
+
+def restore_training_state(state: dict, policy: Any, optimizer: Any, scheduler: Any) -> int:
+    """Load a :func:`training_state` into the run's objects; returns the step to continue from."""
+    from peft import set_peft_model_state_dict
+
+    device = next(policy.parameters()).device
+    set_peft_model_state_dict(policy, {k: v.to(device) for k, v in state["adapter"].items()})
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if "rng" in state:
+        set_rng_state(state["rng"])
+    return int(state["data_position"] if "data_position" in state else state["step"])

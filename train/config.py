@@ -31,6 +31,9 @@ __all__ = [
     "with_run_dir",
     "field_doc",
     "field_choices",
+    "TRAIN_SEED_LIMIT",
+    "HELD_OUT_SEED_BASE",
+    "held_out_seeds",
 ]
 
 LOSS_VARIANTS = ("grpo", "dr_grpo", "dapo", "gspo")
@@ -39,6 +42,22 @@ ROLLOUT_BACKENDS = ("auto", "hf", "lean", "vllm")
 SCHEDULES = ("constant", "linear", "cosine")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
+
+
+# Game seeds. Training draws every step's seeds from [0, TRAIN_SEED_LIMIT); held-out evaluation plays
+# seeds from HELD_OUT_SEED_BASE up, so no evaluation game was ever a training game.
+TRAIN_SEED_LIMIT = 2**31 - 1
+HELD_OUT_SEED_BASE = 2**31
+
+# Keys that were renamed: an old config file (or a run dir's config.toml) still loads.
+_RENAMED = {"seeds_per_eval": "games_per_completion"}
+
+
+def held_out_seeds(n: int, offset: int = 0) -> list[int]:
+    """``n`` held-out game seeds (never drawn in training), from ``HELD_OUT_SEED_BASE + offset`` on."""
+    if n < 1 or offset < 0:
+        raise ValueError(f"held_out_seeds: need n >= 1 and offset >= 0, got n={n}, offset={offset}")
+    return [HELD_OUT_SEED_BASE + offset + k for k in range(n)]
 
 
 def _f(default: Any, doc: str) -> Any:
@@ -73,8 +92,8 @@ class TrainConfig:
     warmup_steps: int = _f(0, "steps of linear warm-up from 0 to lr")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     max_grad_norm: float = _f(1.0, "gradient-norm clip")
-    # A step of the cpu preset takes 31-45 s on 2 CPU cores (README, The default run on CPU): 18 steps make
-    # a run of 10 to 15 minutes.
+    # 18 steps of the cpu preset make a run of 10 to 15 minutes on 2 CPU cores (measured step times: README,
+    # "The default run on CPU").
     steps: int = _f(18, "optimizer steps of the run (each samples a fresh batch)")
     # The prompt is shared by every row, so it runs once per micro-batch (batch 1) and only the
     # completions run at batch 8: the whole batch in one micro-batch, ~4 GB peak RSS with checkpointing.
@@ -87,10 +106,11 @@ class TrainConfig:
     loss_variant: str = _f("grpo", "how token losses are averaged (grpo, dr_grpo, dapo) or gspo's sequence ratio")
     advantage_scale: str = _f("group", "advantage divided by the group's std (group), the batch's (batch), "
                                        "or not at all (none: Dr. GRPO)")
-    # Rewards: a RewardSpec TOML ("" = the game's default spec) and games per completion.
+    # Rewards: a RewardSpec TOML ("" = the game's default spec) and games per completion. Two games keep a
+    # CPU step short; the spec's own `games` (8 by default) is the better estimate where time allows.
     reward_spec: str = _f("", "RewardSpec TOML (empty: the game's default spec, rewards/default_<game>.toml)")
-    seeds_per_eval: int = _f(2, "seeded games each completion plays in training and evaluation (common to its "
-                                "group); the spec's own `games` is not used here")
+    games_per_completion: int = _f(2, "seeded games each completion plays, in training and held-out evaluation "
+                                      "(its whole group plays the same ones); 0: the reward spec's `games`")
     # Hardware.
     dtype: str = _f("auto", "weights' dtype (auto: bfloat16 on a GPU, float32 on the CPU; float16 is refused "
                             "for training)")
@@ -141,7 +161,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "grad_accum": 4,
         "gradient_checkpointing": False,
         "kl_beta": 0.04,
-        "seeds_per_eval": 4,
+        "games_per_completion": 4,
         "dtype": "bfloat16",
         "device": "cuda",
         "save_interval": 25,
@@ -170,7 +190,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "clip_eps_low": (0.0, 1.0, True, False),
     "clip_eps_high": (0.0, None, True, True),
     "kl_beta": (0.0, None, True, True),
-    "seeds_per_eval": (1, None, True, True),
+    "games_per_completion": (0, None, True, True),
     "vllm_gpu_memory_utilization": (0.0, 1.0, False, True),
     "log_interval": (1, None, True, True),
     "save_interval": (0, None, True, True),
@@ -287,6 +307,7 @@ def make_config(values: Mapping[str, Any] | None = None, *, preset: str = "cpu",
     types_ = _field_types()
     merged: dict[str, Any] = dict(PRESETS[preset])
     for key, value in (values or {}).items():
+        key = _RENAMED.get(key, key)
         if key not in types_:
             raise ValueError(f"unknown config key '{key}' in {source}")
         merged[key] = value

@@ -37,7 +37,8 @@ from typing import Any, Callable, Collection, Iterator, Sequence
 
 import torch
 
-from train.grpo import batched_logprobs, cache_keyword, position_ids_from_mask
+from train.compat import cache_keyword, kv_cache_unsupported
+from train.logprobs import batched_logprobs, position_ids_from_mask
 
 __all__ = [
     "SamplingParams",
@@ -281,21 +282,6 @@ def _bucket(x: int, buckets: Sequence[int]) -> int:
     return int(math.ceil(x / step) * step)
 
 
-def lean_supported(model: Any) -> str | None:
-    """None if LeanBackend can drive this model, else the reason it cannot."""
-    cfg = getattr(model, "config", None)
-    if cfg is None:
-        return "the model has no config"
-    impl = getattr(cfg, "_attn_implementation", "sdpa")
-    if impl not in ("sdpa", "eager"):
-        return f"attention implementation {impl!r} does not take a 4D mask (use sdpa or eager)"
-    text_cfg = cfg.get_text_config(decoder=True) if hasattr(cfg, "get_text_config") else cfg
-    layer_types = getattr(text_cfg, "layer_types", None) or []
-    if any(t != "full_attention" for t in layer_types):
-        return "the model has sliding-window or linear-attention layers"
-    return None
-
-
 # ----------------------------------------------------------------------------- grouped-query decode attention
 
 # The decode step needs a mask (the static cache holds slots not written yet), and with a mask transformers'
@@ -407,7 +393,7 @@ class LeanBackend(RolloutBackend):
                  prompt_bucket: int = 64, check_every: int = 16, share_prompt: bool = True,
                  compile_backend: str | Callable[..., Any] | None = None, pack_gqa: bool = True):
         super().__init__(model, tokenizer)
-        why = lean_supported(model)
+        why = kv_cache_unsupported(model)
         if why is not None:
             raise ValueError(f"lean rollout backend: {why}")
         on_gpu = self.device.type == "cuda"
@@ -842,7 +828,7 @@ def make_backend(name: str, model: Any, tokenizer: Any, *, compile: bool = True,
             _say(f"{why}; using the transformers backend instead")
         name = "lean"
     if name == "lean":
-        why = lean_supported(model)
+        why = kv_cache_unsupported(model)
         if why is None:
             return LeanBackend(model, tokenizer, compile=compile and (on_gpu or compile_backend is not None),
                                compile_backend=compile_backend)

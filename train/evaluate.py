@@ -1,0 +1,254 @@
+"""Held-out evaluation: sample a model's programs, score them on games training never plays, report.
+
+Two users, one code path for the figures (``train.metrics.reward_figures``):
+
+- the training loop's periodic check, :func:`evaluate_policy` (figures prefixed ``eval/``);
+- ``codepolicy eval``, :func:`evaluate_models`: a model, optionally with a trained LoRA adapter
+  (``--adapter RUN_DIR``), optionally beside its base (``--base-vs-adapter``): the same prompt, the
+  same sampling seed and the same game seeds for both, so the difference is the adapter's.
+
+Held-out game seeds follow one convention (``train.config.held_out_seeds``): from 2**31 up, a range
+training never draws from.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from sandbox.text import safe_text  # program text and input names on the terminal
+from train.config import TrainConfig, held_out_seeds
+from train.metrics import best_index, max_tile_counts, reward_figures
+
+if TYPE_CHECKING:
+    from rewards import Breakdown, RewardFn
+    from train.rollout import RolloutBackend
+
+__all__ = [
+    "evaluate_policy",
+    "evaluate_models",
+    "parse_seeds",
+    "resolve_adapter",
+    "attach_adapter",
+    "sample_completions",
+    "summarize",
+    "format_report",
+]
+
+
+def evaluate_policy(policy: Any, backend: "RolloutBackend", config: TrainConfig, prompts: Sequence[str],
+                    reward_fn: "RewardFn", samples: int | None = None, seed: int = 1_000_003) -> dict[str, float]:
+    """Sample ``samples`` completions of the first prompt, score them on held-out games; figures as ``eval/*``."""
+    import torch
+
+    from train.loop import resolve_games
+    from train.policy import autocast
+    from train.rollout import SamplingParams
+
+    n = samples or config.eval_samples
+    policy.eval()
+    sampling = SamplingParams(config.max_new_tokens, config.temperature, config.top_p)
+    with torch.no_grad(), autocast(policy):
+        rollout = backend.generate([prompts[0]], n, sampling, seed)
+    breakdowns = reward_fn(list(rollout.texts), seeds=held_out_seeds(resolve_games(config)))
+    return {f"eval/{k}": v for k, v in reward_figures(breakdowns).items()}
+
+
+# ----------------------------------------------------------------------------- codepolicy eval
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from 'A-B' (inclusive range) and/or comma-separated integers; ValueError naming the bad part."""
+    seeds: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            if sep and lo:
+                a, b = int(lo), int(hi)
+                if b < a:
+                    raise ValueError
+                seeds.extend(range(a, b + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise ValueError(f"--seeds: {part!r} is not a seed or an A-B range of seeds") from None
+    if not seeds:
+        raise ValueError("--seeds: give at least one seed")
+    return seeds
+
+
+def resolve_adapter(path: str | Path) -> tuple[Path | None, dict, dict | None]:
+    """(PEFT adapter folder or None, the run's config dict, checkpoint state when the adapter is only in it).
+
+    ``path`` may be a run dir (its newest checkpoint), a checkpoint folder, or a PEFT adapter folder.
+    """
+    from train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+
+    folder = Path(path)
+    if not folder.exists():
+        raise FileNotFoundError(f"adapter {str(path)!r} does not exist")
+    if (folder / "adapter_config.json").is_file():
+        return folder, {}, None
+    checkpoint = folder if (folder / "meta.json").is_file() else latest_checkpoint(folder)
+    if checkpoint is None:
+        raise ValueError(f"adapter {str(path)!r} is neither a PEFT adapter folder nor a run dir with a checkpoint")
+    state = load_checkpoint(checkpoint)
+    config = state.get("config") or {}
+    if (checkpoint / "adapter" / "adapter_config.json").is_file():
+        return checkpoint / "adapter", config, None
+    if not isinstance(state.get("adapter"), dict) or not isinstance(state.get("adapter_config"), dict):
+        raise CheckpointError(f"checkpoint {str(checkpoint)!r} holds no LoRA adapter and no adapter_config")
+    return None, config, state
+
+
+def attach_adapter(model: Any, adapter_dir: Path | None, state: dict | None) -> Any:
+    """``model`` with the LoRA adapter of ``resolve_adapter``'s result attached, in eval mode."""
+    from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+
+    if adapter_dir is not None:
+        policy = PeftModel.from_pretrained(model, str(adapter_dir))
+    else:
+        lora = LoraConfig(**{k: v for k, v in state["adapter_config"].items()
+                             if k in {f.name for f in dataclasses.fields(LoraConfig)}})
+        policy = get_peft_model(model, lora)
+        set_peft_model_state_dict(policy, state["adapter"])
+    policy.eval()
+    return policy
+
+
+def sample_completions(model: Any, tokenizer: Any, prompt: str, n: int, *, max_new_tokens: int = 256,
+                       temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 16,
+                       backend: str = "hf") -> list[str]:
+    """``n`` sampled completions of ``prompt``, ``batch_size`` at a time; the same seed gives the same samples."""
+    import torch
+
+    from train.rollout import SamplingParams, make_backend
+
+    sampler = make_backend(backend, model, tokenizer, compile=False, record_logprobs=False)
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+    texts: list[str] = []
+    try:
+        with torch.no_grad():
+            for chunk, start in enumerate(range(0, n, batch_size)):
+                size = min(batch_size, n - start)
+                texts.extend(sampler.generate([prompt], size, params, seed * 1_000_003 + chunk).texts)
+    finally:
+        sampler.close()
+    return texts
+
+
+def summarize(breakdowns: Sequence["Breakdown"]) -> dict[str, Any]:
+    """A model's report: :func:`train.metrics.reward_figures`, the max-tile distribution and its best program."""
+    best = best_index(breakdowns)
+    return {
+        "samples": len(breakdowns),
+        **reward_figures(breakdowns),
+        "max_tile_counts": max_tile_counts(breakdowns),
+        "best_total": float(breakdowns[best].total) if best is not None else float("nan"),
+        "best_source": breakdowns[best].source if best is not None else None,
+    }
+
+
+def format_report(reports: dict[str, dict[str, Any]]) -> str:
+    """The summaries of one or more models as a side-by-side text table."""
+    names = list(reports)
+    rows: list[tuple[str, list[str]]] = []
+    nan = float("nan")
+
+    def row(label: str, fn: Callable[[dict], str]) -> None:
+        rows.append((label, [fn(reports[n]) for n in names]))
+
+    row("samples", lambda r: str(r["samples"]))
+    row("reward mean ± std", lambda r: f"{r.get('reward_mean', nan):.3f} ± {r.get('reward_std', nan):.3f}")
+    row("reward median / max", lambda r: f"{r.get('reward_median', nan):.3f} / {r.get('reward_max', nan):.3f}")
+    row("extractable function", lambda r: f"{100 * r.get('format_ok', 0.0):.0f}%")
+    row("passes check (compliant)", lambda r: f"{100 * r.get('compliance', 0.0):.0f}%")
+    row("played", lambda r: f"{100 * r.get('played', 0.0):.0f}%")
+    row("mean score (played)", lambda r: f"{r.get('score_mean_played', 0.0):.0f}")
+    row("best max tile", lambda r: str(int(r.get("max_tile", 0))))
+    for key in sorted({k for r in reports.values() for k in r if k.startswith("rule/")}):
+        row(f"rule {safe_text(key[5:])}", lambda r, k=key: f"{r.get(k, nan):.3f}")
+    tiles = sorted({int(t) for r in reports.values() for t in r["max_tile_counts"]})
+    for t in tiles:
+        row(f"max tile {t if t else 'none'}", lambda r, k=str(t): str(r["max_tile_counts"].get(k, 0)))
+    width = max(len(label) for label, _ in rows)
+    cols = [max(len(n), *(len(v[i]) for _, v in rows)) for i, n in enumerate(names)]
+    lines = [" " * width + "  " + "  ".join(n.rjust(c) for n, c in zip(names, cols))]
+    lines += [label.ljust(width) + "  " + "  ".join(v.rjust(c) for v, c in zip(vals, cols)) for label, vals in rows]
+    return "\n".join(lines)
+
+
+def _reward_fn(game: str, spec_path: str | None) -> "RewardFn":
+    import rewards
+
+    return rewards.group_reward_fn(game, rewards.load_spec(spec_path or None, game=game))
+
+
+def evaluate_models(*, model: str | None = None, adapter: str | None = None, base_vs_adapter: bool = False,
+                    samples: int = 16, seeds: Sequence[int] | None = None, game: str | None = None,
+                    template: str | None = None, spec: str | None = None, max_new_tokens: int | None = None,
+                    temperature: float | None = None, top_p: float | None = None, batch_size: int = 16,
+                    seed: int = 0, backend: str = "hf", dtype: str = "auto", device: str = "auto") -> dict[str, Any]:
+    """Sample and score a model (and/or its adapter) on held-out games; the result ``codepolicy eval`` prints.
+
+    Settings left None come from the adapter's run (its config), else the defaults: SmolLM2-135M, 2048,
+    the default template and spec, 256 new tokens, temperature 1, and ``held_out_seeds`` as many as the
+    run's games per completion (else the spec's ``games``). Returns a JSON-ready dict: the settings,
+    ``reports`` (name -> :func:`summarize`) and ``samples`` (name -> every completion with its scores).
+    """
+    if samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {samples}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    if base_vs_adapter and not adapter:
+        raise ValueError("--base-vs-adapter needs --adapter RUN_DIR")
+    adapter_dir, run_config, state = resolve_adapter(adapter) if adapter else (None, {}, None)
+
+    def pick(value: Any, key: str, fallback: Any) -> Any:
+        if value is not None:
+            return value
+        got = run_config.get(key)
+        return got if got not in (None, "") else fallback
+
+    model_name = pick(model, "model", "smollm2-135m")
+    game = pick(game, "game", "2048")
+    template = pick(template, "prompt_template", "default")
+    spec_path = pick(spec, "reward_spec", None)
+    sampling = dict(max_new_tokens=int(pick(max_new_tokens, "max_new_tokens", 256)),
+                    temperature=float(pick(temperature, "temperature", 1.0)),
+                    top_p=float(pick(top_p, "top_p", 1.0)))
+    reward_fn = _reward_fn(game, spec_path)
+    if seeds is None:
+        import rewards
+
+        games = int(run_config.get("games_per_completion") or run_config.get("seeds_per_eval") or 0)
+        seeds = held_out_seeds(games or rewards.load_spec(spec_path or None, game=game).games)
+    seeds = [int(s) for s in seeds]
+
+    from train.model import load_model
+    from train.prompts import build_prompt
+
+    loaded, tokenizer = load_model(model_name, dtype, device)
+    prompt = build_prompt(game, tokenizer, template=template)
+    plan = ([("base", False)] if base_vs_adapter or not adapter else []) + ([("adapter", True)] if adapter else [])
+    reports: dict[str, dict[str, Any]] = {}
+    scored: dict[str, list[dict]] = {}
+    for name, with_adapter in plan:
+        if with_adapter:
+            # The base is sampled first, then the adapter is attached to the same weights: one copy.
+            loaded = attach_adapter(loaded, adapter_dir, state)
+        t0 = time.perf_counter()
+        texts = sample_completions(loaded, tokenizer, prompt, samples, seed=seed, batch_size=batch_size,
+                                   backend=backend, **sampling)
+        t1 = time.perf_counter()
+        breakdowns = reward_fn(texts, seeds=seeds)
+        t2 = time.perf_counter()
+        reports[name] = summarize(breakdowns) | {"sample_seconds": t1 - t0, "reward_seconds": t2 - t1}
+        scored[name] = [{"completion": t, "total": float(b.total), "values": dict(b.values),
+                         "info": dict(b.info or {}), "source": b.source} for t, b in zip(texts, breakdowns)]
+        print(f"eval: {name}: {len(texts)} samples in {t1 - t0:.1f} s, scored in {t2 - t1:.1f} s", file=sys.stderr)
+    return {"model": model_name, "adapter": adapter, "game": game, "template": template, "seeds": seeds,
+            "sampling": sampling, "seed": seed, "reports": reports, "samples": scored}
