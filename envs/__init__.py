@@ -7,6 +7,7 @@ so adding a game is adding a folder. Nothing here imports torch.
 import importlib
 import pkgutil
 
+from envs.play import DEFAULT_MAX_MOVES
 from envs.registry import GameSpec, UnknownGameError, get, names, register
 
 # Every subpackage of envs is a game; importing it registers it.
@@ -14,4 +15,4 @@ for _game in pkgutil.iter_modules(__path__):
     if _game.ispkg:
         importlib.import_module(f"{__name__}.{_game.name}")
 
-__all__ = ["GameSpec", "UnknownGameError", "get", "names", "register"]
+__all__ = ["DEFAULT_MAX_MOVES", "GameSpec", "UnknownGameError", "get", "names", "register"]

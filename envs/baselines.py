@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import envs
 from envs.game2048 import ACTIONS, slide
-from envs.play import play_trusted
+from envs.play import DEFAULT_MAX_MOVES, play_trusted
 
 __all__ = [
     "SOURCES", "NAMES", "TRUSTED_ONLY", "REACH_TILES", "Strategy", "BaselineSummary",
@@ -174,14 +174,15 @@ def make(name: str, seed: int = 0, depth: int = 2) -> Strategy:
     raise ValueError(f"unknown baseline {name!r}; expected one of {list(NAMES)}")
 
 
-def play_games(strategy: Strategy, seeds: Iterable[int], *, max_moves: int = 100_000,
+def play_games(strategy: Strategy, seeds: Iterable[int], *, max_moves: int = DEFAULT_MAX_MOVES,
                stuck_moves: int = 5, **options: Any) -> list[dict[str, Any]]:
     """Play one 2048 game per seed with a trusted strategy -> one dict per game.
 
     The games are played by :func:`envs.play.play_trusted`, the loop everything else uses,
     so the dicts have the keys of ``sandbox.records.GameRecord`` (seed, outcome, score,
     max_tile, moves, move_histogram, illegal_moves, wall_seconds, error, metrics).
-    ``stuck_moves`` moves in a row that change nothing end a game (outcome "stuck").
+    ``stuck_moves`` moves in a row that change nothing end a game (outcome "stuck"), and
+    ``max_moves`` (default :data:`envs.play.DEFAULT_MAX_MOVES`) moves one (outcome "max_moves").
     """
     return play_trusted(strategy, game="2048", seeds=[int(s) for s in seeds], max_moves=max_moves,
                         stuck_moves=stuck_moves, **options)
@@ -233,7 +234,7 @@ def summarize(name: str, games: Sequence[Mapping[str, Any]], seconds: float,
 
 
 def run_baselines(games: int = 100, seed: int = 0, names: Sequence[str] = NAMES, depth: int = 2,
-                  max_moves: int = 100_000, **options: Any) -> list[BaselineSummary]:
+                  max_moves: int = DEFAULT_MAX_MOVES, **options: Any) -> list[BaselineSummary]:
     """Play ``games`` games (seeds ``seed`` .. ``seed+games-1``, the same for all) per baseline."""
     if games < 1:
         raise ValueError(f"--games must be at least 1, got {games}")

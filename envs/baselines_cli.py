@@ -14,6 +14,7 @@ __all__ = ["add_baselines", "run", "format_table"]
 def add_baselines(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``baselines`` subcommand to ``subparsers``; its handler is :func:`run`."""
     from envs.baselines import NAMES
+    from envs.play import DEFAULT_MAX_MOVES
 
     p = subparsers.add_parser(
         "baselines",
@@ -27,7 +28,8 @@ def add_baselines(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=2, help="expectimax search depth in moves, 1..4 (default 2)")
     p.add_argument("--only", nargs="+", choices=NAMES, metavar="NAME",
                    help=f"play only these baselines (of: {', '.join(NAMES)})")
-    p.add_argument("--max-moves", type=int, default=100_000, help="move cap per game (default 100000)")
+    p.add_argument("--max-moves", type=int, default=DEFAULT_MAX_MOVES,
+                   help=f"move cap per game (default {DEFAULT_MAX_MOVES})")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(handler=run)
     return p

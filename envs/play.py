@@ -15,9 +15,14 @@ from typing import Any, Callable, Iterable, Mapping
 from envs.outcomes import OUTCOMES
 from envs.registry import get
 
-__all__ = ["play_game", "play_trusted", "play_one", "describe_answer", "ANSWER_CHARS"]
+__all__ = ["play_game", "play_trusted", "play_one", "describe_answer", "ANSWER_CHARS", "DEFAULT_MAX_MOVES"]
 
 ANSWER_CHARS = 24   # characters of a wrong answer quoted in the error text
+# The default move cap of every game loop (play_game, play_trusted, the baselines) and of
+# sandbox.records.Limits (rewards/default_2048.toml sets the same): enough for 4096 with a good
+# strategy, so reaching it is an honest "max_moves", while it still bounds a game's time. The
+# expectimax baseline (depth 2) never needs more than 3,803 moves on seeds 0-99.
+DEFAULT_MAX_MOVES = 5000
 
 # ask(view) -> ("ok", the strategy's return value) or (outcome, message) when it gave none.
 Ask = Callable[[Any], "tuple[str, Any]"]
@@ -31,7 +36,7 @@ def describe_answer(value: Any, actions: Iterable[str]) -> str:
 
 
 def play_game(spec: Any, ask: Ask, seed: int, options: Mapping[str, Any] | None = None, *,
-              max_moves: int = 10000, stuck_moves: int = 5) -> dict[str, Any]:
+              max_moves: int = DEFAULT_MAX_MOVES, stuck_moves: int = 5) -> dict[str, Any]:
     """Play one seeded game of ``spec`` with ``ask`` -> the record as plain data.
 
     The keys are those of ``sandbox.records.GameRecord``: ``seed``, ``outcome``, ``score``,
@@ -93,15 +98,15 @@ def play_game(spec: Any, ask: Ask, seed: int, options: Mapping[str, Any] | None 
     }
 
 
-def play_one(strategy_fn: Callable[[Any], Any], game: str = "2048", seed: int = 0, max_moves: int = 10000,
-             stuck_moves: int = 5, **options: Any) -> dict[str, Any]:
+def play_one(strategy_fn: Callable[[Any], Any], game: str = "2048", seed: int = 0,
+             max_moves: int = DEFAULT_MAX_MOVES, stuck_moves: int = 5, **options: Any) -> dict[str, Any]:
     """Play one seeded game of ``game`` with ``strategy_fn``; see :func:`play_trusted` for the result."""
     return play_trusted(strategy_fn, game=game, seeds=(seed,), max_moves=max_moves,
                         stuck_moves=stuck_moves, **options)[0]
 
 
 def play_trusted(strategy_fn: Callable[[Any], Any], game: str = "2048", seeds: Iterable[int] = (0,),
-                 max_moves: int = 10000, stuck_moves: int = 5, **options: Any) -> list[dict[str, Any]]:
+                 max_moves: int = DEFAULT_MAX_MOVES, stuck_moves: int = 5, **options: Any) -> list[dict[str, Any]]:
     """Play one game per seed with a *trusted* ``strategy_fn(view) -> action name``; one dict per game.
 
     For our own code only (baselines, benchmarks, ``codepolicy play --trusted``): the strategy

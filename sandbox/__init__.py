@@ -15,7 +15,7 @@ from sandbox.policy import DEFAULT_POLICY, RULES, Policy, Rule
 from sandbox.records import FORMAT_REASONS, FormatError, GameRecord, Limits, Verdict, Violation
 
 _RUNNER_NAMES = ("run", "run_many", "WorkerPool", "default_pool")
-_LAZY_MODULES = ("runner", "strategies", "worker")
+_LAZY_MODULES = ("runner", "strategies", "cheats", "worker")
 
 __all__ = ["extract", "check", "Policy", "Rule", "RULES", "DEFAULT_POLICY", "FormatError", "Verdict",
            "Violation", "Limits", "GameRecord", "FORMAT_REASONS", "OUTCOMES", *_RUNNER_NAMES]

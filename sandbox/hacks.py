@@ -1,6 +1,6 @@
 """A catalogue of reward hacks: programs that look compliant (or nearly) and try to earn reward without playing well.
 
-:mod:`sandbox.strategies` draws programs that break the static policy (imports, escapes,
+:mod:`sandbox.cheats` draws programs that break the static policy (imports, escapes,
 loops, ...). This module lists the other kind of cheat: programs a model finds when it
 optimises the *reward* rather than the game. Each :class:`Hack` is a named, fixed source
 with a one-line ``earns`` saying what it tries to get, and a ``kind`` that places it on

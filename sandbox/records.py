@@ -63,6 +63,17 @@ class Verdict:
         return frozenset(v.category for v in self.violations)
 
 
+def _default_max_moves() -> int:
+    """The game loop's default move cap, :data:`envs.play.DEFAULT_MAX_MOVES`.
+
+    Read when a ``Limits`` is made, not when this module is imported: importing ``envs``
+    loads the game engines, which the light parts of the sandbox (extract, check) never need.
+    """
+    from envs.play import DEFAULT_MAX_MOVES
+
+    return DEFAULT_MAX_MOVES
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits for running one strategy in a worker."""
@@ -71,9 +82,9 @@ class Limits:
     game_seconds: float = 10.0       # wall time one whole game may take
     cpu_seconds: int = 60            # RLIMIT_CPU of a worker process (a backstop; the wall limits act first)
     memory_bytes: int = 1 << 30      # RLIMIT_AS of a worker process
-    max_moves: int = 5000            # game ends with outcome "max_moves"
+    # game ends with outcome "max_moves"; default envs.play.DEFAULT_MAX_MOVES (5000)
+    max_moves: int = field(default_factory=_default_max_moves)
     stuck_moves: int = 5             # this many moves in a row that change nothing end the game ("stuck")
-    output_bytes: int = 0            # strategy stdout/stderr kept (0: discarded)
 
 
 # The outcome vocabulary lives with the game loop (envs.outcomes); it is re-exported here on

@@ -5,13 +5,20 @@
 it with RestrictedPython and plays the seeds, watches the child's heartbeat, and turns what
 comes back into :class:`GameRecord` s.
 
+Wire protocol: this module is the parent's side of the protocol that :mod:`sandbox.worker`'s
+docstring describes (the zygote's command line, a fork request passing a job socket and a
+heartbeat page by ``SCM_RIGHTS``, JSON messages framed by an ``!i`` length, the heartbeat
+slots ``HB_JOB``/``HB_GAME``/``HB_TICK``/``HB_EXIT``, the message limit). Its constants
+(``FRAME``, ``PID``, ``FORK_REQUEST``, ``HB_*``, ``MAX_MESSAGE_BYTES``) are imported from
+there, never re-declared here.
+
 Isolation: every job (one program's share of the seeds) runs in its own child forked from
 the same warm state, so nothing a program does (memory it keeps alive, module state,
 interpreter caches, files) can change another program's records; a fork costs milliseconds
 where a fresh interpreter would cost a second.
 
-Wall time is the parent's: the child bumps a counter in a shared page around every strategy
-call; when it stops moving for ``Limits.move_seconds``, or one game takes
+Wall time is the parent's: the child bumps a counter (``HB_TICK``) in a shared page around
+every strategy call; when it stops moving for ``Limits.move_seconds``, or one game takes
 ``Limits.game_seconds``, the parent SIGKILLs the child (no ``except BaseException`` can
 swallow that). The caller always gets one record per seed, never an exception caused by the
 strategy: games finished before a kill keep their real records, the game in progress and
@@ -51,7 +58,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from envs.outcomes import OUTCOMES
 from sandbox.records import GameRecord, Limits
-from sandbox.worker import FORK_REQUEST, FRAME, HB_EXIT, HB_GAME, HB_JOB, HB_SLOTS, HB_TICK, MAX_MESSAGE_BYTES, PID
+# The wire protocol with the workers (framing, fork request, heartbeat page, message limit) is
+# described in sandbox.worker's docstring; its constants come from there and only from there.
+from sandbox.worker import FORK_REQUEST, FRAME, HB_BYTES, HB_EXIT, HB_GAME, HB_JOB, HB_TICK, MAX_MESSAGE_BYTES, PID
 
 __all__ = ["run", "run_many", "WorkerPool", "default_pool", "UNCHECKED", "SandboxUnavailable", "PROBE_BOARDS"]
 
@@ -142,7 +151,8 @@ def _describe_status(status: int | None) -> str:
 
 
 class _Framed:
-    """A socket carrying length-prefixed JSON objects (see :mod:`sandbox.worker`)."""
+    """A socket carrying JSON objects, each prefixed by its length as ``FRAME`` (``!i``), at most
+    ``MAX_MESSAGE_BYTES`` long: the framing of :mod:`sandbox.worker`'s wire protocol."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -305,7 +315,7 @@ def _memfd(base: str) -> int:
     else:
         fd, path = tempfile.mkstemp(dir=base)
         os.unlink(path)
-    os.ftruncate(fd, HB_SLOTS * 8)
+    os.ftruncate(fd, HB_BYTES)
     return fd
 
 
@@ -325,7 +335,7 @@ class _Child:
 
         self.pid = pid
         self.conn = _Framed(sock)
-        self._map = mmap.mmap(hb_fd, HB_SLOTS * 8)
+        self._map = mmap.mmap(hb_fd, HB_BYTES)
         self.hb = memoryview(self._map).cast("Q")
         # A pidfd pins the process: no signal can reach another process that reuses the pid.
         # The child is alive here: it waits for its job.
@@ -536,10 +546,10 @@ class WorkerPool:
     run at once. Two zygotes serve them, each with its own secret ``PYTHONHASHSEED`` derived
     from ``secret`` (default: random per pool); a program plays in children of one and is
     probed in a child of the other. A zygote that dies is started again on next use. Use as
-    a context manager or call :meth:`close`. Strategy output is always discarded
-    (``Limits.output_bytes`` is not used). ``restricted=False`` on :meth:`run` /
-    :meth:`run_many` compiles with plain ``compile`` and full builtins: only tests use it, to
-    show the audit hook and process layers hold alone.
+    a context manager or call :meth:`close`. Strategy output is always discarded (``print``
+    writes nowhere, and a worker's stdout and stderr are ``/dev/null``). ``restricted=False``
+    on :meth:`run` / :meth:`run_many` compiles with plain ``compile`` and full builtins: only
+    tests use it, to show the audit hook and process layers hold alone.
     """
 
     def __init__(self, workers: int | None = None, game: str = "2048", secret: bytes | None = None) -> None:

@@ -1,19 +1,22 @@
 """The sandbox worker: a warm zygote process that forks one fresh child per job.
 
-Wire protocol (the parent's side is :mod:`sandbox.runner`; both sides take the framing and
-the heartbeat layout from here):
+Wire protocol (the parent's side is :mod:`sandbox.runner`; both sides take the framing, the
+fork request, the heartbeat layout and the message limit from the constants defined here,
+and neither re-declares them):
 
 * The zygote is started as ``python -s -P -m sandbox.worker CONTROL_FD GAME`` with a minimal
   environment and its own ``PYTHONHASHSEED``. It loads the game engine, RestrictedPython and
   the audit hook once (about a second), then says ``{"t": "ready"}`` on the control socket.
 * For each job the parent makes a socket pair and a heartbeat page (a memfd of
-  ``HB_SLOTS`` uint64) and passes one end of each to the zygote over the control socket
-  (``SCM_RIGHTS``, payload ``b"F"``). The zygote forks and answers the child's pid as 8
-  bytes (``!q``). The child closes the control socket, starts its own session, reads one job
-  from its socket, runs it and exits. So every program starts from the same warm state and
-  nothing one program does (memory it keeps, objects, module state, interpreter caches,
-  files in its directory) can reach another program's games.
-* Messages on a job socket are JSON objects, each prefixed by its length as ``!i`` (never
+  ``HB_BYTES``: ``HB_SLOTS`` uint64) and passes one end of each to the zygote over the
+  control socket (``SCM_RIGHTS``, payload ``FORK_REQUEST`` = ``b"F"``). The zygote forks and
+  answers the child's pid as 8 bytes (``PID``: ``!q``). The child closes the control socket,
+  starts its own session, reads one job from its socket, runs it and exits. So every
+  program starts from the same warm state and nothing one program does (memory it keeps,
+  objects, module state, interpreter caches, files in its directory) can reach another
+  program's games.
+* Messages on a job socket (and the zygote's on the control socket) are JSON objects, each
+  prefixed by its length as ``!i`` (``FRAME``), at most ``MAX_MESSAGE_BYTES`` long (never
   pickle: a subverted child must not be able to run code in the parent by what it sends).
   Child to parent: ``game`` (one per seed, the record of :func:`envs.play.play_game` plus the
   sampled ``(board, answer, seconds)`` triples of that game), ``answer`` (one per probe
@@ -47,17 +50,19 @@ from typing import Any, Callable
 from sandbox import restricted
 from sandbox.restricted import GUARD, LoadError, describe_exception, load_strategy
 
-__all__ = ["HB_JOB", "HB_GAME", "HB_TICK", "HB_EXIT", "HB_SLOTS", "FRAME", "PID", "FORK_REQUEST",
-           "MAX_MESSAGE_BYTES", "ANSWER_CHARS", "answer_text", "call_strategy", "run_job", "main"]
+__all__ = ["HB_JOB", "HB_GAME", "HB_TICK", "HB_EXIT", "HB_SLOTS", "HB_BYTES", "FRAME", "PID",
+           "FORK_REQUEST", "MAX_MESSAGE_BYTES", "ANSWER_CHARS", "answer_text", "call_strategy", "run_job", "main"]
 
+# The wire protocol's constants (see the module docstring); sandbox.runner imports them.
 # Heartbeat slots (uint64) in the page shared with the parent.
 HB_JOB, HB_GAME, HB_TICK, HB_EXIT = 0, 1, 2, 3
 HB_SLOTS = 8
+HB_BYTES = HB_SLOTS * 8          # size of the heartbeat page
 
 FRAME = struct.Struct("!i")      # length prefix of every message on a job or control socket
 PID = struct.Struct("!q")        # the zygote's answer to a fork request
 FORK_REQUEST = b"F"
-MAX_MESSAGE_BYTES = 8 << 20      # the parent refuses larger messages
+MAX_MESSAGE_BYTES = 8 << 20      # the parent refuses larger messages (and a child a larger job)
 ANSWER_CHARS = 24                # answers compared by the determinism probe are cut to this
 
 
@@ -245,6 +250,7 @@ def _child(job_fd: int, hb_map: mmap.mmap, baseline_as: int) -> None:
     """The forked child: read one job, run it, exit. Never returns."""
     code = 1
     try:
+        # multiprocessing's Connection frames each message with its length as "!i": FRAME.
         conn = Connection(job_fd)
         hb = memoryview(hb_map).cast("Q")
 
@@ -340,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                 os.close(fd)
             continue
         job_fd, hb_fd = fds
-        page = mmap.mmap(hb_fd, HB_SLOTS * 8)
+        page = mmap.mmap(hb_fd, HB_BYTES)
         os.close(hb_fd)
         # SIGCHLD waits until the child is in `children`, so a child that dies at once is reaped with its page.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})

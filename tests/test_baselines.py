@@ -231,6 +231,22 @@ def test_games_are_reproducible():
         assert strip == [{k: v for k, v in g.items() if k != "wall_seconds"} for g in again]
 
 
+def test_every_game_loop_shares_one_default_move_cap():
+    import inspect
+
+    import envs
+    from envs import play
+    from sandbox.records import Limits
+
+    def default(fn):
+        return inspect.signature(fn).parameters["max_moves"].default
+
+    assert envs.DEFAULT_MAX_MOVES == play.DEFAULT_MAX_MOVES == Limits().max_moves
+    for fn in (play.play_game, play.play_one, play.play_trusted, B.play_games, B.run_baselines):
+        assert default(fn) == envs.DEFAULT_MAX_MOVES, fn.__name__
+    assert parser().parse_args(["baselines"]).max_moves == envs.DEFAULT_MAX_MOVES
+
+
 def test_fixed_gets_stuck_quickly():
     games = B.play_games(B.make("fixed"), range(5))
     assert all(g["moves"] < 50 for g in games)

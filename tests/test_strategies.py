@@ -1,4 +1,4 @@
-"""Properties of sandbox.strategies, and the policy/runner properties they exist for.
+"""Properties of sandbox.strategies and sandbox.cheats, and the policy/runner properties they exist for.
 
 * generated clean programs are valid, deterministic, never raise and always answer a move
   (executed here in-process: they are our own trusted output);
@@ -23,16 +23,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox.strategies import (
+from sandbox.cheats import (
     CATEGORIES,
-    MOVES,
     TECHNIQUES,
     Cheat,
     _spell,
     cheating_strategies,
-    clean_strategies,
     side_effect_cheats,
 )
+from sandbox.strategies import MOVES, clean_strategies
 
 from sandbox.check import check
 from sandbox.runner import run
