@@ -149,7 +149,7 @@ def main() -> None:
         with sandbox.WorkerPool(workers) as pool:
             if hasattr(pool, "warm"):
                 pool.warm()  # start every worker now: process start-up is not per batch
-            rewards.evaluate_group(completions[:1], "2048", seeds[:1], spec, pool=pool)
+            rewards.evaluate_group(completions[:1], game="2048", seeds=seeds[:1], spec=spec, pool=pool)
             walls, runs = [], []
             for _ in range(args.repeat):
                 t = time.perf_counter()

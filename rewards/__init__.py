@@ -2,7 +2,9 @@
 
 Data flow: completion -> ``sandbox.extract`` / ``check`` / ``run`` -> :class:`Evaluation`
 -> :func:`score` with a :class:`RewardSpec` -> :class:`Breakdown` (every rule's value and
-the weighted total). Rewards never execute code themselves.
+the weighted total). Rewards never execute code themselves. A trainer scores one GRPO group
+at a time through a :class:`RewardFn` (``reward_fn(completions, *, seeds)``), e.g.
+``group_reward_fn(game, spec)`` over :func:`evaluate_group`.
 
 Write a rule in a few lines::
 
@@ -21,6 +23,7 @@ from rewards.rules import Rule, UnknownRuleError, as_rule, get_rule, rule, rule_
 from rewards.spec import RewardSpec, SpecError, Term, default_spec, load_spec
 from rewards.score import score
 from rewards.evaluate import RecordCache, evaluate, evaluate_group, evaluate_many, source_hash
+from rewards.group import GroupRewardFn, RewardFn, group_reward_fn
 from rewards.trl import trl_reward_funcs, trl_reward_weights
 from rewards.audit import AuditReport, AuditRow, OrderCheck, audit
 
@@ -28,5 +31,6 @@ __all__ = [
     "Breakdown", "Evaluation", "Rule", "UnknownRuleError", "as_rule", "get_rule", "rule", "rule_names",
     "RewardSpec", "SpecError", "Term", "default_spec", "load_spec", "score",
     "RecordCache", "evaluate", "evaluate_group", "evaluate_many", "source_hash",
+    "RewardFn", "GroupRewardFn", "group_reward_fn",
     "trl_reward_funcs", "trl_reward_weights", "audit", "AuditReport", "AuditRow", "OrderCheck",
 ]

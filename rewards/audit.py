@@ -4,7 +4,7 @@
 quitting or gaming a rule than by playing honestly? It plays, through the sandbox and
 the spec's rules, on a few common seeds:
 
-- the library's catalogue of policy cheats (:mod:`sandbox.strategies`: one fixed sample
+- the library's catalogue of policy cheats (:mod:`sandbox.cheats`: one fixed sample
   per technique and category, plus the side-effect cheats), drawn deterministically;
 - the catalogue of compliant-looking reward hacks (:mod:`sandbox.hacks`: invalid answers,
   deliberate errors and timeouts, constant moves, unchecked heuristics, early endings,
@@ -163,24 +163,24 @@ def fixed_examples(strategy: Any, count: int, seed: int = 0) -> list[Any]:
 
 
 def _library_cheats(per_technique: int, seed: int, side_effect_path: str) -> list[Program]:
-    """A fixed sample of every technique of :mod:`sandbox.strategies`, and of its side-effect cheats."""
+    """A fixed sample of every technique of :mod:`sandbox.cheats`, and of its side-effect cheats."""
     try:
-        from sandbox import strategies
+        from sandbox import cheats
     except ImportError as exc:  # Hypothesis is the test extra
         raise ValueError("the library's cheat catalogue needs Hypothesis (pip install 'codepolicy[test]'); "
                          f"audit without it with library=False / --no-library ({exc})") from None
     programs = []
-    for category in strategies.CATEGORIES:
-        techniques = strategies.TECHNIQUES[category]
+    for category in cheats.CATEGORIES:
+        techniques = cheats.TECHNIQUES[category]
         for technique in techniques:
-            only = strategies.cheating_strategies(category, exclude=tuple(t for t in techniques if t != technique))
+            only = cheats.cheating_strategies(category, exclude=tuple(t for t in techniques if t != technique))
             for k, cheat in enumerate(fixed_examples(only, per_technique, seed)):
                 programs.append(Program(f"cheat:{category}/{technique}#{k}", "cheat",
                                         f"a disguised {category} violation ({technique})", cheat.source))
     # The side-effect kinds are drawn together; enough draws to see each kind, then a few of each.
     seen: dict[str, int] = {}
     # The kind is drawn inside the strategy, so draw a few fixed batches to see each one.
-    effects = strategies.side_effect_cheats(side_effect_path, _CANARY_VAR)
+    effects = cheats.side_effect_cheats(side_effect_path, _CANARY_VAR)
     drawn = [c for batch in range(3) for c in fixed_examples(effects, 30 * per_technique, seed + batch)]
     for cheat in drawn:
         k = seen.get(cheat.technique, 0)
@@ -368,11 +368,16 @@ def _format_rungs(rows: Sequence[AuditRow]) -> OrderCheck:
 _SYNTH_SOURCE = 'def strategy(board):\n    return "A"\n'
 
 
+def _synthetic_evaluation(spec: RewardSpec, game: str, records: Iterable[GameRecord],
+                          verdict: Verdict = Verdict(True)) -> Evaluation:
+    """An evaluation of records as if played under ``spec`` (its options when ``game`` is its game)."""
+    return Evaluation(completion=_SYNTH_SOURCE, game=game, source=_SYNTH_SOURCE, verdict=verdict,
+                      records=tuple(records), options=dict(spec.options) if game == spec.game else {})
+
+
 def _synthetic(spec: RewardSpec, game: str, records: Iterable[GameRecord],
                verdict: Verdict = Verdict(True)) -> float:
-    ev = Evaluation(completion=_SYNTH_SOURCE, game=game, source=_SYNTH_SOURCE, verdict=verdict,
-                    records=tuple(records))
-    return score(ev, spec).total
+    return score(_synthetic_evaluation(spec, game, records, verdict), spec).total
 
 
 def _record(outcome: str, tile: int, moves: int, one_way: bool, score_value: float = 0.0,
@@ -461,8 +466,7 @@ def _synthetic_checks(spec: RewardSpec, game: str) -> list[OrderCheck]:
             for moves in (1, 3000):
                 grades = []
                 for o in ("error", "stuck", "finished"):
-                    ev = Evaluation(completion=_SYNTH_SOURCE, game=game, source=_SYNTH_SOURCE, verdict=Verdict(True),
-                                    records=(_record(o, t, moves, False),))
+                    ev = _synthetic_evaluation(spec, game, [_record(o, t, moves, False)])
                     grades.append(weight * score(ev, spec).values["format"])
                 if not grades[0] < grades[1] < grades[2]:
                     bad.append(f"tile {t} after {moves} moves: error {_fmt(grades[0])}, stuck {_fmt(grades[1])}, "
@@ -511,7 +515,7 @@ def audit(spec: RewardSpec | str | Path | None = None, game: str | None = None, 
     defaults to the spec's. Every program plays the same ``seeds`` (default ``0..games-1``)
     in the sandbox, with the spec's limits and options, on ``pool`` (default: a new pool of
     ``workers`` processes, closed afterwards). ``library=False`` leaves out the
-    :mod:`sandbox.strategies` catalogue (it needs Hypothesis); ``per_technique`` samples are
+    :mod:`sandbox.cheats` catalogue (it needs Hypothesis); ``per_technique`` samples are
     drawn of each of its techniques with Hypothesis seed ``draw_seed``. ``programs``
     replaces the whole catalogue (tests). Same inputs, same report.
     """

@@ -49,7 +49,7 @@ def add_commands(subparsers: Any) -> None:
     a.add_argument("--per-technique", type=int, default=1, metavar="N",
                    help="samples of each library cheat technique (default 1)")
     a.add_argument("--no-library", action="store_true",
-                   help="leave out the library's cheat catalogue (sandbox.strategies, needs Hypothesis)")
+                   help="leave out the library's cheat catalogue (sandbox.cheats, needs Hypothesis)")
     a.add_argument("--all", action="store_true", help="print every library cheat sample, not one line per technique")
     a.add_argument("--json", action="store_true", help="print the report as JSON")
     a.set_defaults(handler=_audit)
@@ -130,7 +130,7 @@ def _rules(args: argparse.Namespace) -> int:
 
     spec = rewards.load_spec(args.spec, game=args.game)
     if args.toml:
-        print(spec.to_toml())
+        print(spec.to_toml(), end="")
         return 0
     weights = spec.weights
     names = list(spec.names) + [n for n in rewards.rule_names() if n not in weights]
@@ -144,7 +144,8 @@ def _rules(args: argparse.Namespace) -> int:
         if args.params:
             params = spec.term(name).all_params() if name in weights else r.params
             for key, value in params.items():
-                print(f"{'':<{width + 9}}{key} = {value!r}")
+                unset = "  (unset: taken from the game, e.g. its [options])" if value is None else ""
+                print(f"{'':<{width + 9}}{key} = {value!r}{unset}")
     print(f"\nweights from {spec.origin}; rules not in the spec have weight '-' (add them with a [rules.NAME] table)")
     return 0
 

@@ -82,6 +82,13 @@ def evaluate_many(completions: Sequence[str], game: str | None = None, seeds: Se
                   cache: MutableMapping | None = None) -> list[Evaluation]:
     """Evaluations of many completions on the same seeds; each distinct compliant program runs once."""
     game, seeds, spec, limits, options = _settings(game, seeds, spec, limits, options)
+    return _evaluate_many(completions, game, seeds, limits, options, pool, policy, cache)
+
+
+def _evaluate_many(completions: Sequence[str], game: str, seeds: tuple[int, ...], limits: Limits | None,
+                   options: dict[str, Any], pool: Any, policy: Any,
+                   cache: MutableMapping | None) -> list[Evaluation]:
+    """:func:`evaluate_many` once the settings are settled (by :func:`_settings`)."""
     sources: list[str | None] = []
     errors: list[FormatError | None] = []
     for completion in completions:
@@ -96,33 +103,40 @@ def evaluate_many(completions: Sequence[str], game: str | None = None, seeds: Se
     for src in sources:
         if src is not None and src not in verdicts:
             verdicts[src] = sandbox.check(src, policy)
+    # One hash per distinct compliant source; programs with the same hash run once.
+    hashes = {src: source_hash(src) for src, verdict in verdicts.items() if verdict.ok}
 
     cache = {} if cache is None else cache
     context = (game, seeds, limits, _freeze(options), repr(policy) if policy is not None else None)
-    to_run: dict[tuple, str] = {}
-    for src in sources:
-        if src is not None and verdicts[src].ok:
-            key = (source_hash(src),) + context
-            if key not in cache and key not in to_run:
-                to_run[key] = src
+    # This call's records by hash, read from the cache or run now: a small LRU cache may drop
+    # an entry before the end of the call, so nothing is read back from it afterwards.
+    found: dict[str, tuple[GameRecord, ...]] = {}
+    to_run: dict[str, str] = {}  # hash -> the first source with it, in order of appearance
+    for src, digest in hashes.items():
+        if digest in found or digest in to_run:
+            continue
+        key = (digest,) + context
+        if key in cache:
+            found[digest] = cache[key]
+        else:
+            to_run[digest] = src
     if to_run:
-        keys = list(to_run)
-        results = sandbox.run_many([to_run[k] for k in keys], game, list(seeds), limits=limits,
+        digests = list(to_run)
+        results = sandbox.run_many([to_run[d] for d in digests], game, list(seeds), limits=limits,
                                    options=options or None, pool=pool, policy=policy)
-        for key, records in zip(keys, results):
-            cache[key] = tuple(records)
+        for digest, records in zip(digests, results):
+            found[digest] = cache[(digest,) + context] = tuple(records)
 
     evaluations = []
     for completion, src, err in zip(completions, sources, errors):
         if src is None:
-            evaluations.append(Evaluation(completion=completion, game=game, format_error=err))
+            evaluations.append(Evaluation(completion=completion, game=game, format_error=err,
+                                          options=dict(options)))
             continue
         verdict = verdicts[src]
-        records: tuple[GameRecord, ...] = ()
-        if verdict.ok:
-            records = cache[(source_hash(src),) + context]
+        records: tuple[GameRecord, ...] = found[hashes[src]] if verdict.ok else ()
         evaluations.append(Evaluation(completion=completion, game=game, source=src, verdict=verdict,
-                                      records=records))
+                                      records=records, options=dict(options)))
     return evaluations
 
 
@@ -134,33 +148,19 @@ def evaluate(completion: str, game: str = "2048", seeds: Sequence[int] = (0,), l
                          pool=pool, policy=policy)[0]
 
 
-def evaluate_group(completions: Sequence[str], *args: Any, game: str | None = None,
-                   seeds: Sequence[int] | None = None, spec: RewardSpec | None = None, pool: Any = None,
-                   limits: Limits | None = None, options: Mapping[str, Any] | None = None,
-                   policy: Any = None, cache: MutableMapping | None = None) -> list[Breakdown]:
+def evaluate_group(completions: Sequence[str], *, game: str | None = None, seeds: Sequence[int] | None = None,
+                   spec: RewardSpec | None = None, pool: Any = None, limits: Limits | None = None,
+                   options: Mapping[str, Any] | None = None, policy: Any = None,
+                   cache: MutableMapping | None = None) -> list[Breakdown]:
     """Breakdowns for one GRPO group: every completion plays the same ``seeds``; same inputs, same rewards.
 
-    Positional forms: ``evaluate_group(completions, game, seeds, spec, pool)`` and, for the
-    trainer's ``functools.partial(evaluate_group, game=..., spec=...)``, ``evaluate_group(completions, seeds)``.
-    Game, seeds, limits and options default to the spec's (default spec: the game's default).
+    Everything but the completions is a keyword. Game, seeds, limits and options default to
+    the spec's (default spec: the game's shipped one); ``options`` go over the spec's when
+    ``game`` is the spec's game. ``cache`` (a :class:`RecordCache`) keeps game records across
+    calls. For a trainer, :func:`rewards.group_reward_fn` fixes game, spec, pool and a cache.
     """
-    if args:
-        if isinstance(args[0], str):  # (game, seeds, spec, pool)
-            names = ("game", "seeds", "spec", "pool")
-        else:  # (seeds, ...) after a partial that fixed game and spec by keyword
-            names = ("seeds", "spec", "pool")
-        if len(args) > len(names):
-            raise TypeError(f"evaluate_group takes at most {len(names)} positional arguments after completions")
-        given = {"game": game, "seeds": seeds, "spec": spec, "pool": pool}
-        for name, value in zip(names, args):
-            if given[name] is not None:
-                raise TypeError(f"evaluate_group got {name!r} both by position and by keyword")
-            given[name] = value
-        game, seeds, spec, pool = given["game"], given["seeds"], given["spec"], given["pool"]
     if isinstance(completions, str):
         raise TypeError("evaluate_group needs a list of completions, got one string")
     game, seeds, spec, limits, options = _settings(game, seeds, spec, limits, options)
-    evaluations = evaluate_many(completions, game, seeds, spec=spec, limits=limits, options=options,
-                                pool=pool, policy=policy, cache=cache)
+    evaluations = _evaluate_many(completions, game, seeds, limits, options, pool, policy, cache)
     return [score(ev, spec) for ev in evaluations]
-

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from sandbox.records import FormatError, GameRecord, Verdict
 
@@ -15,7 +15,9 @@ class Evaluation:
 
     Exactly one of ``source`` / ``format_error`` is set. ``verdict`` is None when there was
     no source to check; ``records`` is empty when the program was not run (format error or
-    a failed check: a non-compliant program is never executed).
+    a failed check: a non-compliant program is never executed). ``options`` are the game
+    options the games were played with, over the game's defaults (the spec's ``[options]``
+    and the caller's); rules read them with :func:`rewards.rules.game_option`.
     """
 
     completion: str
@@ -24,6 +26,7 @@ class Evaluation:
     format_error: FormatError | None = None
     verdict: Verdict | None = None
     records: tuple[GameRecord, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -44,13 +44,14 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from envs.outcomes import BAD_MOVE_OUTCOMES, HONEST_OUTCOMES, RUNTIME_ERROR_OUTCOMES
+from envs.registry import UnknownGameError, get as get_game
 from rewards.records import Evaluation
 from sandbox.records import GameRecord
 
 __all__ = [
     "Rule", "rule", "get_rule", "rule_names", "as_rule", "UnknownRuleError",
     "HONEST_OUTCOMES", "BAD_MOVE_OUTCOMES", "RUNTIME_ERROR_OUTCOMES",
-    "compliant", "played_records", "moved_counts", "code_lines", "format_rule", "compliance", "performance", "diversity", "length",
+    "compliant", "played_records", "game_option", "moved_counts", "code_lines", "format_rule", "compliance", "performance", "diversity", "length",
 ]
 
 
@@ -170,6 +171,20 @@ def played_records(ev: Evaluation) -> tuple[GameRecord, ...]:
     return ev.records if compliant(ev) else ()
 
 
+def game_option(ev: Evaluation, name: str, default: Any = None) -> Any:
+    """The game option ``name`` that ``ev``'s games were played with.
+
+    In order: the evaluation's ``options`` (the spec's ``[options]`` and the caller's), the
+    registered game's default option, ``default`` (for a game without that option).
+    """
+    if name in ev.options:
+        return ev.options[name]
+    try:
+        return get_game(ev.game).options.get(name, default)
+    except UnknownGameError:
+        return default
+
+
 def _tile_term(max_tile: float, target: float) -> float:
     """log2(max tile) / log2(target), in [0, 1]: doubling the tile is one equal step."""
     if max_tile <= 1 or target <= 2:
@@ -240,18 +255,21 @@ def compliance(ev: Evaluation, *, clean_bonus: float = 0.1,
 
 
 @rule("performance", bounds=(0.0, 2.0))
-def performance(ev: Evaluation, *, target: int = 2048, floor_tile: int = 64, honest_base: float = 0.2,
+def performance(ev: Evaluation, *, target: int | None = None, floor_tile: int = 64, honest_base: float = 0.2,
                 tile_weight: float = 0.5, score_weight: float = 0.3, score_scale: float = 0.0,
                 win_bonus: float = 0.3, below_floor_penalty: float = 0.1,
                 early_progress: float = 0.05) -> float:
     """Mean over games: honest base + log2 max-tile and score terms, bonus at the target, penalty under the floor tile; early endings get only a sliver.
 
     An early ending earns ``early_progress`` x the tile term when it made at least one
-    board-changing move, nothing otherwise.
+    board-changing move, nothing otherwise. ``target`` defaults to the game's ``target``
+    option the games were played with (:func:`game_option`; 2048 for a game without one).
     """
     records = played_records(ev)
     if not records:
         return 0.0
+    if target is None:
+        target = game_option(ev, "target", 2048)
     # Score to build the target tile from 2s is (log2(target) - 1) * target (20480 for 2048).
     scale = score_scale if score_scale > 0 else max(1.0, (math.log2(max(target, 2)) - 1) * target)
     total = 0.0

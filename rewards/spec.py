@@ -11,18 +11,26 @@ A spec file looks like ``rewards/default_2048.toml`` (copy it to start your own)
     syntax_error = -0.4
 
 Validation names the file and the key: unknown rule, unknown parameter, wrong type.
+Reading, type checks and writing go through :mod:`codepolicy.tomlconfig`, the TOML helper
+shared with ``train.config``.
+
+A rule parameter whose default is None takes its value from elsewhere when the spec leaves
+it out: the performance rule's ``target`` is the game's ``target`` option (``[options]``).
+Such a parameter is checked against the rule function's annotation (``target: int | None``)
+and is not written out by :meth:`RewardSpec.to_toml` while unset.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import math
-import tomllib
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from codepolicy import tomlconfig
 from rewards.rules import Rule, UnknownRuleError, as_rule, get_rule
 from sandbox.records import Limits
 
@@ -128,9 +136,7 @@ class RewardSpec:
         """Build and validate a spec from the parsed TOML structure."""
         if not isinstance(data, Mapping):
             raise SpecError(f"{origin}: a spec is a table of keys, got {type(data).__name__}")
-        unknown = [k for k in data if k not in _TOP_KEYS]
-        if unknown:
-            raise SpecError(f"{origin}: unknown key {unknown[0]!r}; expected some of {', '.join(_TOP_KEYS)}")
+        tomlconfig.check_keys(data, _TOP_KEYS, origin=origin, error=SpecError)
         imports = data.get("imports", [])
         if not isinstance(imports, list) or not all(isinstance(m, str) for m in imports):
             raise SpecError(f"{origin}: imports must be a list of module names")
@@ -139,9 +145,7 @@ class RewardSpec:
                 importlib.import_module(module)
             except ImportError as exc:
                 raise SpecError(f"{origin}: cannot import {module!r} listed in imports: {exc}") from None
-        game = data.get("game", "2048")
-        if not isinstance(game, str):
-            raise SpecError(f"{origin}: game must be a string, got {game!r}")
+        game = tomlconfig.check_value(data.get("game", "2048"), str, "game", origin=origin, error=SpecError)
         games = data.get("games", 8)
         if not isinstance(games, int) or isinstance(games, bool) or games < 1:
             raise SpecError(f"{origin}: games must be a positive integer, got {games!r}")
@@ -171,32 +175,27 @@ class RewardSpec:
     @classmethod
     def from_toml(cls, path: str | Path) -> "RewardSpec":
         """Load and validate a spec file; FileNotFoundError / SpecError name the file."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"reward spec {str(path)!r} not found")
-        return cls.from_text(path.read_text(encoding="utf-8"), origin=str(path))
+        data = tomlconfig.read_toml(path, what="reward spec", error=SpecError)
+        return cls.from_dict(data, str(Path(path)))
 
     @classmethod
     def from_text(cls, text: str, origin: str = "<spec>") -> "RewardSpec":
         """Parse and validate TOML text."""
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise SpecError(f"{origin}: not valid TOML: {exc}") from None
-        return cls.from_dict(data, origin)
+        return cls.from_dict(tomlconfig.loads_toml(text, origin, error=SpecError), origin)
 
     def to_dict(self) -> dict[str, Any]:
-        """The TOML structure of this spec (every parameter written out, defaults included)."""
+        """The TOML structure of this spec: every parameter written out, defaults included, unset (None) ones left out."""
         out: dict[str, Any] = {"game": self.game, "games": self.games, "options": dict(self.options)}
         if self.limits is not None:
             out["limits"] = dataclasses.asdict(self.limits)
-        out["rules"] = {t.name: {"weight": t.weight, **{k: _plain(v) for k, v in t.all_params().items()}}
+        out["rules"] = {t.name: {"weight": t.weight, **{k: _plain(v) for k, v in t.all_params().items()
+                                                         if v is not None}}
                         for t in self.terms}
         return out
 
     def to_toml(self) -> str:
         """TOML text that :meth:`from_text` reads back to an equal spec."""
-        return _dump_toml(self.to_dict())
+        return tomlconfig.dumps_toml(self.to_dict())
 
 
 def _make_term(r: Rule, weight: Any, params: Mapping[str, Any], origin: str) -> Term:
@@ -207,51 +206,46 @@ def _make_term(r: Rule, weight: Any, params: Mapping[str, Any], origin: str) -> 
     for key, value in params.items():
         if key not in r.params:
             known = ", ".join(r.params) or "none"
-            raise SpecError(f"{origin}: rule {r.name!r} has no parameter {key!r}; its parameters: {known}")
-        checked[key] = _check_type(value, r.params[key], f"rules.{r.name}.{key}", origin)
+            close = tomlconfig.close_matches(key, r.params)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise SpecError(f"{origin}: rule {r.name!r} has no parameter {key!r}; its parameters: {known}{hint}")
+        checked[key] = _check_param(value, r.params[key], _param_type(r, key), f"rules.{r.name}.{key}", origin)
     return Term(rule=r, weight=float(weight), params=checked)
 
 
-def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
-        type(value), "a table" if isinstance(value, Mapping) else type(value).__name__)
+def _param_type(r: Rule, key: str) -> Any:
+    """The type a rule parameter's value must have: its default's type, else (default None) its annotation."""
+    default = r.params[key]
+    if default is not None:
+        return _type_of(default)
+    try:
+        hint = typing.get_type_hints(r.fn).get(key, Any)
+    except Exception:  # an annotation that does not resolve: any value, as without an annotation
+        hint = Any
+    return Any if hint is Any else typing.Optional[hint]
 
 
-def _check_type(value: Any, default: Any, key: str, origin: str) -> Any:
-    """``value`` converted to the type of ``default``, or SpecError naming the key."""
-    def bad() -> SpecError:
-        return SpecError(f"{origin}: {key} must be {_type_name(default)}, got {value!r}")
+def _type_of(default: Any) -> Any:
+    """The checked type of a parameter whose default is ``default`` (a table: see _check_param)."""
+    if isinstance(default, (bool, int, float, str)):
+        return type(default)
+    if isinstance(default, (tuple, list)):
+        return tuple
+    return Any
 
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise bad()
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad()
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise bad()
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise bad()
-        return value
+
+def _check_param(value: Any, default: Any, tp: Any, key: str, origin: str) -> Any:
+    """``value`` converted to type ``tp``, or SpecError naming the key; a table parameter extends its default table."""
     if isinstance(default, Mapping):
         if not isinstance(value, Mapping):
-            raise bad()
+            raise SpecError(f"{origin}: {key} must be a table, got {value!r}")
         sample = next(iter(default.values()), 0.0)
         # A table parameter extends its defaults (e.g. one more violation category).
         merged = dict(default)
         for k, v in value.items():
-            merged[str(k)] = _check_type(v, sample, f"{key}.{k}", origin)
+            merged[str(k)] = _check_param(v, sample, _type_of(sample), f"{key}.{k}", origin)
         return merged
-    if isinstance(default, (tuple, list)):
-        if not isinstance(value, list):
-            raise bad()
-        return tuple(value)
-    return value
+    return tomlconfig.check_value(value, tp, key, origin=origin, finite=True, error=SpecError)
 
 
 def _limits(table: Any, origin: str) -> Limits | None:
@@ -260,15 +254,11 @@ def _limits(table: Any, origin: str) -> Limits | None:
         return None
     if not isinstance(table, Mapping):
         raise SpecError(f"{origin}: [limits] must be a table")
-    defaults = Limits()
-    fields = {f.name for f in dataclasses.fields(Limits)}
-    values = {}
-    for key, value in table.items():
-        if key not in fields:
-            raise SpecError(f"{origin}: unknown limit {key!r}; known limits: {', '.join(sorted(fields))}")
-        values[key] = _check_type(value, getattr(defaults, key), f"limits.{key}", origin)
-        if values[key] <= 0 and key != "output_bytes":
-            raise SpecError(f"{origin}: limits.{key} must be positive, got {value!r}")
+    values = tomlconfig.check_fields(table, Limits, origin=origin, prefix="limits.", noun="limit",
+                                     finite=True, error=SpecError)
+    for key, value in values.items():
+        if value <= 0:
+            raise SpecError(f"{origin}: limits.{key} must be positive, got {table[key]!r}")
     return Limits(**values)
 
 
@@ -279,32 +269,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     return value
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} to TOML")
-
-
-def _dump_toml(data: Mapping[str, Any], prefix: str = "") -> str:
-    """A small TOML writer: scalars and arrays first, then sub-tables (enough for specs)."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
-    for k, v in data.items():
-        if isinstance(v, Mapping):
-            name = f"{prefix}.{k}" if prefix else k
-            body = _dump_toml(v, name)
-            lines.append("")
-            lines.append(f"[{name}]")
-            if body:
-                lines.append(body)
-    return "\n".join(lines).strip("\n")
 
 
 def load_spec(path: str | Path | None = None, game: str = "2048") -> RewardSpec:

@@ -9,16 +9,14 @@ once, not once per rule. TRL itself is not imported here.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 from typing import Any, Callable, Sequence
 
+from rewards.group import RewardFn, group_reward_fn
 from rewards.records import Breakdown
 from rewards.spec import RewardSpec, default_spec
 
 __all__ = ["trl_reward_funcs", "trl_reward_weights", "completion_text", "prompt_seeds"]
-
-RewardFn = Callable[[list[str], list[int]], list[Breakdown]]
 
 
 def _content_text(content: Any) -> str:
@@ -93,7 +91,7 @@ class _BatchScorer:
             groups.setdefault(s, []).append(i)
         out: list[Breakdown | None] = [None] * n
         for s, index in groups.items():
-            for i, b in zip(index, self.reward_fn([texts[i] for i in index], list(s))):
+            for i, b in zip(index, self.reward_fn([texts[i] for i in index], seeds=list(s))):
                 out[i] = b
         self._key, self._value = key, out  # type: ignore[assignment]
         return self._value
@@ -104,16 +102,15 @@ def trl_reward_funcs(spec: RewardSpec | None = None, game: str | None = None, *,
     """One TRL reward function per rule of ``spec``: ``f(prompts, completions, **kwargs) -> list[float]``.
 
     Each returns the rule's raw value; pass :func:`trl_reward_weights` as GRPOConfig's
-    ``reward_weights`` to get the spec's total. ``reward_fn(completions, seeds) -> list[Breakdown]``
-    replaces the default ``rewards.evaluate_group`` (e.g. to share a worker pool).
+    ``reward_weights`` to get the spec's total. ``reward_fn`` (a :class:`rewards.RewardFn`:
+    ``reward_fn(completions, *, seeds) -> list[Breakdown]``, called once per group) replaces the
+    default ``rewards.group_reward_fn(game, spec, pool=pool)``.
     """
-    from rewards.evaluate import evaluate_group  # light import: the sandbox loads only when used
-
     spec = spec if spec is not None else default_spec(game or "2048")
     game = game or spec.game
     games = games or spec.games
     if reward_fn is None:
-        reward_fn = functools.partial(evaluate_group, game=game, spec=spec, pool=pool)
+        reward_fn = group_reward_fn(game, spec, pool=pool)
     scorer = _BatchScorer(reward_fn, games)
     funcs = []
     for name in spec.names:

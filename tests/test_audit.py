@@ -81,12 +81,12 @@ def test_fixed_examples_are_the_same_every_time():
 
 
 def test_catalogue_covers_every_technique_once_deduplicated():
-    strategies = pytest.importorskip("sandbox.strategies")
+    cheats = pytest.importorskip("sandbox.cheats")
     programs = catalogue()
     assert [p.source for p in programs] == [p.source for p in catalogue()]  # deterministic
     names = {p.name for p in programs}
     assert len(names) == len(programs)
-    for category, techniques in strategies.TECHNIQUES.items():
+    for category, techniques in cheats.TECHNIQUES.items():
         for technique in techniques:
             assert f"cheat:{category}/{technique}#0" in names
     assert len({n.split("#")[0] for n in names if n.startswith("cheat:side_effect_")}) >= 6

@@ -4,6 +4,7 @@ the real sandbox: determinism across worker counts, baseline ranking, cheats."""
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import types
 
@@ -72,7 +73,7 @@ def test_source_hash_ignores_layout_and_comments():
 
 def test_group_runs_each_distinct_compliant_program_once_on_shared_seeds(fake):
     completions = [fence(GOOD), fence(GOOD_RELAID, "again"), fence(OTHER), fence(BAD), "no code at all", fence(GOOD)]
-    out = rewards.evaluate_group(completions, "2048", [3, 4, 5], SPEC)
+    out = rewards.evaluate_group(completions, game="2048", seeds=[3, 4, 5], spec=SPEC)
     assert len(fake.runs) == 1
     sources, seeds = fake.runs[0]
     assert seeds == [3, 4, 5] and len(sources) == 2  # GOOD (any layout) and OTHER; BAD never runs
@@ -85,10 +86,10 @@ def test_group_runs_each_distinct_compliant_program_once_on_shared_seeds(fake):
 
 def test_cache_across_calls_keys_on_seeds(fake):
     cache = RecordCache(maxsize=8)
-    rewards.evaluate_group([fence(GOOD)], "2048", [0, 1], SPEC, cache=cache)
-    rewards.evaluate_group([fence(GOOD_RELAID), fence(GOOD)], "2048", [0, 1], SPEC, cache=cache)
+    rewards.evaluate_group([fence(GOOD)], game="2048", seeds=[0, 1], spec=SPEC, cache=cache)
+    rewards.evaluate_group([fence(GOOD_RELAID), fence(GOOD)], game="2048", seeds=[0, 1], spec=SPEC, cache=cache)
     assert len(fake.runs) == 1
-    rewards.evaluate_group([fence(GOOD)], "2048", [2, 3], SPEC, cache=cache)
+    rewards.evaluate_group([fence(GOOD)], game="2048", seeds=[2, 3], spec=SPEC, cache=cache)
     assert len(fake.runs) == 2 and len(cache) == 2
 
 
@@ -100,19 +101,94 @@ def test_record_cache_is_bounded_lru():
     assert list(cache) == ["a", "c"]
 
 
-def test_positional_forms_and_trainer_partial(fake):
+def test_one_keyword_signature(fake):
     completions = [fence(GOOD), fence(OTHER)]
-    contract = rewards.evaluate_group(completions, "2048", [0, 1], SPEC)
-    reward_fn = functools.partial(rewards.evaluate_group, game="2048", spec=SPEC)
-    assert reward_fn(completions, [0, 1]) == contract
-    assert rewards.evaluate_group(completions, seeds=[0, 1], spec=SPEC) == contract
+    contract = rewards.evaluate_group(completions, game="2048", seeds=[0, 1], spec=SPEC)
+    assert rewards.evaluate_group(completions, seeds=[0, 1], spec=SPEC) == contract  # game: the spec's
+    assert rewards.evaluate_group(completions, seeds=(0, 1)) == contract  # spec: the game's shipped one
     assert [b.total for b in rewards.evaluate_group(completions, spec=SPEC)] == [b.total for b in contract]  # default seeds
-    with pytest.raises(TypeError, match="both by position and by keyword"):
-        rewards.evaluate_group(completions, "2048", [0], SPEC, seeds=[1])
+    params = inspect.signature(rewards.evaluate_group).parameters
+    assert [p.name for p in params.values() if p.kind is not p.KEYWORD_ONLY] == ["completions"]
+    assert list(params) == ["completions", "game", "seeds", "spec", "pool", "limits", "options", "policy", "cache"]
+    with pytest.raises(TypeError):
+        rewards.evaluate_group(completions, "2048", [0, 1], SPEC)  # the old positional form
+    with pytest.raises(TypeError):
+        rewards.evaluate_group(completions, [0, 1])  # the old form after a functools.partial
     with pytest.raises(TypeError, match="list of completions"):
-        rewards.evaluate_group("one string", [0], spec=SPEC)
+        rewards.evaluate_group("one string", seeds=[0], spec=SPEC)
     with pytest.raises(ValueError, match="seeds is empty"):
-        rewards.evaluate_group(completions, [], spec=SPEC)
+        rewards.evaluate_group(completions, seeds=[], spec=SPEC)
+
+
+def test_settings_and_hashes_are_worked_out_once_per_call(fake, monkeypatch):
+    calls = {"settings": 0, "hash": 0}
+    settings_, hash_ = evaluate_module._settings, evaluate_module.source_hash
+
+    def counting_settings(*args):
+        calls["settings"] += 1
+        return settings_(*args)
+
+    def counting_hash(source):
+        calls["hash"] += 1
+        return hash_(source)
+
+    monkeypatch.setattr(evaluate_module, "_settings", counting_settings)
+    monkeypatch.setattr(evaluate_module, "source_hash", counting_hash)
+    completions = [fence(GOOD), fence(GOOD_RELAID), fence(OTHER), fence(BAD), fence(GOOD)]
+    rewards.evaluate_group(completions, seeds=[0, 1], spec=SPEC)
+    # once per call; one hash per distinct compliant source (GOOD, GOOD_RELAID, OTHER; BAD is never hashed)
+    assert calls == {"settings": 1, "hash": 3}
+
+
+def test_small_cache_never_loses_records_within_a_call(fake):
+    cache = RecordCache(maxsize=1)
+    completions = [fence(GOOD), fence(OTHER), fence('def strategy(board):\n    return "S"\n'), fence(GOOD)]
+    out = rewards.evaluate_group(completions, seeds=[0], spec=SPEC, cache=cache)
+    assert out == rewards.evaluate_group(completions, seeds=[0], spec=SPEC)
+    assert len(cache) == 1 and len(fake.runs) == 2
+
+
+def test_evaluations_carry_the_game_options(fake):
+    [ev] = rewards.evaluate_many([fence(GOOD)], seeds=[0], spec=SPEC, options={"target": 512})
+    assert ev.options == {**SPEC.options, "target": 512}
+    [ev] = rewards.evaluate_many([fence(GOOD)], "toy", [0], spec=SPEC)  # another game: not the spec's options
+    assert ev.options == {}
+
+
+def test_spec_target_option_reaches_the_performance_rule_through_a_group(fake):
+    spec512 = rewards.RewardSpec.from_text(SPEC.to_toml().replace("target = 2048", "target = 512"))
+    [b] = rewards.evaluate_group([fence(GOOD)], seeds=[0], spec=spec512)
+    [ev] = rewards.evaluate_many([fence(GOOD)], seeds=[0], spec=spec512)
+    assert ev.options["target"] == 512
+    performance = rewards.get_rule("performance")
+    assert b.values["performance"] == performance(ev, target=512) != performance(ev, target=2048)
+
+
+def test_group_reward_fn_is_the_trainer_contract(fake):
+    completions = [fence(GOOD), fence(OTHER), "no code"]
+    reward_fn = rewards.group_reward_fn("2048", SPEC)
+    assert not isinstance(reward_fn, functools.partial) and isinstance(reward_fn.cache, RecordCache)
+    contract = rewards.evaluate_group(completions, game="2048", seeds=[0, 1], spec=SPEC)
+    assert reward_fn(completions, seeds=[0, 1]) == contract
+    assert len(fake.runs) == 2
+    assert reward_fn(completions, seeds=[0, 1]) == contract  # the same programs on the same seeds: cached
+    assert len(fake.runs) == 2
+    reward_fn(completions, seeds=[2, 3])  # new seeds: new games
+    assert len(fake.runs) == 3
+    with pytest.raises(TypeError):
+        reward_fn(completions, [0, 1])  # seeds is a keyword
+    with pytest.raises(TypeError, match="list of completions"):
+        reward_fn("one string", seeds=[0])
+    assert rewards.group_reward_fn("2048").spec == rewards.default_spec("2048")
+    shared = RecordCache()
+    assert rewards.group_reward_fn("2048", SPEC, cache=shared).cache is shared
+    assert "GroupRewardFn(game='2048'" in repr(reward_fn)
+
+
+def test_group_reward_fn_checks_one_breakdown_per_completion(fake, monkeypatch):
+    monkeypatch.setattr(evaluate_module, "evaluate_group", lambda completions, **kw: [])
+    with pytest.raises(ValueError, match="0 breakdowns for 1 completions"):
+        rewards.group_reward_fn("2048", SPEC)([fence(GOOD)], seeds=[0])
 
 
 def test_evaluate_single_completion(fake):
@@ -152,9 +228,9 @@ def test_real_group_is_deterministic_across_runs_and_worker_counts(pools):
     completions = [fence(baselines.SOURCES["corner"]), fence(baselines.SOURCES["greedy"]), fence(OTHER),
                    fence(BAD), fence("def strategy(board):\n    return 7\n"),
                    fence("def strategy(board):\n    return board[9][9]\n"), "no code"]
-    a = rewards.evaluate_group(completions, "2048", [0, 1], SPEC, pool=one, limits=FAST)
-    b = rewards.evaluate_group(completions, "2048", [0, 1], SPEC, pool=two, limits=FAST)
-    c = rewards.evaluate_group(completions, "2048", [0, 1], SPEC, pool=two, limits=FAST)
+    a = rewards.evaluate_group(completions, game="2048", seeds=[0, 1], spec=SPEC, pool=one, limits=FAST)
+    b = rewards.evaluate_group(completions, game="2048", seeds=[0, 1], spec=SPEC, pool=two, limits=FAST)
+    c = rewards.evaluate_group(completions, game="2048", seeds=[0, 1], spec=SPEC, pool=two, limits=FAST)
     assert [x.values for x in a] == [x.values for x in b] == [x.values for x in c]
     assert [x.total for x in a] == [x.total for x in b] == [x.total for x in c]
     totals = [x.total for x in a]
@@ -168,7 +244,8 @@ def test_real_baselines_rank_in_true_order(pools):
     baselines = pytest.importorskip("envs.baselines")
     seeds = list(range(6))
     names = ("greedy", "corner", "fixed")
-    out = rewards.evaluate_group([fence(baselines.SOURCES[n]) for n in names], "2048", seeds, SPEC, pool=pools[1])
+    out = rewards.evaluate_group([fence(baselines.SOURCES[n]) for n in names], game="2048", seeds=seeds, spec=SPEC,
+                                 pool=pools[1])
     totals = dict(zip(names, (b.total for b in out)))
     assert all(b.info["compliant"] == 1 for b in out)
     strategy = baselines.make("expectimax")
@@ -191,13 +268,14 @@ def test_real_baselines_rank_in_true_order(pools):
 
 def test_real_cheats_never_get_a_positive_total(pools):
     _real_sandbox()
-    strategies = pytest.importorskip("sandbox.strategies")
+    cheats = pytest.importorskip("sandbox.cheats")
     seen = []
 
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(strategies.cheating_strategies())
+    @given(cheats.cheating_strategies())
     def check(cheat):
-        [b] = rewards.evaluate_group([fence(cheat.source)], "2048", [0], SPEC, pool=pools[1], limits=FAST)
+        [b] = rewards.evaluate_group([fence(cheat.source)], game="2048", seeds=[0], spec=SPEC, pool=pools[1],
+                                     limits=FAST)
         seen.append(cheat.category)
         assert b.total < 0, (cheat.category, cheat.technique, b.values)
         assert b.values["performance"] == 0.0

@@ -119,6 +119,44 @@ def test_performance_win_bonus_and_floor_penalty():
     assert above_floor - below_floor > 0.1 - 1e-9
 
 
+def test_performance_target_is_the_games_target_option():
+    """The rule grades against the target the games were played with, unless the spec sets its own."""
+    def with_options(options, *records):
+        return Evaluation(completion=SOURCE, game="2048", source=SOURCE, verdict=Verdict(True), records=records,
+                          options=options)
+
+    reached_512 = game(max_tile=512, score=4096)
+    assert rules.game_option(ran(reached_512), "target") == 2048  # the registered game's default
+    assert rules.game_option(with_options({"target": 512}), "target") == 512
+    assert rules.game_option(Evaluation(completion="", game="no_such_game"), "target", 7) == 7
+    assert rules.performance(ran(reached_512)) == rules.performance(ran(reached_512), target=2048)
+    assert rules.performance(with_options({"target": 512}, reached_512)) == \
+        rules.performance(ran(reached_512), target=512)
+    # An explicit target wins over the option.
+    assert rules.performance(with_options({"target": 512}, reached_512), target=2048) == \
+        rules.performance(ran(reached_512))
+
+
+def test_spec_options_target_reaches_the_performance_rule():
+    text = rewards.default_spec().to_toml().replace("target = 2048", "target = 512")
+    spec = rewards.RewardSpec.from_text(text)
+    assert spec.options["target"] == 512 and "target" not in spec.term("performance").params
+    reached_512 = game(max_tile=512, score=4096)
+    ev = Evaluation(completion=SOURCE, game="2048", source=SOURCE, verdict=Verdict(True), records=(reached_512,),
+                    options=dict(spec.options))
+    graded = rewards.score(ev, spec).values["performance"]
+    assert graded == rules.performance(ev, target=512) > rules.performance(ev, target=2048)
+    # honest base + full tile term + full score term (scale (log2(512) - 1) * 512) + win bonus
+    assert graded == pytest.approx(0.2 + 0.5 + 0.3 + 0.3)
+    # A rule target in the spec still wins over the option, and round-trips.
+    pinned = rewards.RewardSpec.from_text(text.replace("[rules.performance]\n", "[rules.performance]\ntarget = 2048\n"))
+    assert pinned.term("performance").params["target"] == 2048
+    assert rewards.score(ev, pinned).values["performance"] == rules.performance(ev, target=2048)
+    assert rewards.RewardSpec.from_text(pinned.to_toml()).to_dict() == pinned.to_dict()
+    with pytest.raises(rewards.SpecError, match="rules.performance.target must be an integer"):
+        rewards.RewardSpec.from_text(text.replace("[rules.performance]\n", "[rules.performance]\ntarget = \"big\"\n"))
+
+
 @settings(max_examples=200, deadline=None)
 @given(honest=st.sampled_from(HONEST), early=st.sampled_from(EARLY),
        h_tile=st.sampled_from([2, 4, 8, 16, 32]), e_tile=st.sampled_from([2, 64, 1024, 2048, 8192]),

@@ -353,7 +353,8 @@ def test_classes_through_the_sandbox_match_the_game_loop():
     drawn = [fixed_examples(c, 2, seed=11) for c in classes]
     sources = [p for group in drawn for p in group]
     with sandbox.WorkerPool(2) as pool:
-        out = rewards.evaluate_group([f"```python\n{p}\n```" for p in sources], "2048", CLASS_SEEDS, SPEC, pool=pool)
+        out = rewards.evaluate_group([f"```python\n{p}\n```" for p in sources], game="2048", seeds=CLASS_SEEDS,
+                                     spec=SPEC, pool=pool)
     totals = [b.total for b in out]
     assert totals == pytest.approx([_in_process_total(p) for p in sources], abs=1e-9)
     by_class = [totals[i:i + 2] for i in range(0, len(totals), 2)]

@@ -57,6 +57,8 @@ def test_from_file_and_missing_file(tmp_path):
     ("gmae = \"2048\"\n[rules.format]\nweight = 1.0", r"unknown key 'gmae'"),
     ("games = 0\n[rules.format]\nweight = 1.0", r"games must be a positive integer"),
     ("[limits]\nmax_move = 3\n[rules.format]\nweight = 1.0", r"unknown limit 'max_move'"),
+    # Removed (strategy output is always discarded): a spec that still names it fails clearly.
+    ("[limits]\noutput_bytes = 0\n[rules.format]\nweight = 1.0", r"unknown limit 'output_bytes'"),
     ("[limits]\nmax_moves = -3\n[rules.format]\nweight = 1.0", r"limits.max_moves must be positive"),
     ("[limits]\nmove_seconds = \"1\"\n[rules.format]\nweight = 1.0", r"limits.move_seconds must be a number"),
     ("imports = [\"no_such_module_xyz\"]\n[rules.format]\nweight = 1.0", r"cannot import 'no_such_module_xyz'"),

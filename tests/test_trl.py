@@ -20,7 +20,7 @@ class FakeRewardFn:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, completions, seeds):
+    def __call__(self, completions, *, seeds):
         self.calls.append((list(completions), list(seeds)))
         return [Breakdown(values={n: float(len(c)) + i for i, n in enumerate(SPEC.names)},
                           weights=SPEC.weights, total=0.0, info={"first_seed": seeds[0]}) for c in completions]
@@ -88,8 +88,8 @@ def test_completion_text_forms():
 def test_default_reward_fn_scores_through_evaluate_group(monkeypatch):
     seen = {}
 
-    def fake_group(completions, seeds, *, game, spec, pool):
-        seen.update(game=game, spec=spec, seeds=seeds)
+    def fake_group(completions, *, game, seeds, spec, pool, cache):
+        seen.update(game=game, spec=spec, seeds=seeds, cache=cache)
         return [Breakdown(values={n: 0.5 for n in spec.names}, weights=spec.weights, total=0.0) for _ in completions]
 
     # rewards.evaluate is also the function's name, so reach the module through sys.modules.
@@ -97,6 +97,17 @@ def test_default_reward_fn_scores_through_evaluate_group(monkeypatch):
     f = rewards.trl_reward_funcs(SPEC, game="2048")[2]
     assert f(prompts=["p"], completions=["c"]) == [0.5]
     assert seen["game"] == "2048" and seen["spec"] is SPEC and len(seen["seeds"]) == SPEC.games
+    assert isinstance(seen["cache"], rewards.RecordCache)  # repeated programs are not played again
+
+
+def test_reward_fn_is_called_with_keyword_seeds():
+    """The RewardFn contract: seeds is a keyword, so a (completions, seeds) positional callable is refused."""
+    def positional(completions, seeds, /):
+        raise AssertionError("called positionally")
+
+    f = rewards.trl_reward_funcs(SPEC, reward_fn=positional)[0]
+    with pytest.raises(TypeError):
+        f(prompts=["p"], completions=["c"])
 
 
 @pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="TRL is not installed (optional)")

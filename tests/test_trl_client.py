@@ -1,12 +1,11 @@
 """A real TRL client: TRL's GRPOTrainer drives rewards.trl_reward_funcs for one step on a tiny local model.
 
 No hub: the model and tokenizer are built in memory (train.model.tiny_model_and_tokenizer). The rewards are the
-real ones (rewards.evaluate_group, programs run in the sandbox); a counting wrapper checks that TRL's batch was
+real ones (rewards.group_reward_fn over evaluate_group, programs run in the sandbox); a counting wrapper checks that TRL's batch was
 scored once per group with the dataset's seeds, whatever the number of rule functions TRL calls.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import pytest
@@ -15,7 +14,6 @@ trl = pytest.importorskip("trl")
 torch = pytest.importorskip("torch")
 
 import rewards  # noqa: E402
-from rewards.evaluate import evaluate_group  # noqa: E402
 from train.model import tiny_model_and_tokenizer  # noqa: E402
 
 SPEC = rewards.default_spec()
@@ -23,15 +21,15 @@ PROMPT = "Write a Python function `strategy(board)` for 2048 that returns one of
 
 
 class CountingRewardFn:
-    """The default scorer (evaluate_group through the sandbox), with every call recorded."""
+    """The default scorer (rewards.group_reward_fn: evaluate_group through the sandbox), with every call recorded."""
 
     def __init__(self):
         self.calls = []
-        self.inner = functools.partial(evaluate_group, game="2048", spec=SPEC)
+        self.inner = rewards.group_reward_fn("2048", SPEC)
 
-    def __call__(self, completions, seeds):
+    def __call__(self, completions, *, seeds):
         self.calls.append((len(completions), list(seeds)))
-        return self.inner(completions, seeds)
+        return self.inner(completions, seeds=seeds)
 
 
 def test_grpo_trainer_runs_a_step_with_our_reward_functions(tmp_path):

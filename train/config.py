@@ -10,11 +10,11 @@ flat (``lora_rank = 16``) or grouped in one-level tables whose name prefixes the
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
+
+from codepolicy import tomlconfig
 
 __all__ = [
     "TrainConfig",
@@ -96,7 +96,7 @@ class TrainConfig:
     # "The default run on CPU").
     steps: int = _f(18, "optimizer steps of the run (each samples a fresh batch)")
     # The prompt is shared by every row, so it runs once per micro-batch (batch 1) and only the
-    # completions run at batch 8: the whole batch in one micro-batch, ~4 GB peak RSS with checkpointing.
+    # completions run at batch 8: the whole batch fits one micro-batch (peak memory: README, "Training on CPU").
     grad_accum: int = _f(1, "micro-batches per step (the batch is split into this many forward/backward passes)")
     num_iterations: int = _f(1, "updates per sampled batch (> 1: the clipped ratio starts to act)")
     # GRPO objective.
@@ -210,7 +210,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 def field_doc(name: str) -> str:
     """The one-line documentation of TrainConfig field ``name``."""
-    return {f.name: f.metadata.get("doc", "") for f in fields(TrainConfig)}[name]
+    return tomlconfig.field_docs(TrainConfig)[name]
 
 
 def field_choices(name: str) -> tuple[str, ...] | None:
@@ -218,75 +218,10 @@ def field_choices(name: str) -> tuple[str, ...] | None:
     return _CHOICES.get(name)
 
 
-def _field_types() -> dict[str, Any]:
-    hints = typing.get_type_hints(TrainConfig)
-    return {f.name: hints[f.name] for f in fields(TrainConfig)}
-
-
-def _type_name(tp: Any) -> str:
-    if tp is bool:
-        return "a boolean"
-    if tp is int:
-        return "an integer"
-    if tp is float:
-        return "a number"
-    if tp is str:
-        return "a string"
-    return "a list of strings"
-
-
-def _coerce(name: str, tp: Any, value: Any, from_text: bool) -> Any:
-    """Check (and for flag strings, parse) one value against its field type; one-line error otherwise."""
-    if from_text and isinstance(value, str) and tp is not str:
-        text = value.strip()
-        try:
-            if tp is bool:
-                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                value = text.lower() in ("true", "1", "yes")
-            elif tp is int:
-                value = int(text)
-            elif tp is float:
-                value = float(text)
-            else:
-                value = tuple(part.strip() for part in text.split(",") if part.strip())
-        except ValueError:
-            raise ValueError(f"config field '{name}' must be {_type_name(tp)}, got {value!r}") from None
-    ok: bool
-    if tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif tp is str:
-        ok = isinstance(value, str)
-    else:  # tuple[str, ...]
-        if isinstance(value, str):
-            value = (value,)
-        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value) and len(value) > 0
-        value = tuple(value) if ok else value
-    if not ok:
-        raise ValueError(
-            f"config field '{name}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}"
-        )
-    return value
-
-
 def _validate(cfg: TrainConfig) -> None:
-    for name, (lo, hi, lo_inc, hi_inc) in _RANGES.items():
-        v = getattr(cfg, name)
-        if lo is not None and (v < lo or (v == lo and not lo_inc)):
-            op = ">=" if lo_inc else ">"
-            raise ValueError(f"config field '{name}' must be {op} {lo}, got {v}")
-        if hi is not None and (v > hi or (v == hi and not hi_inc)):
-            op = "<=" if hi_inc else "<"
-            raise ValueError(f"config field '{name}' must be {op} {hi}, got {v}")
-    for name, choices in _CHOICES.items():
-        v = getattr(cfg, name)
-        if v not in choices:
-            raise ValueError(f"config field '{name}' must be one of {', '.join(choices)}; got {v!r}")
+    tomlconfig.check_ranges(cfg, _RANGES, label="config field '{key}'", error=ValueError)
+    if not cfg.lora_target_modules:
+        raise ValueError("config field 'lora_target_modules' must be a list of strings, got ()")
     if cfg.dtype == "float16":
         raise ValueError("config field 'dtype' is 'float16', which trains without a gradient scaler (small "
                          "gradients underflow to zero); use 'bfloat16' on a GPU or 'float32'")
@@ -304,30 +239,13 @@ def make_config(values: Mapping[str, Any] | None = None, *, preset: str = "cpu",
     """A validated TrainConfig from a preset plus explicit values (unknown keys and bad values raise ValueError)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} in {source}; choose one of {', '.join(PRESETS)}")
-    types_ = _field_types()
-    merged: dict[str, Any] = dict(PRESETS[preset])
-    for key, value in (values or {}).items():
-        key = _RENAMED.get(key, key)
-        if key not in types_:
-            raise ValueError(f"unknown config key '{key}' in {source}")
-        merged[key] = value
-    checked = {k: _coerce(k, types_[k], v, from_text) for k, v in merged.items()}
+    given = {_RENAMED.get(key, key): value for key, value in (values or {}).items()}
+    checked = tomlconfig.check_fields({**PRESETS[preset], **given}, TrainConfig,
+                                      origin=None if source == "config" else source, label="config field '{key}'",
+                                      noun="config key", choices=_CHOICES, from_text=from_text, error=ValueError)
     cfg = TrainConfig(**checked)
     _validate(cfg)
     return cfg
-
-
-def _flatten(table: Mapping[str, Any], source: str) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            for sub, subvalue in value.items():
-                if isinstance(subvalue, dict):
-                    raise ValueError(f"config table '{key}.{sub}' in {source} is nested too deep (one level allowed)")
-                flat[f"{key}_{sub}"] = subvalue
-        else:
-            flat[key] = value
-    return flat
 
 
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
@@ -341,18 +259,12 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     source = "config"
     file_preset = None
     if path is not None:
-        p = Path(path)
-        source = str(p)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p}")
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"config file {p} is not valid TOML: {exc}") from None
+        source = str(Path(path))
+        data = tomlconfig.read_toml(path, what="config file", error=ValueError)
         file_preset = data.pop("preset", None)
         if file_preset is not None and not isinstance(file_preset, str):
-            raise ValueError(f"config key 'preset' in {p} must be a string")
-        values = _flatten(data, source)
+            raise ValueError(f"config key 'preset' in {source} must be a string")
+        values = tomlconfig.flatten_tables(data, origin=source, error=ValueError)
     chosen = preset or file_preset or "cpu"
     cfg = make_config(values, preset=chosen, source=source)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -362,28 +274,14 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     return cfg
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-
-
 def config_to_toml(cfg: TrainConfig) -> str:
     """The config as flat TOML text that load_config reads back to an equal config."""
-    return "".join(f"{f.name} = {_toml_value(getattr(cfg, f.name))}\n" for f in fields(cfg))
+    return tomlconfig.dumps_toml(dataclasses.asdict(cfg))
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Write the config as TOML (atomically: a temporary file renamed into place)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(config_to_toml(cfg), encoding="utf-8")
-    tmp.replace(p)
+    tomlconfig.write_toml(path, dataclasses.asdict(cfg))
 
 
 def with_run_dir(config: TrainConfig) -> TrainConfig:
