@@ -50,10 +50,6 @@ __all__ = [
     "train",
     "default_reward_fn",
     "resolve_games",
-    # The policy's setup, re-exported for callers of the loop (defined in train.policy).
-    "add_lora",
-    "make_optimizer",
-    "check_trainable_dtype",
 ]
 
 
