@@ -1,8 +1,10 @@
 """Untrusted strategy code: extract it from a completion, check it statically, run it in workers.
 
 ``extract``, ``check`` and the policy are light (standard library only). The runner (``run``,
-``run_many``, ``WorkerPool``, ``default_pool``) is imported on first use, so ``import sandbox``
-stays cheap and works even where the runner's dependencies are absent. Nothing here imports torch.
+``run_many``, ``WorkerPool``, ``default_pool``, ``make_pool``) is imported on first use, so
+``import sandbox`` stays cheap and works even where the runner's dependencies are absent; so is
+``RayPool`` (:mod:`sandbox.ray_pool`), which imports ``ray`` only when a pool is built. Nothing
+here imports torch or ray.
 """
 from __future__ import annotations
 
@@ -14,11 +16,11 @@ from sandbox.extract import extract
 from sandbox.policy import DEFAULT_POLICY, RULES, Policy, Rule
 from sandbox.records import FORMAT_REASONS, FormatError, GameRecord, Limits, Verdict, Violation
 
-_RUNNER_NAMES = ("run", "run_many", "WorkerPool", "default_pool")
-_LAZY_MODULES = ("runner", "strategies", "cheats", "worker")
+_RUNNER_NAMES = ("run", "run_many", "WorkerPool", "default_pool", "make_pool")
+_LAZY_MODULES = ("runner", "strategies", "cheats", "worker", "ray_pool")
 
 __all__ = ["extract", "check", "Policy", "Rule", "RULES", "DEFAULT_POLICY", "FormatError", "Verdict",
-           "Violation", "Limits", "GameRecord", "FORMAT_REASONS", "OUTCOMES", *_RUNNER_NAMES]
+           "Violation", "Limits", "GameRecord", "FORMAT_REASONS", "OUTCOMES", "RayPool", *_RUNNER_NAMES]
 
 
 def __getattr__(name: str) -> Any:
@@ -33,6 +35,11 @@ def __getattr__(name: str) -> Any:
         value = getattr(runner, name)
         globals()[name] = value  # later lookups skip this function
         return value
+    if name == "RayPool":
+        from sandbox.ray_pool import RayPool  # needs no ray until a pool is built
+
+        globals()[name] = RayPool
+        return RayPool
     if name == "OUTCOMES":
         from sandbox import records
 
@@ -43,4 +50,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_RUNNER_NAMES) | set(_LAZY_MODULES) | {"OUTCOMES"})
+    return sorted(set(globals()) | set(_RUNNER_NAMES) | set(_LAZY_MODULES) | {"OUTCOMES", "RayPool"})

@@ -62,7 +62,8 @@ from sandbox.records import GameRecord, Limits
 # described in sandbox.worker's docstring; its constants come from there and only from there.
 from sandbox.worker import FORK_REQUEST, FRAME, HB_BYTES, HB_EXIT, HB_GAME, HB_JOB, HB_TICK, MAX_MESSAGE_BYTES, PID
 
-__all__ = ["run", "run_many", "WorkerPool", "default_pool", "UNCHECKED", "SandboxUnavailable", "PROBE_BOARDS"]
+__all__ = ["run", "run_many", "WorkerPool", "default_pool", "make_pool", "POOL_KINDS", "UNCHECKED",
+           "SandboxUnavailable", "PROBE_BOARDS"]
 
 PROBE_BOARDS = 32           # boards of a program's games asked again by the determinism probe
 PROBE_SLOWDOWN = 4.0        # a probe timeout counts when play answered that board this much faster
@@ -539,7 +540,109 @@ def _thaw(view: Any) -> Any:
 # --- the pool ----------------------------------------------------------------------------------
 
 
-class WorkerPool:
+@dataclasses.dataclass
+class _Program:
+    """One runnable program of a ``run_many`` call: its game jobs (one per share of the seeds), then a probe."""
+
+    index: int          # its position among the call's sources
+    base: dict          # what every job of the program carries (source, game, limits, policy names)
+    key: str            # its secret key: which zygote, the probe sample, the heap shifts
+    zygote: int         # the zygote whose children play it; the other one's child probes it
+    jobs: list[dict]    # game jobs, in the order of the seeds
+
+
+@dataclasses.dataclass
+class _Plan:
+    """A ``run_many`` call worked out before anything runs."""
+
+    spec: Any
+    limits: Limits
+    results: list[list[GameRecord]]   # filled for programs the static check rejects; [] for the others
+    programs: list[_Program]
+
+
+class _Planner:
+    """What decides the jobs of a ``run_many`` call: the pool secret, the job ids and the width.
+
+    :class:`WorkerPool` and ``sandbox.ray_pool.RayPool`` share it, so a program gets the same
+    zygote, shares of seeds, heap keys, probe sample and verdict from both: its records depend
+    on the secret and the width (``workers``), never on which process ran its jobs.
+    """
+
+    def __init__(self, workers: int, secret: bytes | None) -> None:
+        self.workers = max(1, int(workers))
+        self.secret = bytes(secret) if secret is not None else os.urandom(16)
+        self._job_ids = iter(range(1, 1 << 62))
+        self._id_lock = threading.Lock()
+
+    def _derive(self, *parts: Any) -> str:
+        """A hex digest of the pool secret and ``parts``: per-pool values no program can predict."""
+        text = json.dumps([str(p) for p in parts]).encode("utf-8", "surrogatepass")
+        return hashlib.sha256(self.secret + text).hexdigest()
+
+    def _next_id(self) -> int:
+        with self._id_lock:
+            return next(self._job_ids)
+
+    def _plan(self, sources: Sequence[str], game: str, seeds: Iterable[int], limits: Limits | None,
+              options: Mapping[str, Any] | None, policy: Any, restricted: bool) -> _Plan:
+        """Static rejections, and the game jobs of every other program (nothing runs yet)."""
+        import envs
+
+        spec = envs.get(game)
+        seeds = [int(s) for s in seeds]
+        limits = limits or Limits()
+        options = dict(options or {})
+        spec.make(0, **options)  # unknown options: one clear ValueError now, not one per job
+        builtin_names, methods = _policy_names(policy)
+        results: list[list[GameRecord]] = [[] for _ in sources]
+        runnable = []
+        for s, source in enumerate(sources):
+            rejection = _static_rejection(source, policy)
+            if rejection:
+                results[s] = [GameRecord(seed=seed, outcome="violation", error=rejection) for seed in seeds]
+            elif seeds:
+                runnable.append(s)
+        # Split each program's seeds so that every worker has work even for a single program.
+        chunks = max(1, min(len(seeds), -(-self.workers // max(1, len(runnable)))))
+        size = -(-len(seeds) // chunks) if seeds else 1
+        parts = [seeds[i:i + size] for i in range(0, len(seeds), size)]
+        per_game = max(2, -(-PROBE_BOARDS // max(1, len(seeds))))
+        origin = _spec_origin(spec)
+        programs = []
+        for s in runnable:
+            base = {"game": game, "origin": origin, "options": options,
+                    "limits": _limits_dict(limits), "source": sources[s],
+                    "builtins": builtin_names, "methods": methods, "restricted": restricted}
+            key = self._derive("program", sources[s], game, options, builtin_names, methods, restricted)
+            z = int(key[:2], 16) & 1  # which zygote plays and which probes: drawn per program
+            jobs = [{**base, "seeds": part, "id": self._next_id(), "heap": self._derive(key, "heap", c),
+                     "sample": {"count": per_game, "key": key}} for c, part in enumerate(parts)]
+            programs.append(_Program(s, base, key, z, jobs))
+        return _Plan(spec, limits, results, programs)
+
+    def _probe_job(self, program: _Program, sample: list) -> tuple[dict, list]:
+        """The probe of ``program`` from the calls its games kept, in the order of its jobs -> (job, boards).
+
+        Shuffles ``sample`` in place: the boards are asked out of the order they were played.
+        """
+        random.Random(program.key).shuffle(sample)
+        job = {**program.base, "id": self._next_id(), "heap": self._derive(program.key, "heap", "probe")}
+        return job, [b for _, b, _, _ in sample]
+
+
+def _judged(records: list[GameRecord], sample: list, answers: list[str], failure: tuple[str, str] | None,
+            limits: Limits) -> list[GameRecord]:
+    """``records`` after the probe: every record a violation when the replay disagrees with play."""
+    verdict = _probe_verdict(sample, answers, failure, limits)
+    if not verdict:
+        return records
+    # A violation the child already named keeps its name (it also explains the difference).
+    return [r if r.outcome == "violation" else dataclasses.replace(r, outcome="violation", error=verdict[:ERROR_CHARS])
+            for r in records]
+
+
+class WorkerPool(_Planner):
     """Warm sandbox zygotes and the threads that run jobs on forked children, used in parallel.
 
     ``workers`` (default: the CPU cores this process may use, at most 32) is how many children
@@ -553,27 +656,22 @@ class WorkerPool:
     """
 
     def __init__(self, workers: int | None = None, game: str = "2048", secret: bytes | None = None) -> None:
-        self.workers = max(1, int(workers if workers is not None else _available_cores()))
+        super().__init__(workers if workers is not None else _available_cores(), secret)
         self.game = game
-        self.secret = bytes(secret) if secret is not None else os.urandom(16)
         self._zygotes: list[_Zygote | None] = [None, None]
         self._zygote_locks = [threading.Lock(), threading.Lock()]
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sandbox")
-        self._job_ids = iter(range(1, 1 << 62))
-        self._id_lock = threading.Lock()
         self.replaced = 0     # worker processes lost to a kill or a crash (each job gets a fresh one anyway)
         self.closed = False
+
+    def __repr__(self) -> str:
+        return f"WorkerPool(workers={self.workers}, game={self.game!r}{', closed' if self.closed else ''})"
 
     def __enter__(self) -> "WorkerPool":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-    def _derive(self, *parts: Any) -> str:
-        """A hex digest of the pool secret and ``parts``: per-pool values no program can predict."""
-        text = json.dumps([str(p) for p in parts]).encode("utf-8", "surrogatepass")
-        return hashlib.sha256(self.secret + text).hexdigest()
 
     def warm(self) -> None:
         """Start both zygotes now (otherwise each starts on first use)."""
@@ -610,10 +708,6 @@ class WorkerPool:
                 return self._zygote(z).fork()
             except (OSError, EOFError) as exc:
                 raise SandboxUnavailable(f"a sandbox worker could not start a job: {exc}") from None
-
-    def _next_id(self) -> int:
-        with self._id_lock:
-            return next(self._job_ids)
 
     def close(self) -> None:
         """Stop every process and remove their directories."""
@@ -693,61 +787,23 @@ class WorkerPool:
         """Play every seed with every source, in parallel -> one list of records per source."""
         if self.closed:
             raise RuntimeError("this WorkerPool is closed")
-        import envs
-
-        spec = envs.get(game)
-        seeds = [int(s) for s in seeds]
-        limits = limits or Limits()
-        options = dict(options or {})
-        spec.make(0, **options)  # unknown options: one clear ValueError now, not one per job
-        builtin_names, methods = _policy_names(policy)
-        results: list[list[GameRecord]] = [[] for _ in sources]
-        runnable = []
-        for s, source in enumerate(sources):
-            rejection = _static_rejection(source, policy)
-            if rejection:
-                results[s] = [GameRecord(seed=seed, outcome="violation", error=rejection) for seed in seeds]
-            elif seeds:
-                runnable.append(s)
-        # Split each program's seeds so that every worker has work even for a single program.
-        chunks = max(1, min(len(seeds), -(-self.workers // max(1, len(runnable)))))
-        size = -(-len(seeds) // chunks) if seeds else 1
-        parts = [seeds[i:i + size] for i in range(0, len(seeds), size)]
-        per_game = max(2, -(-PROBE_BOARDS // max(1, len(seeds))))
-        jobs: dict[int, tuple[dict, str, int, list[Future]]] = {}
-        origin = _spec_origin(spec)
-        for s in runnable:
-            base = {"game": game, "origin": origin, "options": options,
-                    "limits": _limits_dict(limits), "source": sources[s],
-                    "builtins": builtin_names, "methods": methods, "restricted": restricted}
-            key = self._derive("program", sources[s], game, options, builtin_names, methods, restricted)
-            z = int(key[:2], 16) & 1  # which zygote plays and which probes: drawn per program
-            futures = []
-            for c, part in enumerate(parts):
-                job = {**base, "seeds": part, "id": self._next_id(), "heap": self._derive(key, "heap", c),
-                       "sample": {"count": per_game, "key": key}}
-                futures.append(self._executor.submit(self._run_games, z, job, spec, limits))
-            jobs[s] = (base, key, z, futures)
+        plan = self._plan(sources, game, seeds, limits, options, policy, restricted)
+        results, limits = plan.results, plan.limits
+        futures = {p.index: [self._executor.submit(self._run_games, p.zygote, job, plan.spec, limits)
+                             for job in p.jobs] for p in plan.programs}
         probes: dict[int, tuple[list, Future]] = {}
-        for s, (base, key, z, futures) in jobs.items():
+        for p in plan.programs:
             sample: list = []
-            for future in futures:
+            for future in futures[p.index]:
                 part_records, part_sample = future.result()
-                results[s] += part_records
+                results[p.index] += part_records
                 sample += part_sample
             if sample:
-                random.Random(key).shuffle(sample)  # asked out of the order they were played
-                probe = {**base, "id": self._next_id(), "heap": self._derive(key, "heap", "probe")}
-                probes[s] = (sample, self._executor.submit(
-                    self._run_probe, 1 - z, probe, [b for _, b, _, _ in sample], limits))
+                job, boards = self._probe_job(p, sample)
+                probes[p.index] = (sample, self._executor.submit(self._run_probe, 1 - p.zygote, job, boards, limits))
         for s, (sample, future) in probes.items():
             answers, failure = future.result()
-            verdict = _probe_verdict(sample, answers, failure, limits)
-            if verdict:
-                # A violation the child already named keeps its name (it also explains the difference).
-                results[s] = [r if r.outcome == "violation" else
-                              dataclasses.replace(r, outcome="violation", error=verdict[:ERROR_CHARS])
-                              for r in results[s]]
+            results[s] = _judged(results[s], sample, answers, failure, limits)
         return results
 
     def run(self, source: str, game: str = "2048", seeds: Iterable[int] = (0,), limits: Limits | None = None,
@@ -844,6 +900,26 @@ def default_pool() -> WorkerPool:
             _DEFAULT = WorkerPool()
             atexit.register(_DEFAULT.close)
         return _DEFAULT
+
+
+POOL_KINDS = ("local", "ray")
+
+
+def make_pool(kind: str = "local", workers: int | None = None, *, game: str = "2048",
+              secret: bytes | None = None) -> Any:
+    """A new sandbox pool of ``kind``: "local" (a :class:`WorkerPool`, this machine's cores) or
+    "ray" (a ``sandbox.ray_pool.RayPool``, actors on the Ray cluster Ray's own settings name).
+
+    ``workers`` defaults to the local cores or the cluster's free CPUs. Both kinds give the
+    same records for the same ``secret`` and ``workers``; close the pool when done.
+    """
+    if kind == "local":
+        return WorkerPool(workers, game, secret)
+    if kind == "ray":
+        from sandbox.ray_pool import RayPool
+
+        return RayPool(workers, game, secret)
+    raise ValueError(f"unknown sandbox pool {kind!r}: expected one of {', '.join(map(repr, POOL_KINDS))}")
 
 
 def run(source: str, game: str = "2048", seeds: Iterable[int] = (0,), limits: Limits | None = None,

@@ -237,3 +237,21 @@ def test_float16_is_refused_for_training(tmp_path):
     with pytest.raises(ValueError, match="float16.*bfloat16.*float32"):
         train(_config(tmp_path), _low_id_reward(tok), model.half(), tok, prompts=PROMPTS, progress=False)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_default_reward_fn_makes_the_pool_the_config_asks_for():
+    from rewards import GroupRewardFn
+    from sandbox import WorkerPool
+    from train.loop import default_reward_fn
+
+    shared = default_reward_fn(make_config({}))
+    assert isinstance(shared, GroupRewardFn) and shared.pool is None  # the sandbox's shared local pool
+    own = default_reward_fn(make_config({"reward_workers": 1}))
+    try:
+        assert isinstance(own.pool, WorkerPool) and own.pool.workers == 1
+        good = "```python\ndef strategy(board):\n    return 'A'\n```"
+        assert own([good, good], seeds=[0]) == shared([good, good], seeds=[0])  # same rewards on either pool
+    finally:
+        own.pool.close()
+    with pytest.raises(ValueError, match="reward_pool"):
+        make_config({"reward_pool": "gpu"})

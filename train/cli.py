@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.text import safe_text  # program text and input names on the terminal
+from train.prompts import TEMPLATES
 
 __all__ = ["add_commands"]
 
@@ -48,21 +49,24 @@ def _add_train(subparsers: Any) -> None:
                     "adapter. Settings come from the preset, then --config, then the flags below.",
     )
     p.add_argument("--config", metavar="TOML", help="a TrainConfig TOML file")
-    p.add_argument("--preset", choices=("cpu", "gpu"), default=None,
-                   help="base settings (default: the file's preset, else cpu)")
+    from train.config import PRESETS, field_choices, field_doc
+
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                   help="base settings (default: the file's preset, else cpu; cpu-long: the 2-hour learning "
+                        "benchmark on CPU; gpu: a real run on one GPU)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its newest checkpoint (its config.toml unless --config)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from train.config import PRESETS, field_choices, field_doc
 
     fields = p.add_argument_group("config fields (override the preset and --config)")
     for name, tp, default in _config_fields():
         flag = "--" + name.replace("_", "-")
         shown = ",".join(default) if isinstance(default, tuple) else default
         presets = f"cpu preset: {shown}" if shown != "" else "cpu preset: unset"
-        if name in PRESETS["gpu"]:
-            presets += f"; gpu: {PRESETS['gpu'][name]}"
+        for other in PRESETS:
+            if name in PRESETS[other]:
+                presets += f"; {other}: {PRESETS[other][name]}"
         text = f"{field_doc(name)} ({presets})".replace("%", "%%")  # argparse formats help with %
         choices = field_choices(name)
         if tp is bool:
@@ -177,11 +181,12 @@ def _add_eval(subparsers: Any) -> None:
                                                  "seeds from 2**31 on, as many as the run's games per completion, "
                                                  "else the spec's games)")
     p.add_argument("--game", default=None, help="game (default: the run's, else 2048)")
-    p.add_argument("--template", default=None, help="prompt template (default: the run's, else default)")
+    p.add_argument("--template", default=None, choices=tuple(TEMPLATES),
+                   help="prompt template (default: the run's, else the cpu preset's)")
     p.add_argument("--spec", default=None, metavar="TOML", help="reward spec (default: the run's, else the game's)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the run's, else 256")
-    p.add_argument("--temperature", type=float, default=None, help="default: the run's, else 1.0")
-    p.add_argument("--top-p", type=float, default=None, help="default: the run's, else 1.0")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the run's, else the cpu preset's")
+    p.add_argument("--temperature", type=float, default=None, help="default: the run's, else the cpu preset's")
+    p.add_argument("--top-p", type=float, default=None, help="default: the run's, else the cpu preset's")
     p.add_argument("--batch-size", type=int, default=16, help="completions sampled at once")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (the same for both models)")
     p.add_argument("--backend", default="hf", choices=("hf", "lean"), help="rollout backend used to sample")

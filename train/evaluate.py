@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -108,13 +109,16 @@ def attach_adapter(model: Any, adapter_dir: Path | None, state: dict | None) -> 
     """``model`` with the LoRA adapter of ``resolve_adapter``'s result attached, in eval mode."""
     from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 
-    if adapter_dir is not None:
-        policy = PeftModel.from_pretrained(model, str(adapter_dir))
-    else:
-        lora = LoraConfig(**{k: v for k, v in state["adapter_config"].items()
-                             if k in {f.name for f in dataclasses.fields(LoraConfig)}})
-        policy = get_peft_model(model, lora)
-        set_peft_model_state_dict(policy, state["adapter"])
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated `is_gradient_checkpointing` (see train.policy.add_lora).
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        if adapter_dir is not None:
+            policy = PeftModel.from_pretrained(model, str(adapter_dir))
+        else:
+            lora = LoraConfig(**{k: v for k, v in state["adapter_config"].items()
+                                 if k in {f.name for f in dataclasses.fields(LoraConfig)}})
+            policy = get_peft_model(model, lora)
+            set_peft_model_state_dict(policy, state["adapter"])
     policy.eval()
     return policy
 
@@ -194,9 +198,9 @@ def evaluate_models(*, model: str | None = None, adapter: str | None = None, bas
                     seed: int = 0, backend: str = "hf", dtype: str = "auto", device: str = "auto") -> dict[str, Any]:
     """Sample and score a model (and/or its adapter) on held-out games; the result ``codepolicy eval`` prints.
 
-    Settings left None come from the adapter's run (its config), else the defaults: SmolLM2-135M, 2048,
-    the default template and spec, 256 new tokens, temperature 1, and ``held_out_seeds`` as many as the
-    run's games per completion (else the spec's ``games``). Returns a JSON-ready dict: the settings,
+    Settings left None come from the adapter's run (its config), else from the cpu preset (``TrainConfig()``:
+    model, game, template, new tokens, temperature, top-p) and the game's default spec; the games are
+    ``held_out_seeds``, as many as the run's games per completion (else the spec's ``games``). Returns a JSON-ready dict: the settings,
     ``reports`` (name -> :func:`summarize`) and ``samples`` (name -> every completion with its scores).
     """
     if samples < 1:
@@ -213,13 +217,14 @@ def evaluate_models(*, model: str | None = None, adapter: str | None = None, bas
         got = run_config.get(key)
         return got if got not in (None, "") else fallback
 
-    model_name = pick(model, "model", "smollm2-135m")
-    game = pick(game, "game", "2048")
-    template = pick(template, "prompt_template", "default")
+    defaults = TrainConfig()  # the cpu preset: what `codepolicy train` would have used
+    model_name = pick(model, "model", defaults.model)
+    game = pick(game, "game", defaults.game)
+    template = pick(template, "prompt_template", defaults.prompt_template)
     spec_path = pick(spec, "reward_spec", None)
-    sampling = dict(max_new_tokens=int(pick(max_new_tokens, "max_new_tokens", 256)),
-                    temperature=float(pick(temperature, "temperature", 1.0)),
-                    top_p=float(pick(top_p, "top_p", 1.0)))
+    sampling = dict(max_new_tokens=int(pick(max_new_tokens, "max_new_tokens", defaults.max_new_tokens)),
+                    temperature=float(pick(temperature, "temperature", defaults.temperature)),
+                    top_p=float(pick(top_p, "top_p", defaults.top_p)))
     reward_fn = _reward_fn(game, spec_path)
     if seeds is None:
         import rewards

@@ -99,11 +99,20 @@ def resolve_games(config: TrainConfig) -> int:
 
 
 def default_reward_fn(config: TrainConfig) -> "RewardFn":
-    """The configured reward: ``rewards.group_reward_fn`` with the spec (the game's default when none)."""
+    """The configured reward: ``rewards.group_reward_fn`` with the spec (the game's default when none).
+
+    Its games run on the sandbox's shared local pool, or on the pool ``reward_pool`` / ``reward_workers``
+    ask for (``sandbox.make_pool``: a local pool of that size, or a Ray pool), which the caller closes.
+    """
     import rewards
 
     spec = rewards.load_spec(config.reward_spec or None, game=config.game)
-    return rewards.group_reward_fn(config.game, spec)
+    pool = None
+    if config.reward_pool != "local" or config.reward_workers:
+        import sandbox
+
+        pool = sandbox.make_pool(config.reward_pool, config.reward_workers or None, game=config.game)
+    return rewards.group_reward_fn(config.game, spec, pool=pool)
 
 
 # ----------------------------------------------------------------------------- one step
@@ -295,7 +304,10 @@ def train(config: TrainConfig, reward_fn: "RewardFn | None" = None, model: Any =
     save_config(config, run_dir / "config.toml")
 
     prompts = list(prompts) if prompts is not None else _default_prompts(config, tokenizer)
-    reward_fn = reward_fn if reward_fn is not None else default_reward_fn(config)
+    own_pool = None  # a sandbox pool this run made for itself, closed when it ends
+    if reward_fn is None:
+        reward_fn = default_reward_fn(config)
+        own_pool = getattr(reward_fn, "pool", None)
     backend = make_backend(config.rollout_backend, policy, tokenizer, compile=config.rollout_compile,
                            compile_backend=config.rollout_compile_backend or None,
                            model_path=model_path, lora_rank=config.lora_rank,
@@ -346,6 +358,8 @@ def train(config: TrainConfig, reward_fn: "RewardFn | None" = None, model: Any =
     finally:
         logger.close()
         backend.close()
+        if own_pool is not None:
+            own_pool.close()
     if not summary.interrupted:
         try:
             from train.monitor import plot_run

@@ -5,12 +5,31 @@ and the checker can never disagree. Measured on SmolLM2-135M-Instruct (see DESIG
 short example of the format multiplies the share of programs that play by about seven, so
 the default template has one; ``rules_only``, ``example_only`` (no rules: a far shorter
 prompt) and ``minimal`` exist to measure what each part is worth.
+
+Two more parts exist because of what the untrained model did with the default prompt
+(``benchmarks/prompt_study.py``, figures in ``benchmarks/results/README.md``): its programs do
+not check whether a move changes the board, so every one that played ended ``stuck``, and the
+full rule list is 1,137 of the default prompt's 1,582 tokens.
+
+- ``compact_rules``: the same policy in a few lines (:func:`compact_rules`), each line kept
+  only while the rules it stands for are active, and every claim tested against the checker.
+- ``moves_example``: an example whose strategy plays the first move, in a fixed order, that
+  changes the board (:data:`MOVES_EXAMPLES`), so a copy plays to a real game end. Its order
+  opens with two opposite moves, a weak plan: reordering it to keep a corner earns more, so
+  copying it is not the best a sample can do.
+
+Templates ``compact`` (compact rules, the game's example: 829 prompt tokens), ``moves`` (compact
+rules, the board-changing example), ``moves_only`` (no rules) and ``moves_full_rules`` (every rule)
+combine them. Measured at the cpu preset's 128 new tokens, ``compact`` does as well as ``default``
+at half the prompt, and the moves example does not help yet: with its fence it takes 117 of the
+128 tokens, and this model wraps its code in prose.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-__all__ = ["SYSTEM_PROMPT", "TEMPLATES", "build_messages", "build_prompt", "prompt_text"]
+__all__ = ["SYSTEM_PROMPT", "TEMPLATES", "MOVES_EXAMPLES", "COMPACT_OMITTED", "build_messages", "build_prompt",
+           "compact_rules", "prompt_text", "template_examples"]
 
 SYSTEM_PROMPT = ("You are an expert Python programmer. You answer with exactly one Python code block "
                  "and nothing else.")
@@ -19,6 +38,9 @@ _RULES_HEADER = ("Your program is checked before it runs; a program that breaks 
                  "is rejected and scores nothing:")
 _EXAMPLE_HEADER = ("Example of the answer format (a weak strategy: write a better one that keeps "
                    "every rule above):")
+_MOVES_EXAMPLE_HEADER = ("Example of the answer format. `moves(row)` says whether sliding a row to the left "
+                         "changes it; the strategy plays the first move, in a fixed order, that changes the "
+                         "board. The order is a weak plan: write a better one{rules}.")
 _ANSWER = ("Answer with one ```python code block that defines `def strategy(board):` and returns "
            "one of {actions}. No explanation.")
 
@@ -28,7 +50,100 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "rules_only": ("game", "rules", "answer"),
     "example_only": ("game", "example", "answer"),
     "minimal": ("game", "answer"),
+    "compact": ("game", "compact_rules", "example", "answer"),
+    "moves": ("game", "compact_rules", "moves_example", "answer"),
+    "moves_only": ("game", "moves_example", "answer"),
+    "moves_full_rules": ("game", "rules", "moves_example", "answer"),
 }
+
+# Game -> an example strategy that only plays moves that change the board. It is text for the
+# model, so it lives with the prompts; a game without one cannot use the moves templates.
+# 2048: a row slid left changes when some tile has an empty or an equal cell on its left (a
+# gap before a tile always shows as a 0 right before a tile). Rows checked reversed are "D",
+# columns (zip(*board)) are "W"; "S" comes last and is returned unchecked: the game ends as soon
+# as no move changes the board, so when A, D and W change nothing, S does. The order A, D, W opens with opposite
+# moves and never keeps a corner: weak on purpose (a corner order such as A, W, D, S earns more).
+# Short on purpose too: with its code fence it is 117 SmolLM2 tokens, and the cpu preset
+# samples at most 128.
+MOVES_EXAMPLES: dict[str, str] = {
+    "2048": '''def moves(row):
+    # Does sliding this row left change it?
+    return any(map(lambda a, b: b and (a == 0 or a == b), row, row[1:]))
+
+
+def strategy(board):
+    if any(map(moves, board)):
+        return "A"
+    if any(map(lambda row: moves(row[::-1]), board)):
+        return "D"
+    if any(map(moves, zip(*board))):
+        return "W"
+    return "S"
+''',
+}
+
+# The compact rule text: lines of (lead, ((rule id, phrase), ...), tail). A phrase is shown only
+# while its rule is active in the policy (a policy that allows loops is not told "no loops"), a
+# line only while one of its phrases is; "{...}" fields are filled from the policy. Every phrase
+# names something the checker rejects under that rule id (tests/test_prompts.py checks each).
+_COMPACT_LINES: tuple[tuple[str, tuple[tuple[str, str], ...], str], ...] = (
+    ("Plain and deterministic: ", (
+        ("no-import", "no `import`"),
+        ("no-file-access", "no files, OS or network (`open`, `os`, `sys`)"),
+        ("no-randomness", "no `random`, `time` or `hash()`"),
+        ("no-interaction", "no `input` or `exit`"),
+    ), "; the same board must always give the same move."),
+    ("", (
+        ("no-loop", "no `for` or `while` loops"),
+        ("no-comprehension", "no comprehensions or generator expressions"),
+        ("no-recursion", "no recursion"),
+        ("no-iter", "no `iter()` or `next()`"),
+    ), (": go over rows and cells with `map`, `filter`, `zip`, `any`, `all`, `sum`, `max`, `min`, "
+        "`sorted` and `lambda`.")),
+    ("", (
+        ("builtin-not-allowed", "only these builtins: {functions}, and exceptions such as `Exception`"),
+    ), "."),
+    ("", (
+        ("unknown-attribute", ("only methods of lists, dicts, sets, strings and numbers (`append`, `pop`, "
+                               "`index`, `count`, `sort`, `copy`, `get`, `items`, `join`, `split`, ...); "
+                               "no other attributes such as `board.size`")),
+    ), "."),
+    ("", (
+        ("no-underscore", "no name or attribute starting with `_`"),
+        ("no-dynamic-code", "no `eval`, `exec`, `getattr`, `type` or `globals`"),
+        ("no-base-exception", "no bare `except:`"),
+    ), "."),
+    ("Keep nothing between moves: ", (
+        ("no-global", "no `global` or `nonlocal`"),
+        ("no-mutable-default", "no list, dict or set default arguments"),
+        ("no-attribute-assign", "no assigning attributes"),
+    ), "."),
+    ("", (
+        ("module-level-code", "{module_level}"),
+        ("no-class", "no `class`"),
+        ("no-decorator", "no decorators"),
+        ("no-async", "no `async`"),
+        ("no-generator", "no `yield`"),
+        ("syntax-not-allowed", "no `with`"),
+    ), "."),
+    ("Keep it small: ", (
+        ("too-long", "under {max_source_bytes} bytes"),
+        ("no-big-number", "no huge numbers"),
+        ("no-big-sequence", "no huge sequences"),
+    ), "."),
+)
+
+COMPACT_OMITTED: dict[str, str] = {
+    # Active rules the compact text does not name, and why leaving them out tells no lie: the
+    # checker still enforces them, they just concern code no honest strategy writes.
+    "no-strategy": "the answer line itself asks for `def strategy(board):`",
+    "internal-attribute": "frame, code and traceback attributes: only an escape attempt reaches them",
+    "no-format-attribute": "attribute fields in .format strings: only an escape attempt writes them",
+    "no-match-class": "class patterns in match statements: an escape detail",
+    "too-deep": "200 levels of nesting: no honest program comes near",
+    "pow-by-name": "pow through an alias: only a program hiding a huge power does that",
+}
+"""Rules the ``compact`` text leaves out on purpose (rule id -> why); every other active rule is named."""
 
 
 def _game_text(spec: Any, options: Mapping[str, Any]) -> str:
@@ -48,6 +163,61 @@ def _default_policy() -> Any:
     return DEFAULT_POLICY
 
 
+def _module_level(policy: Any) -> str:
+    what = ["`def strategy(board):`"]
+    if getattr(policy, "allow_module_helpers", True):
+        what.append("helper functions")
+    if getattr(policy, "allow_module_constants", True):
+        what.append("constants (numbers, strings, or tuples of those)")
+    return "at module level only " + (", ".join(what[:-1]) + " and " + what[-1] if len(what) > 1 else what[0])
+
+
+def compact_rules(policy: Any = None) -> str:
+    """The policy's rules in a few lines (about a quarter of ``describe()``), for the ``compact`` templates.
+
+    Only rules the policy enforces are named; the ones left out are :data:`COMPACT_OMITTED`. A policy
+    without a rule registry (no ``active_rules``) can only be described in full: ``describe()`` is used.
+    """
+    policy = policy if policy is not None else _default_policy()
+    if not hasattr(policy, "active_rules"):
+        return policy.describe().strip()
+    active = {r.id for r in policy.active_rules()}
+    # Builtin functions only: the exception classes are summed up as "exceptions such as `Exception`".
+    functions = sorted(n for n in policy.allowed_builtins if n[:1].islower())
+    fields = {"functions": ", ".join(functions), "module_level": _module_level(policy),
+              "max_source_bytes": getattr(policy, "max_source_bytes", "")}
+    lines = []
+    for lead, phrases, tail in _COMPACT_LINES:
+        shown = [phrase.format(**fields) for rule_id, phrase in phrases if rule_id in active]
+        if shown:
+            text = lead + ", ".join(shown) + tail
+            lines.append(f"- {text[0].upper()}{text[1:]}")
+    return "\n".join(lines)
+
+
+def _moves_example(game: str, template: str) -> str:
+    try:
+        return MOVES_EXAMPLES[game]
+    except KeyError:
+        raise ValueError(f"prompt template {template!r} needs a board-changing example and game {game!r} has "
+                         f"none (train.prompts.MOVES_EXAMPLES); use the default template") from None
+
+
+def template_examples(game: str = "2048", template: str = "default") -> list[str]:
+    """The example programs the ``template``'s prompt shows for ``game`` (none, or one)."""
+    import envs
+
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    parts = TEMPLATES[template]
+    out = []
+    if "example" in parts and envs.get(game).example.strip():
+        out.append(envs.get(game).example.strip() + "\n")
+    if "moves_example" in parts:
+        out.append(_moves_example(game, template))
+    return out
+
+
 def prompt_text(game: str = "2048", policy: Any = None, *, template: str = "default",
                 options: Mapping[str, Any] | None = None) -> str:
     """The user message: game description, the policy's rules, one example, the answer format."""
@@ -61,14 +231,21 @@ def prompt_text(game: str = "2048", policy: Any = None, *, template: str = "defa
         raise ValueError(f"game {game!r} has no option {sorted(unknown)[0]!r}; known options: "
                          f"{sorted(spec.options) or 'none'}")
     parts = TEMPLATES[template]
+    policy = policy if policy is not None else _default_policy()
     blocks: list[str] = []
     if "game" in parts:
         blocks.append(_game_text(spec, options or {}))
     if "rules" in parts:
-        rules = (policy if policy is not None else _default_policy()).describe().strip()
-        blocks.append(f"{_RULES_HEADER}\n{rules}")
+        blocks.append(f"{_RULES_HEADER}\n{policy.describe().strip()}")
+    if "compact_rules" in parts:
+        blocks.append(f"{_RULES_HEADER}\n{compact_rules(policy)}")
     if "example" in parts and spec.example.strip():
         blocks.append(f"{_EXAMPLE_HEADER}\n```python\n{spec.example.strip()}\n```")
+    if "moves_example" in parts:
+        # Only a prompt that shows rules may point back at them.
+        rules = " that keeps every rule above" if {"rules", "compact_rules"} & set(parts) else ""
+        header = _MOVES_EXAMPLE_HEADER.format(rules=rules)
+        blocks.append(f"{header}\n```python\n{_moves_example(game, template).strip()}\n```")
     if "answer" in parts:
         actions = ", ".join(f'"{a}"' for a in spec.actions)
         blocks.append(_ANSWER.format(actions=actions))
