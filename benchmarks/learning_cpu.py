@@ -70,9 +70,10 @@ def run_training(preset: str, run_dir: Path, overrides: dict[str, str]) -> dict[
     from train.loop import train
 
     resume = run_dir.is_dir() and latest_checkpoint(run_dir) is not None
-    config = load_config(None, {**overrides, "output_dir": str(run_dir)}, preset=preset)
     if resume:  # the run's own config (with the overrides it was started with)
         config = load_config(run_dir / "config.toml", {"output_dir": str(run_dir)})
+    else:
+        config = load_config(None, {**overrides, "output_dir": str(run_dir)}, preset=preset)
     started = time.perf_counter()
     summary = train(config, resume=resume, progress=False)
     return {"resumed": resume, "steps_done": summary.steps_done, "interrupted": summary.interrupted,

@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import rewards  # noqa: E402
 from envs.baselines import SOURCES  # noqa: E402
+from sandbox_speed import pool_cpu  # noqa: E402  (this folder is on sys.path when run as a script)
 from sandbox.runner import WorkerPool, _available_cores  # noqa: E402
 
 SECRET = b"ray-pool-speed!!"
@@ -83,21 +84,13 @@ def timed(pool, sources: list[str], seeds: list[int], limits) -> tuple[float, li
 
 
 def local_cpu(pool: WorkerPool) -> float:
-    """CPU seconds used so far by this process and the local pool's zygotes with their reaped children.
+    """CPU seconds used so far by this process and the local pool's processes (``sandbox_speed.pool_cpu``).
 
     Unlike wall time, CPU time does not grow when another job takes the cores, so programs per
     CPU second is the figure to scale to another machine.
     """
-    ticks = 0
-    for zygote in pool._zygotes:
-        try:
-            with open(f"/proc/{zygote.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, AttributeError):
-            continue
-        ticks += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
     own = os.times()
-    return ticks / os.sysconf("SC_CLK_TCK") + own.user + own.system
+    return pool_cpu(pool) + own.user + own.system
 
 
 def both(local, ray_pool, sources: list[str], seeds: list[int], limits,

@@ -107,3 +107,12 @@ def test_every_field_is_documented_and_help_shows_it():
     for name in ("loss_variant", "rollout_backend", "advantage_scale"):
         action = next(a for a in train._actions if a.dest == f"cfg_{name}")
         assert action.choices, name
+
+
+def test_a_renamed_key_still_loads_under_its_new_name(tmp_path):
+    from train.config import current_keys, load_config
+
+    old = tmp_path / "old.toml"
+    old.write_text("seeds_per_eval = 3\n", encoding="utf-8")  # a run dir's config.toml from before the rename
+    assert load_config(old).games_per_completion == 3
+    assert current_keys({"seeds_per_eval": 5, "steps": 2}) == {"games_per_completion": 5, "steps": 2}

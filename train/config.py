@@ -35,6 +35,7 @@ __all__ = [
     "TRAIN_SEED_LIMIT",
     "HELD_OUT_SEED_BASE",
     "held_out_seeds",
+    "current_keys",
 ]
 
 LOSS_VARIANTS = ("grpo", "dr_grpo", "dapo", "gspo")
@@ -53,6 +54,11 @@ HELD_OUT_SEED_BASE = 2**31
 
 # Keys that were renamed: an old config file (or a run dir's config.toml) still loads.
 _RENAMED = {"seeds_per_eval": "games_per_completion"}
+
+
+def current_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with every renamed config key under its current name (old run dirs and files still read)."""
+    return {_RENAMED.get(key, key): value for key, value in values.items()}
 
 
 def held_out_seeds(n: int, offset: int = 0) -> list[int]:
@@ -270,7 +276,7 @@ def make_config(values: Mapping[str, Any] | None = None, *, preset: str = "cpu",
     """A validated TrainConfig from a preset plus explicit values (unknown keys and bad values raise ValueError)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} in {source}; choose one of {', '.join(PRESETS)}")
-    given = {_RENAMED.get(key, key): value for key, value in (values or {}).items()}
+    given = current_keys(values or {})
     checked = tomlconfig.check_fields({**PRESETS[preset], **given}, TrainConfig,
                                       origin=None if source == "config" else source, label="config field '{key}'",
                                       noun="config key", choices=_CHOICES, from_text=from_text, error=ValueError)

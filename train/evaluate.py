@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from sandbox.text import safe_text  # program text and input names on the terminal
-from train.config import TrainConfig, held_out_seeds
+from train.config import TrainConfig, current_keys, held_out_seeds
 from train.metrics import best_index, max_tile_counts, reward_figures
 
 if TYPE_CHECKING:
@@ -185,10 +185,11 @@ def format_report(reports: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _reward_fn(game: str, spec_path: str | None) -> "RewardFn":
+def _reward_fn(game: str, spec: Any) -> "RewardFn":
+    """The comparison's reward (a seam the tests replace with a toy one)."""
     import rewards
 
-    return rewards.group_reward_fn(game, rewards.load_spec(spec_path or None, game=game))
+    return rewards.group_reward_fn(game, spec)
 
 
 def evaluate_models(*, model: str | None = None, adapter: str | None = None, base_vs_adapter: bool = False,
@@ -210,6 +211,7 @@ def evaluate_models(*, model: str | None = None, adapter: str | None = None, bas
     if base_vs_adapter and not adapter:
         raise ValueError("--base-vs-adapter needs --adapter RUN_DIR")
     adapter_dir, run_config, state = resolve_adapter(adapter) if adapter else (None, {}, None)
+    run_config = current_keys(run_config)
 
     def pick(value: Any, key: str, fallback: Any) -> Any:
         if value is not None:
@@ -225,12 +227,12 @@ def evaluate_models(*, model: str | None = None, adapter: str | None = None, bas
     sampling = dict(max_new_tokens=int(pick(max_new_tokens, "max_new_tokens", defaults.max_new_tokens)),
                     temperature=float(pick(temperature, "temperature", defaults.temperature)),
                     top_p=float(pick(top_p, "top_p", defaults.top_p)))
-    reward_fn = _reward_fn(game, spec_path)
-    if seeds is None:
-        import rewards
+    import rewards
 
-        games = int(run_config.get("games_per_completion") or run_config.get("seeds_per_eval") or 0)
-        seeds = held_out_seeds(games or rewards.load_spec(spec_path or None, game=game).games)
+    reward_spec = rewards.load_spec(spec_path or None, game=game)
+    reward_fn = _reward_fn(game, reward_spec)
+    if seeds is None:
+        seeds = held_out_seeds(int(run_config.get("games_per_completion") or 0) or reward_spec.games)
     seeds = [int(s) for s in seeds]
 
     from train.model import load_model

@@ -230,9 +230,10 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
     train_seconds = time.perf_counter() - t0
     backend.sync()
 
-    first, last = LossOutput.total(passes[0]), LossOutput.total(passes[-1])
+    totals = [LossOutput.total(p) for p in passes]
+    first, last = totals[0], totals[-1]
     n_tok = max(first.tokens, 1.0)
-    metrics["loss"] = float(sum(LossOutput.total(p).loss for p in passes)) / len(passes)
+    metrics["loss"] = sum(float(t.loss) for t in totals) / len(totals)
     # KL to the reference before this step's update; without a KL term there is no reference pass (None, not 0).
     metrics["kl"] = first.kl_sum / n_tok if config.kl_beta > 0 else None
     metrics["entropy"] = entropy_sum / n_tok
