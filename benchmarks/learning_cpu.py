@@ -96,7 +96,8 @@ def learning_diagnostics(run_dir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {k: {"first_10": _window(rows, k, True), "last_10": _window(rows, k, False)} for k in keys}
     evals = [r for r in rows if "eval/reward_mean" in r]
     out["eval_curve"] = [{"step": r["step"], **{k[5:]: r[k] for k in r if k.startswith("eval/")}} for r in evals]
-    out["wall_seconds_logged"] = sum(float(r.get("step_seconds") or 0.0) for r in rows)
+    # Training steps only: held-out evaluations and checkpoint writes are outside step_seconds.
+    out["step_seconds_sum"] = sum(float(r.get("step_seconds") or 0.0) for r in rows)
     return out
 
 
@@ -197,7 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     result.update({
         "steps": config.steps,
-        "wall_seconds": diagnostics.pop("wall_seconds_logged"),
+        # The whole training part (steps, held-out evals, checkpoints) when this invocation trained it in
+        # one go; otherwise the sum of the logged step times (which leaves out evals and checkpoints).
+        "wall_seconds": (result["training"]["seconds_this_part"]
+                         if "training" in result and not result["training"]["resumed"]
+                         else diagnostics["step_seconds_sum"]),
+        "step_seconds_sum": diagnostics.pop("step_seconds_sum"),
         "config": config_text,
         "comparison": {"seeds": [compared["seeds"][0], compared["seeds"][-1], len(compared["seeds"])],
                        "sampling": compared["sampling"], "seconds": compare_seconds},

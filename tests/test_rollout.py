@@ -94,6 +94,23 @@ def test_lean_shared_prefill_samples_what_the_batched_prefill_samples(tiny, prom
     assert torch.equal(b.completion_ids, c.completion_ids) and torch.equal(b.logprobs, c.logprobs)
 
 
+@pytest.mark.parametrize("prompts,n", [(PROMPTS, 3), ([PROMPTS[0]] * 4, 2)])
+def test_lean_share_of_a_batch_samples_what_the_whole_batch_samples(tiny, prompts, n):
+    # A rank samples its prompts' rows with stream=(first row, batch rows): the same tokens as one call.
+    model, tok = tiny
+    sp = SamplingParams(max_new_tokens=10, temperature=0.9)
+    backend = LeanBackend(model, tok)
+    whole = backend.generate(prompts, n, sp, seed=3)
+    half, rows = len(prompts) // 2, len(prompts) * n
+    parts = [backend.generate(prompts[:half], n, sp, seed=3, stream=(0, rows)),
+             backend.generate(prompts[half:], n, sp, seed=3, stream=(half * n, rows))]
+    assert [t for p in parts for t in p.texts] == whole.texts
+    assert torch.allclose(torch.cat([p.logprobs.sum(1) for p in parts]), whole.logprobs.sum(1), atol=1e-4)
+    # Without the stream both halves would start the seed's stream at their own first row.
+    alone = backend.generate(prompts[half:], n, sp, seed=3)
+    assert alone.texts != whole.texts[half * n:]
+
+
 def test_hf_shared_prefill_samples_what_plain_generate_samples(tiny):
     model, tok = tiny
     sp = SamplingParams(max_new_tokens=10, temperature=0.9)
@@ -394,6 +411,17 @@ def test_vllm_logprobs_are_used_only_when_they_are_the_policy():
     kw = vllm_sampling_kwargs(8, hot, 5, logprobs=True)
     assert kw == dict(n=8, temperature=0.7, top_p=1.0, max_tokens=64, seed=5, logprobs=0)
     assert "logprobs" not in vllm_sampling_kwargs(8, nucleus, 5, logprobs=False)
+
+
+def test_vllm_seeds_are_distinct_per_row_and_split_invariant():
+    from train.rollout import vllm_prompt_seeds
+
+    # vLLM seeds a request's n samples seed + 0 .. n - 1: rows must not share a seed across prompts.
+    seeds = vllm_prompt_seeds(11, prompts=4, n=8)
+    rows = [s + j for s in seeds for j in range(8)]
+    assert len(set(rows)) == 32
+    # A rank that samples prompts 2-3 (rows 16-31) seeds them as the whole batch does.
+    assert vllm_prompt_seeds(11, prompts=2, n=8, first_row=16) == seeds[2:]
 
 
 @pytest.mark.slow

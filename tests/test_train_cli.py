@@ -67,7 +67,7 @@ def test_user_errors_are_one_line(capsys, argv, message):
 def test_train_resume_and_eval_end_to_end(tmp_path, tiny_dir, monkeypatch, capsys):
     import train.loop
 
-    monkeypatch.setattr(train.loop, "default_reward_fn", lambda config: _toy)
+    monkeypatch.setattr(train.loop, "default_reward_fn", lambda config, ranks=None: _toy)
     run = tmp_path / "run"
     argv = ["train", "--model", str(tiny_dir), "--steps", "2", "--group-size", "2", "--prompts-per-step", "1",
             "--max-new-tokens", "6", "--save-interval", "1", "--lora-rank", "2", "--output-dir", str(run),

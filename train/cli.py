@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import typing
 from pathlib import Path
@@ -125,12 +126,17 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError(f"run dir {config.output_dir!r} already holds a run (checkpoint at step {step}); "
                              f"continue it with --resume {config.output_dir} or start another with --output-dir DIR")
 
+    from train.distributed import launched
     from train.loop import train
 
     _quiet_transformers()
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the run
+        summary = train(config, resume=bool(args.resume), progress=False)
+        return 130 if summary.interrupted else 0
     print(f"train: {safe_text(config.model)} on {safe_text(config.game)}, {config.steps} steps of "
-          f"{config.prompts_per_step}x{config.group_size} completions, up to {config.max_new_tokens} new tokens "
-          f"-> {safe_text(config.output_dir)}", file=sys.stderr)
+          f"{config.prompts_per_step}x{config.group_size} completions, up to {config.max_new_tokens} new tokens"
+          f"{f' on {ranks} ranks' if launched() else ''} -> {safe_text(config.output_dir)}", file=sys.stderr)
     summary = train(config, resume=bool(args.resume), progress=False if args.no_progress else None)
     final = summary.final or {}
     print(f"run dir: {safe_text(summary.run_dir)}")

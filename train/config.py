@@ -164,7 +164,8 @@ class TrainConfig:
 
 
 # cpu: the defaults above. cpu-long: the learning benchmark on 2 CPU cores (benchmarks/learning_cpu.py,
-# at most about 2 hours; a cpu step of 8 completions x 128 tokens takes about 46 s): one group of 8 a step
+# at most about 2 hours with its evaluation; a step of 8 completions x 192 tokens took about 80 s on the
+# 2-core machine, so 60 steps and six held-out evaluations): one group of 8 a step
 # for a steadier advantage, room for a whole program (at 128 new tokens most untrained samples are cut
 # off inside their code block: README, the prompt study), four games a completion, a decaying learning
 # rate, held-out evaluation every 10 steps.
@@ -178,7 +179,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr": 1e-4,
         "schedule": "cosine",
         "warmup_steps": 5,
-        "steps": 100,
+        "steps": 60,
         "games_per_completion": 4,
         "save_interval": 10,
         "eval_interval": 10,

