@@ -22,6 +22,7 @@ __all__ = [
     "PRESETS",
     "LOSS_VARIANTS",
     "ADVANTAGE_SCALES",
+    "SAMPLER_CORRECTIONS",
     "ROLLOUT_BACKENDS",
     "SCHEDULES",
     "DTYPES",
@@ -38,8 +39,10 @@ __all__ = [
     "current_keys",
 ]
 
-LOSS_VARIANTS = ("grpo", "dr_grpo", "dapo", "gspo")
-ADVANTAGE_SCALES = ("group", "batch", "none")
+# The objective's names (train.grpo implements them; named here so the config imports no torch).
+LOSS_VARIANTS = ("grpo", "dr_grpo", "dapo", "gspo", "cispo", "sapo")
+ADVANTAGE_SCALES = ("group", "batch", "none", "rloo", "gdpo")
+SAMPLER_CORRECTIONS = ("none", "token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
 ROLLOUT_BACKENDS = ("auto", "hf", "lean", "vllm")
 SCHEDULES = ("constant", "linear", "cosine")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -113,9 +116,24 @@ class TrainConfig:
     clip_eps_low: float = _f(0.2, "lower clip of the ratio: 1 - clip_eps_low")
     clip_eps_high: float = _f(0.2, "upper clip of the ratio: 1 + clip_eps_high (DAPO's clip-higher: larger)")
     kl_beta: float = _f(0.0, "weight of the k3 KL to the reference (the base model); 0 skips the reference pass")
-    loss_variant: str = _f("grpo", "how token losses are averaged (grpo, dr_grpo, dapo) or gspo's sequence ratio")
-    advantage_scale: str = _f("group", "advantage divided by the group's std (group), the batch's (batch), "
-                                       "or not at all (none: Dr. GRPO)")
+    loss_variant: str = _f("grpo", "the per-token objective and its averaging: grpo, dr_grpo, dapo (token-level), "
+                                   "gspo (sequence ratio), cispo (clipped stop-gradient weight on log pi), "
+                                   "sapo (soft gate); formulas: train/grpo.py")
+    advantage_scale: str = _f("group", "advantage: divided by the group's std (group), the batch's (batch), not at "
+                                       "all (none: Dr. GRPO), leave-one-out baseline (rloo), or each reward rule "
+                                       "normalised in its group, then the sum over the batch (gdpo)")
+    sapo_tau_pos: float = _f(1.0, "sapo: gate temperature for tokens with a positive advantage")
+    sapo_tau_neg: float = _f(1.05, "sapo: gate temperature for tokens with a zero or negative advantage")
+    # DAPO's two batch-level parts (its clip-higher is clip_eps_high, its token-level loss loss_variant = dapo).
+    dynamic_sampling_rounds: int = _f(0, "DAPO dynamic sampling: up to this many extra rounds of sampling a step to "
+                                         "replace groups whose rewards are all equal (0: off)")
+    overlong_buffer: int = _f(0, "DAPO overlong shaping: the last this-many tokens before max_new_tokens cost up "
+                                 "to overlong_penalty in reward, linearly (0: off)")
+    overlong_penalty: float = _f(1.0, "the reward a completion cut off at max_new_tokens loses (overlong_buffer > 0)")
+    # Sampler/trainer mismatch: importance weights pi_trainer / pi_sampler on the loss (TRL's vLLM correction).
+    sampler_correction: str = _f("none", "importance weights for the sampler's log-prob mismatch: none, or "
+                                         "token|sequence _ truncate (TIS: capped) | mask (zeroed above the cap)")
+    sampler_correction_cap: float = _f(3.0, "cap of the sampler-correction ratio (TRL's default: 3)")
     # Rewards: a RewardSpec TOML ("" = the game's default spec) and games per completion. Two games keep a
     # CPU step short; the spec's own `games` (8 by default) is the better estimate where time allows.
     reward_spec: str = _f("", "RewardSpec TOML (empty: the game's default spec, rewards/default_<game>.toml)")
@@ -225,6 +243,12 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "clip_eps_low": (0.0, 1.0, True, False),
     "clip_eps_high": (0.0, None, True, True),
     "kl_beta": (0.0, None, True, True),
+    "sapo_tau_pos": (0.0, None, False, True),
+    "sapo_tau_neg": (0.0, None, False, True),
+    "dynamic_sampling_rounds": (0, None, True, True),
+    "overlong_buffer": (0, None, True, True),
+    "overlong_penalty": (0.0, None, True, True),
+    "sampler_correction_cap": (0.0, None, False, True),
     "games_per_completion": (0, None, True, True),
     "reward_workers": (0, None, True, True),
     "vllm_gpu_memory_utilization": (0.0, 1.0, False, True),
@@ -239,6 +263,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "reward_pool": REWARD_POOLS,
     "loss_variant": LOSS_VARIANTS,
     "advantage_scale": ADVANTAGE_SCALES,
+    "sampler_correction": SAMPLER_CORRECTIONS,
     "rollout_backend": ROLLOUT_BACKENDS,
     "schedule": SCHEDULES,
     "dtype": DTYPES,
@@ -265,6 +290,9 @@ def _validate(cfg: TrainConfig) -> None:
                          "gradients underflow to zero); use 'bfloat16' on a GPU or 'float32'")
     if not cfg.model.strip():
         raise ValueError("config field 'model' must name a model or a local path, got ''")
+    if cfg.overlong_buffer > cfg.max_new_tokens:
+        raise ValueError(f"config field 'overlong_buffer' ({cfg.overlong_buffer}) must be <= max_new_tokens "
+                         f"({cfg.max_new_tokens})")
     if cfg.grad_accum > cfg.batch_size:
         raise ValueError(
             f"config field 'grad_accum' ({cfg.grad_accum}) must be <= prompts_per_step * group_size "

@@ -37,12 +37,13 @@ import torch
 
 from train.config import TRAIN_SEED_LIMIT, TrainConfig, save_config, with_run_dir
 from train.distributed import SINGLE, Ranks
-from train.grpo import LossOutput, group_advantages, policy_loss
+from train.grpo import (LossOutput, gdpo_advantages, group_advantages, overlong_penalty, policy_loss,
+                        sampler_correction)
 from train.interrupt import Abandon, StopRequest, deferred_sigint
 from train.logprobs import batched_logprobs, micro_batches, sequence_logprobs
 from train.metrics import reward_figures
 from train.policy import add_lora, autocast, check_trainable_dtype, device_of, make_optimizer
-from train.rollout import Rollout, RolloutBackend, SamplingParams, encode_prompts, make_backend
+from train.rollout import Rollout, RolloutBackend, SamplingParams, encode_prompts, gather_rows, make_backend
 
 if TYPE_CHECKING:
     from rewards import Breakdown, RewardFn
@@ -83,10 +84,13 @@ class StepPlan:
     torch_seed: int  # for dropout and anything else drawing from torch's global RNG
 
 
-def step_plan(config: TrainConfig, step: int, num_prompts: int) -> StepPlan:
-    """The step's prompts, game seeds and sampling seeds: the data position is just the step number."""
+def step_plan(config: TrainConfig, step: int, num_prompts: int, round: int = 0) -> StepPlan:
+    """The step's prompts, game seeds and sampling seeds: the data position is just the step number.
+
+    ``round`` > 0 is an extra round of DAPO's dynamic sampling within the step: fresh groups, as fixed.
+    """
     games = resolve_games(config)
-    rng = np.random.default_rng([config.seed, step])
+    rng = np.random.default_rng([config.seed, step] if round == 0 else [config.seed, step, round])
     idx = tuple(int(i) for i in rng.integers(0, num_prompts, size=config.prompts_per_step))
     seeds = tuple(tuple(int(s) for s in rng.integers(0, TRAIN_SEED_LIMIT, size=games))
                   for _ in range(config.prompts_per_step))
@@ -139,6 +143,84 @@ def _peak_gb(dev: torch.device) -> float:
     return peak
 
 
+def reward_matrix(breakdowns: Sequence["Breakdown"], lengths: torch.Tensor,
+                  config: TrainConfig) -> tuple[torch.Tensor, list[float]]:
+    """The rewards the advantages are computed from: ``([N, K] values, K weights)``.
+
+    One column, the total plus DAPO's overlong penalty, for every advantage scale but ``gdpo``, which gets
+    one column per reward rule (and one for the overlong penalty when it is on), with the rules' weights.
+    """
+    from train.grpo import overlong_penalty
+
+    shaping = overlong_penalty(lengths, config.max_new_tokens, config.overlong_buffer, config.overlong_penalty)
+    if config.advantage_scale != "gdpo":
+        totals = torch.tensor([float(b.total) for b in breakdowns], dtype=torch.float64)
+        return (totals + shaping)[:, None], [1.0]
+    names = list(breakdowns[0].values)
+    values = torch.tensor([[float(b.values[n]) for n in names] for b in breakdowns], dtype=torch.float64)
+    weights = [float(breakdowns[0].weights[n]) for n in names]
+    if config.overlong_buffer:
+        values, weights = torch.cat([values, shaping[:, None]], dim=1), weights + [1.0]
+    return values, weights
+
+
+def flat_groups(values: torch.Tensor, group_size: int) -> list[bool]:
+    """Per group: True when no reward column varies within it (no learning signal)."""
+    v = values.view(-1, group_size, values.shape[1])
+    return (v.max(dim=1).values == v.min(dim=1).values).all(dim=1).tolist()
+
+
+def _sample_and_score(policy: Any, backend: RolloutBackend, config: TrainConfig, prompts: Sequence[str],
+                      reward_fn: "RewardFn", plan: StepPlan, mine: range, ranks: Ranks,
+                      stop: StopRequest | None) -> tuple[Rollout, list["Breakdown"], float]:
+    """This rank's groups of ``plan``: sampled, then scored one group per call; (rollout, breakdowns, seconds)."""
+    G = config.group_size
+    first_row = mine.start * G
+    sampling = SamplingParams(config.max_new_tokens, config.temperature, config.top_p)
+    with autocast(policy):
+        rollout = backend.generate([prompts[plan.prompt_indices[g]] for g in mine], G, sampling, plan.sampling_seed,
+                                   stream=(first_row, config.batch_size) if ranks.active else None)
+    if stop is not None and ranks.any(stop.requested):
+        raise Abandon
+    t0 = time.perf_counter()
+    local: list[Breakdown] = []
+    for k, g in enumerate(mine):
+        group = reward_fn(rollout.texts[k * G:(k + 1) * G], seeds=list(plan.game_seeds[g]))
+        if len(group) != G:
+            raise ValueError(f"reward_fn returned {len(group)} results for a group of {G} completions")
+        local.extend(group)
+    return rollout, local, time.perf_counter() - t0
+
+
+def _dynamic_sampling(policy: Any, backend: RolloutBackend, config: TrainConfig, prompts: Sequence[str],
+                      reward_fn: "RewardFn", step: int, mine: range, ranks: Ranks, stop: StopRequest | None,
+                      rollout: Rollout, local: list["Breakdown"]) -> tuple[Rollout, list["Breakdown"], list["Breakdown"], int]:
+    """DAPO's dynamic sampling on this rank: replace groups without signal by groups of extra rounds.
+
+    Extra rounds (at most ``dynamic_sampling_rounds``, each planned from ``(seed, step, round)``, so a resumed
+    run redoes them exactly) go on while any rank has fewer informative groups than its share. The rank then
+    trains on its informative groups in sampling order, filled up with flat ones when the rounds ran out
+    (they carry no policy gradient but keep the batch size). Returns (rollout, its breakdowns, the extra
+    rounds' breakdowns, rounds). With several ranks each rank selects among its own groups.
+    """
+    G = config.group_size
+    rollouts, scored = [rollout], [local]
+    flat = [(0, k, f) for k, f in enumerate(flat_groups(reward_matrix(local, rollout.lengths, config)[0], G))]
+    rounds = 0
+    while rounds < config.dynamic_sampling_rounds and ranks.any(sum(not f for *_, f in flat) < len(mine)):
+        rounds += 1
+        plan = step_plan(config, step, len(prompts), round=rounds)
+        extra, extra_local, _ = _sample_and_score(policy, backend, config, prompts, reward_fn, plan, mine, ranks, stop)
+        rollouts.append(extra)
+        scored.append(extra_local)
+        values = reward_matrix(extra_local, extra.lengths, config)[0]
+        flat += [(rounds, k, f) for k, f in enumerate(flat_groups(values, G))]
+    chosen = ([(r, k) for r, k, f in flat if not f] + [(r, k) for r, k, f in flat if f])[:len(mine)]
+    picks = [(r, k * G + j) for r, k in chosen for j in range(G)]
+    trained = gather_rows(rollouts, picks, backend.pad)
+    return trained, [scored[r][row] for r, row in picks], [b for part in scored[1:] for b in part], rounds
+
+
 def _summed(ranks: Ranks, out: LossOutput) -> LossOutput:
     """One pass's totals over every rank's micro-batches (its own when there is one rank)."""
     names = [f.name for f in dataclasses.fields(LossOutput) if f.name != "loss"]
@@ -168,25 +250,13 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
     mine = ranks.groups(config.prompts_per_step)
     rows = slice(mine.start * G, mine.stop * G)  # this rank's rows of the batch
 
-    # 2. Rollout (eval mode: no dropout while sampling). A rank's rows draw their share of the batch's stream.
+    # 2-3. Rollout (eval mode: no dropout while sampling; a rank's rows draw their share of the batch's random
+    # stream), then rewards, one call per group: all its completions play the same games.
     policy.eval()
-    sampling = SamplingParams(config.max_new_tokens, T, config.top_p)
-    with autocast(policy):
-        rollout = backend.generate([prompts[plan.prompt_indices[g]] for g in mine], G, sampling, plan.sampling_seed,
-                                   stream=(rows.start, config.batch_size) if ranks.active else None)
+    rollout, local, reward_seconds = _sample_and_score(policy, backend, config, prompts, reward_fn, plan, mine,
+                                                       ranks, stop)
     metrics["peak_mem_rollout_gb"] = _peak_gb(dev)
-    if stop is not None and ranks.any(stop.requested):
-        raise Abandon
-
-    # 3. Rewards, one call per group: all its completions play the same games. Then every rank has them all.
-    t0 = time.perf_counter()
-    local: list[Breakdown] = []
-    for k, g in enumerate(mine):
-        group = reward_fn(rollout.texts[k * G:(k + 1) * G], seeds=list(plan.game_seeds[g]))
-        if len(group) != G:
-            raise ValueError(f"reward_fn returned {len(group)} results for a group of {G} completions")
-        local.extend(group)
-    reward_seconds = time.perf_counter() - t0
+    # Every rank gets every group's rewards: the logged figures describe the policy's fresh samples.
     shares = ranks.gather((local, rollout.lengths.tolist(), rollout.truncated.tolist(), rollout.num_tokens))
     breakdowns = [b for share in shares for b in share[0]]
     lengths = torch.tensor([n for share in shares for n in share[1]], dtype=torch.float32)
@@ -202,12 +272,32 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
     if stop is not None and ranks.any(stop.requested):
         raise Abandon
 
+    # 3b. DAPO's dynamic sampling (optional): groups without signal replaced by groups of extra rounds.
+    trained_lengths = lengths
+    if config.dynamic_sampling_rounds:
+        rollout, local, extra, rounds = _dynamic_sampling(policy, backend, config, prompts, reward_fn, step, mine,
+                                                          ranks, stop, rollout, local)
+        shares = ranks.gather((local, rollout.lengths.tolist(), extra))
+        trained = [b for share in shares for b in share[0]]
+        trained_lengths = torch.tensor([n for share in shares for n in share[1]], dtype=torch.float32)
+        breakdowns = breakdowns + [b for share in shares for b in share[2]]  # every program sampled: best kept
+        metrics["dynamic_rounds"] = rounds
+        metrics["groups_sampled"] = (rounds + 1) * config.prompts_per_step
+    else:
+        trained = breakdowns
+
     # 4. Advantages, over the whole batch (a "batch" scale needs every group); this rank keeps its rows.
-    rewards = torch.tensor([float(b.total) for b in breakdowns], dtype=torch.float32)
-    adv, flat_groups = group_advantages(rewards, G, config.advantage_scale)
+    values, weights = reward_matrix(trained, trained_lengths, config)
+    if config.advantage_scale == "gdpo":
+        adv, flat = gdpo_advantages(values, weights, G)
+    else:
+        adv, flat = group_advantages(values[:, 0], G, config.advantage_scale)
     adv = adv[rows].to(dev)
-    metrics["zero_variance_groups"] = flat_groups
-    metrics["zero_variance_frac"] = flat_groups / config.prompts_per_step
+    if config.overlong_buffer:
+        metrics["overlong_penalty_mean"] = float(
+            overlong_penalty(lengths, config.max_new_tokens, config.overlong_buffer, config.overlong_penalty).mean())
+    metrics["zero_variance_groups"] = flat
+    metrics["zero_variance_frac"] = flat / config.prompts_per_step
 
     # 5. Log-probs without gradient: the reference (adapter off) and the old policy.
     t0 = time.perf_counter()
@@ -227,8 +317,14 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
     batches = micro_batches(ids, attn, C, mb)
     total_tokens = ranks.sum([float(rollout.completion_mask.sum())])[0]
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    correct = config.sampler_correction != "none"
+    if correct and rollout.logprobs is None:
+        raise ValueError(f"sampler_correction = {config.sampler_correction!r} needs the sampler's log-probs, which the "
+                         f"{backend.name} backend does not report here; use the lean or vllm backend, or 'none'")
     passes: list[list[LossOutput]] = []
     entropy_sum = gap_sum = 0.0
+    # Sampler-correction ratios of the policy that sampled (sum, count, max, count over the cap).
+    is_sum = is_count = is_max = is_over = 0.0
     grad_norm = 0.0
     trained_tokens = 0
     for it in range(config.num_iterations):
@@ -241,10 +337,22 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
                                               with_entropy=(it == 0))
             old = old_logp[b.rows, :b.width] if old_logp is not None else logp.detach()
             ref = ref_logp[b.rows, :b.width] if ref_logp is not None else None
+            is_weights = None
+            if correct:  # pi_trainer / pi_sampler of the sampled tokens, capped or masked
+                sampled = rollout.logprobs[b.rows, :b.width].to(dev)
+                is_weights, ratio = sampler_correction(old, sampled, mask, config.sampler_correction_cap,
+                                                       config.sampler_correction)
+                if it == 0:
+                    counted = mask if config.sampler_correction.startswith("token") else torch.ones_like(ratio)
+                    is_sum += float((ratio * counted).sum())
+                    is_count += float(counted.sum())
+                    is_max = max(is_max, float((ratio * counted).max()))
+                    is_over += float(((ratio > config.sampler_correction_cap) * counted).sum())
             out = policy_loss(logp, old, adv[b.rows], mask, variant=config.loss_variant,
                               eps_low=config.clip_eps_low, eps_high=config.clip_eps_high, beta=config.kl_beta,
                               ref_logp=ref, total_sequences=config.batch_size, total_tokens=total_tokens,
-                              max_new_tokens=config.max_new_tokens)
+                              max_new_tokens=config.max_new_tokens, sapo_tau_pos=config.sapo_tau_pos,
+                              sapo_tau_neg=config.sapo_tau_neg, is_weights=is_weights)
             out.loss.backward()
             passes[-1].append(out)
             trained_tokens += int(b.attention_mask.sum())
@@ -272,6 +380,11 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
     if rollout.logprobs is not None:
         # Sampler vs trainer log-prob disagreement (bf16 kernels, dropout): should stay small.
         metrics["logprob_gap"] = gap_sum / n_tok
+    if correct:
+        is_sum, is_count, is_over = ranks.sum([is_sum, is_count, is_over])
+        metrics["sampler_ratio_mean"] = is_sum / max(is_count, 1.0)
+        metrics["sampler_ratio_max"] = ranks.max([is_max])[0]
+        metrics["sampler_over_cap_frac"] = is_over / max(is_count, 1.0)
     # Clipping acts from the second pass over a batch on: read it on the last pass.
     metrics["clip_frac"] = (last.clip_low + last.clip_high) / n_tok
     metrics["clip_low_frac"] = last.clip_low / n_tok

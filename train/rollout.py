@@ -43,6 +43,7 @@ from train.logprobs import batched_logprobs, position_ids_from_mask
 __all__ = [
     "SamplingParams",
     "Rollout",
+    "gather_rows",
     "RolloutBackend",
     "HFBackend",
     "LeanBackend",
@@ -96,6 +97,38 @@ class Rollout:
     def num_tokens(self) -> int:
         """Completion tokens generated (padding excluded)."""
         return int(self.lengths.sum())
+
+
+def gather_rows(rollouts: Sequence[Rollout], picks: Sequence[tuple[int, int]], pad: int) -> Rollout:
+    """One rollout of the rows ``picks`` = ``(which rollout, row)`` in that order, re-padded to a common width.
+
+    Prompts stay left-padded and completions right-padded (the widest of the picked rows sets each width);
+    log-probs are kept when every source has them. The seconds are the sources' total.
+    """
+    if not picks:
+        raise ValueError("gather_rows: no rows picked")
+    P = max(rollouts[k].prompt_ids.shape[1] for k, _ in picks)
+    C = max(rollouts[k].completion_ids.shape[1] for k, _ in picks)
+    first = rollouts[picks[0][0]]
+    dev = first.completion_ids.device
+    n = len(picks)
+    p_ids = torch.full((n, P), pad, dtype=torch.long, device=dev)
+    p_mask = torch.zeros((n, P), dtype=first.prompt_mask.dtype, device=dev)
+    c_ids = torch.full((n, C), pad, dtype=torch.long, device=dev)
+    c_mask = torch.zeros((n, C), dtype=first.completion_mask.dtype, device=dev)
+    keep_lp = all(r.logprobs is not None for r in rollouts)
+    lp = torch.zeros((n, C), dtype=torch.float32, device=dev) if keep_lp else None
+    for i, (k, row) in enumerate(picks):
+        r = rollouts[k]
+        p, c = r.prompt_ids.shape[1], r.completion_ids.shape[1]
+        p_ids[i, P - p:], p_mask[i, P - p:] = r.prompt_ids[row], r.prompt_mask[row]
+        c_ids[i, :c], c_mask[i, :c] = r.completion_ids[row], r.completion_mask[row]
+        if lp is not None:
+            lp[i, :c] = r.logprobs[row]
+    return Rollout(p_ids, p_mask, c_ids, c_mask, lp, [rollouts[k].texts[row] for k, row in picks],
+                   torch.stack([rollouts[k].lengths[row] for k, row in picks]),
+                   torch.stack([rollouts[k].truncated[row] for k, row in picks]),
+                   sum(r.seconds for r in rollouts))
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
