@@ -17,7 +17,8 @@ another's peak.
    beta 0.04, ours vs TRL's ``GRPOTrainer`` (benchmarks/grpo_step.py; TRL is skipped with one line when it is
    not installed): seconds per step, peak memory per phase.
 4. ``learn``: ``train.loop.train`` on the real model, 8 prompts x 8 samples, about 40 steps (stopped cleanly by
-   Ctrl-C at the budget): reward and compliance at the start and the end, the sampler-vs-trainer log-prob gap.
+   Ctrl-C at the budget): reward and compliance at the start and the end, the sampler-vs-trainer log-prob gap
+   and the truncated-importance-sampling ratios that correct it (``sampler_correction = "token_truncate"``).
 
 The table goes to stdout and every figure to ``DIR/gpu_report.json`` (with the device, torch, transformers and
 peft versions). Anchors are the issue's H100 figures, printed beside ours as anchors, never as measurements.
@@ -460,7 +461,9 @@ def section_learn(args: argparse.Namespace, out: Partial, deadline: float) -> No
         lr=2e-5, schedule="constant", warmup_steps=0, grad_accum=4, kl_beta=0.04, games_per_completion=4,
         save_interval=0, eval_interval=0, rollout_backend="lean", output_dir=str(run_dir), log_interval=1,
         device=args.device, dtype="bfloat16" if args.device.startswith("cuda") else "float32",
-        gradient_checkpointing=False, seed=0)
+        gradient_checkpointing=False, seed=0,
+        # TIS on the bf16 sampler/trainer gap: its ratios are what the correction is for, measured.
+        sampler_correction="token_truncate", sampler_correction_cap=2.0)
     model = tok = None
     if args.tiny:
         from train.model import tiny_model_and_tokenizer
@@ -518,6 +521,10 @@ def learning_summary(history: list[dict]) -> dict[str, Any]:
     gaps = col("logprob_gap")
     if gaps:
         res["logprob_gap"] = {"mean": statistics.fmean(gaps), "max": max(gaps), "last": gaps[-1]}
+    ratios, highs = col("sampler_ratio_mean"), col("sampler_ratio_max")
+    if ratios:
+        res["sampler_ratio"] = {"mean": statistics.fmean(ratios), "max": max(highs),
+                                "over_cap_frac_mean": statistics.fmean(col("sampler_over_cap_frac") or [0.0])}
     for key in ("step_seconds", "rollout_seconds", "reward_seconds", "train_seconds"):
         xs = col(key)
         if xs:
@@ -681,6 +688,10 @@ def render(report: dict[str, Any]) -> str:
         if "logprob_gap" in ln:
             g = ln["logprob_gap"]
             lines.append(f"  logprob_gap  mean {g['mean']:.2e}  max {g['max']:.2e}  (sampler vs trainer, per token)")
+        if "sampler_ratio" in ln:
+            g = ln["sampler_ratio"]
+            lines.append(f"  TIS ratio    mean {g['mean']:.4f}  max {g['max']:.3f}  over the cap "
+                         f"{100 * g['over_cap_frac_mean']:.2f}% of tokens")
     lines.append("")
     lines.append(f"report: {report['report_path']}  ({report['wall_s']:.1f} s in all)")
     return "\n".join(lines)

@@ -7,13 +7,16 @@
 2. rollout: ``group_size`` completions per prompt from the rollout backend (``train.rollout``);
 3. rewards: each group through ``reward_fn(completions, seeds=...) -> list[Breakdown]``, all of a group on
    the same games (default: ``rewards.group_reward_fn`` with the configured spec: extract, check, play
-   in the sandbox, score);
-4. advantages: rewards relative to their group (``train.grpo.group_advantages``);
+   in the sandbox, score); with DAPO's dynamic sampling, groups without signal are replaced by groups
+   of extra sampling rounds;
+4. advantages: rewards (plus DAPO's overlong penalty) relative to their group (``train.grpo``:
+   ``group_advantages``, or ``gdpo_advantages`` per reward rule);
 5. log-probs without gradient: the reference (the same weights with the LoRA adapter off) when the KL
    term is on, and the old policy when one batch makes several updates (``train.logprobs``);
 6. updates: ``num_iterations`` passes over the batch in micro-batches that never straddle two prompts
-   (``train.logprobs.micro_batches``: a shared prompt runs once), the clipped surrogate + beta * KL
-   (``train.grpo.policy_loss``), grad-norm clipping, the learning-rate schedule.
+   (``train.logprobs.micro_batches``: a shared prompt runs once), the variant's objective + beta * KL
+   (``train.grpo.policy_loss``, weighted by ``sampler_correction`` when on), grad-norm clipping, the
+   learning-rate schedule.
 
 :func:`train` is the run: model and LoRA policy, resume, then steps with held-out evaluation, logging,
 best programs and checkpoints. Ctrl-C stops at the next safe point (``train.interrupt``), saves a
