@@ -117,3 +117,31 @@ def test_single_rank_collectives_are_the_identity():
     assert Ranks(rank=1, world=2).groups(4) == range(2, 4)
     with pytest.raises(ValueError, match="multiple of the number of ranks"):
         Ranks(rank=0, world=2).groups(3)
+
+
+def test_ctrl_c_in_the_terminal_stops_every_rank_at_one_checkpoint(tmp_path):
+    # A terminal's Ctrl-C signals the foreground process group; torchrun forwards it to its ranks (which run
+    # in sessions of their own). Every rank must stop at the same safe point, with one checkpoint.
+    import signal
+    import time
+
+    run_dir = tmp_path / "ctrl-c"
+    args = [*ARGS, "--set", f"output_dir={run_dir}", "--set", "save_interval=0"]
+    args[args.index("--steps") + 1] = "200"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER), *args]
+    proc = subprocess.Popen(cmd, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not (metrics.is_file() and metrics.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    logged = metrics.read_text().count("\n")
+    saved = [int(p.name.split("-")[1]) for p in list_checkpoints(run_dir)]
+    assert saved in ([logged], [logged - 1]) and 2 <= logged < 200, (saved, logged, err[-2000:])
+    # Both ranks stopped on the request (none aborted with KeyboardInterrupt); the traceback torchrun
+    # itself prints for its SignalException is torchrun's.
+    assert err.count("stopping after the current phase") == 2 and "KeyboardInterrupt" not in err, err[-3000:]

@@ -2,8 +2,10 @@
 
 A safe point is between phases of a step before any weight changed (the step is then redone on
 resume) or after a step; the loop saves a checkpoint there, so an interrupted run loses nothing.
-Under ``torchrun`` one Ctrl-C reaches each rank twice (the terminal's signal and the one torchrun
-forwards); ``repeat_grace`` makes a second signal that close to the first the same request.
+Under a launcher a rank may get one Ctrl-C twice: the terminal's copy (when the rank runs in the
+terminal's process group) and the one the launcher forwards. ``repeat_grace`` makes a second signal
+that close to the first the same request. (torchrun 2.13 starts its ranks in sessions of their own
+and forwards one copy.)
 """
 from __future__ import annotations
 

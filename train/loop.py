@@ -455,7 +455,12 @@ def _train(config: TrainConfig, ranks: Ranks, device: str, reward_fn: "RewardFn 
         from train.model import is_tiny, load_model, resolve_model
         from train.rollout import vllm_available
 
-        if config.rollout_backend in ("auto", "vllm") and vllm_available() and not is_tiny(config.model):
+        if ranks.active and config.rollout_backend == "vllm" and ranks.main:
+            # Not built yet: each rank's engine would need its own GPU and vLLM's external launcher.
+            print("train: the vllm backend does not run under torchrun yet; every rank samples with the lean loop",
+                  file=sys.stderr)
+        if (config.rollout_backend in ("auto", "vllm") and vllm_available() and not is_tiny(config.model)
+                and not ranks.active):
             model_path = model_path or resolve_model(config.model)  # vLLM loads the weights itself
         model, tokenizer = load_model(config.model, config.dtype, device)
     if tokenizer is None:
@@ -481,7 +486,9 @@ def _train(config: TrainConfig, ranks: Ranks, device: str, reward_fn: "RewardFn 
     if reward_fn is None:
         reward_fn = default_reward_fn(config, ranks)
         own_pool = getattr(reward_fn, "pool", None)
-    backend = make_backend(config.rollout_backend, policy, tokenizer, compile=config.rollout_compile,
+    # Under torchrun every rank samples with the lean loop (or hf when asked): vLLM per rank is not built yet.
+    backend_name = "lean" if ranks.active and config.rollout_backend in ("auto", "vllm") else config.rollout_backend
+    backend = make_backend(backend_name, policy, tokenizer, compile=config.rollout_compile,
                            compile_backend=config.rollout_compile_backend or None,
                            model_path=model_path, lora_rank=config.lora_rank,
                            gpu_memory_utilization=config.vllm_gpu_memory_utilization,
@@ -501,7 +508,7 @@ def _train(config: TrainConfig, ranks: Ranks, device: str, reward_fn: "RewardFn 
             save_checkpoint(run_dir, training_state(policy, optimizer, scheduler, config, step))
 
     try:
-        # Under a launcher one Ctrl-C reaches a rank twice (from the terminal and forwarded by torchrun).
+        # Under a launcher one Ctrl-C may reach a rank twice (the terminal's and the launcher's copy).
         with deferred_sigint(repeat_grace=2.0 if ranks.active else 0.0) as stop:
             for step in range(start_step, config.steps):
                 try:
