@@ -34,7 +34,8 @@ PARTS = ("step_seconds", "rollout_seconds", "reward_seconds", "train_seconds")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="smollm2-135m", help="model name (default smollm2-135m; tiny-random for a smoke run)")
+    p.add_argument("--model", default="smollm2-135m",
+                   help="model name (default smollm2-135m; tiny-random for a smoke run)")
     p.add_argument("--preset", default="cpu", help="TrainConfig preset (default cpu)")
     p.add_argument("--ranks", type=int, default=2, help="ranks of the data-parallel layout (default 2)")
     p.add_argument("--steps", type=int, default=4, help="steps a layout runs (the first is not timed)")

@@ -216,7 +216,8 @@ def test_dynamic_sampling_never_loops_forever():
     from train.loop import train
     from train.model import tiny_model_and_tokenizer
 
-    flat = lambda texts, seeds: [Breakdown(values={"x": 1.0}, weights={"x": 1.0}, total=1.0) for _ in texts]  # noqa: E731
+    def flat(texts, seeds):
+        return [Breakdown(values={"x": 1.0}, weights={"x": 1.0}, total=1.0) for _ in texts]
     model, tok = tiny_model_and_tokenizer(0)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _loop_config(Path(tmp), steps=2, dynamic_sampling_rounds=3)

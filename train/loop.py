@@ -198,7 +198,8 @@ def _sample_and_score(policy: Any, backend: RolloutBackend, config: TrainConfig,
 
 def _dynamic_sampling(policy: Any, backend: RolloutBackend, config: TrainConfig, prompts: Sequence[str],
                       reward_fn: "RewardFn", step: int, mine: range, ranks: Ranks, stop: StopRequest | None,
-                      rollout: Rollout, local: list["Breakdown"]) -> tuple[Rollout, list["Breakdown"], list["Breakdown"], int]:
+                      rollout: Rollout, local: list["Breakdown"]
+                      ) -> tuple[Rollout, list["Breakdown"], list["Breakdown"], int]:
     """DAPO's dynamic sampling on this rank: replace groups without signal by groups of extra rounds.
 
     Extra rounds (at most ``dynamic_sampling_rounds``, each planned from ``(seed, step, round)``, so a resumed
