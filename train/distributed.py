@@ -79,24 +79,24 @@ class Ranks:
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
 
-    def _reduce(self, values: Sequence[float], op: Any) -> list[float]:
+    def _reduce(self, values: Sequence[float], op: str) -> list[float]:
         if not self.active:
             return [float(v) for v in values]
         t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self._device())
-        torch.distributed.all_reduce(t, op=op)
+        torch.distributed.all_reduce(t, op=getattr(torch.distributed.ReduceOp, op))
         return t.tolist()
 
     def sum(self, values: Sequence[float]) -> list[float]:
         """Element-wise sums over the ranks."""
-        return self._reduce(values, torch.distributed.ReduceOp.SUM if self.active else None)
+        return self._reduce(values, "SUM")
 
     def max(self, values: Sequence[float]) -> list[float]:
         """Element-wise maxima over the ranks (times: a step waits for its slowest rank)."""
-        return self._reduce(values, torch.distributed.ReduceOp.MAX if self.active else None)
+        return self._reduce(values, "MAX")
 
     def any(self, flag: bool) -> bool:
         """True on every rank when any rank's ``flag`` is true (a stop request reaches all ranks at once)."""
-        return bool(self.max([float(flag)])[0]) if self.active else bool(flag)
+        return bool(self.max([float(flag)])[0])
 
     def sum_grads(self, params: Iterable[torch.nn.Parameter]) -> None:
         """Sum the gradients over the ranks in place, in one flat all-reduce per dtype and device."""

@@ -212,8 +212,7 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
     elif variant not in LOSS_VARIANTS:
         raise ValueError(f"unknown loss variant {variant!r}; choose {', '.join(LOSS_VARIANTS)}")
     ratio = torch.exp(log_ratio)
-    with torch.no_grad():
-        r = ratio.detach()
+    r = ratio.detach()
     if variant == "cispo":
         per_token = -torch.clamp(r, max=1.0 + eps_high) * adv * logp
         low = torch.zeros_like(r)

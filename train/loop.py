@@ -153,8 +153,6 @@ def reward_matrix(breakdowns: Sequence["Breakdown"], lengths: torch.Tensor,
     One column, the total plus DAPO's overlong penalty, for every advantage scale but ``gdpo``, which gets
     one column per reward rule (and one for the overlong penalty when it is on), with the rules' weights.
     """
-    from train.grpo import overlong_penalty
-
     shaping = overlong_penalty(lengths, config.max_new_tokens, config.overlong_buffer, config.overlong_penalty)
     if config.advantage_scale != "gdpo":
         # Totals pass through float32, as in every run measured so far: those runs reproduce bit for bit.
@@ -461,8 +459,7 @@ def _train(config: TrainConfig, ranks: Ranks, device: str, reward_fn: "RewardFn 
             # Not built yet: each rank's engine would need its own GPU and vLLM's external launcher.
             print("train: the vllm backend does not run under torchrun yet; every rank samples with the lean loop",
                   file=sys.stderr)
-        if (config.rollout_backend in ("auto", "vllm") and vllm_available() and not is_tiny(config.model)
-                and not ranks.active):
+        if config.rollout_backend in ("auto", "vllm") and vllm_available() and not is_tiny(config.model):
             model_path = model_path or resolve_model(config.model)  # vLLM loads the weights itself
         model, tokenizer = load_model(config.model, config.dtype, device)
     if tokenizer is None:
