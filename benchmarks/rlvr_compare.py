@@ -1,10 +1,11 @@
 """The GRPO family compared on our task: the same CPU run, seeds and budget, one objective at a time.
 
-    python benchmarks/rlvr_compare.py                                  # grpo, dapo, gdpo, cispo; 24 steps each
+    python benchmarks/rlvr_compare.py                                  # grpo, dapo, gdpo, cispo; 8 steps each
     python benchmarks/rlvr_compare.py --variants grpo,sapo,rloo --steps 40
     python benchmarks/rlvr_compare.py --model tiny-random --steps 2 --eval-samples 4   # a smoke run
 
-Each variant is the ``cpu-long`` preset (``--preset``) with ``--steps`` steps and ``num_iterations = 2``
+Each variant is the ``cpu-long`` preset (``--preset``) with ``--steps`` steps (warm-up scaled to the same share
+of them, at least one) and ``num_iterations = 2``
 (with one update per batch the ratio is exactly 1 and clipping, CISPO's cap and SAPO's gate never act),
 the same seed, prompts and games, and the settings of :data:`VARIANTS`. A run ends with a held-out
 evaluation of ``--eval-samples`` completions (the same held-out games for every variant). Printed and
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import statistics
@@ -46,10 +48,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--variants", default="grpo,dapo,gdpo,cispo", help=f"comma-separated, of {', '.join(VARIANTS)}")
-    p.add_argument("--steps", type=int, default=24, help="steps per variant (the budget; default 24)")
+    p.add_argument("--steps", type=int, default=8, help="steps per variant (the budget; default 8)")
     p.add_argument("--preset", default="cpu-long", help="TrainConfig preset (default cpu-long)")
     p.add_argument("--model", default=None, help="model (default: the preset's)")
-    p.add_argument("--eval-samples", type=int, default=64, help="held-out completions at the end of each run")
+    p.add_argument("--eval-samples", type=int, default=32, help="held-out completions at the end of each run")
     p.add_argument("--runs", default="runs/rlvr-compare", help="folder of the runs (one per variant; resumed)")
     p.add_argument("--out", default=str(OUT), help="the JSON to write")
     return p
@@ -60,6 +62,24 @@ def _mean(rows: list[dict], key: str, part: slice = slice(None)) -> float | None
     return statistics.fmean(values) if values else None
 
 
+def wilson(share: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson interval of a proportion observed as ``share`` of ``n`` trials."""
+    if n <= 0:
+        return (0.0, 1.0)
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def intervals(held_out: dict[str, float], n: int) -> dict[str, list[float]]:
+    """95% intervals of the held-out figures: Wilson for the shares, mean +- 1.96 SE for the reward."""
+    out = {k: list(wilson(float(held_out[k]), n)) for k in ("format_ok", "compliance", "played") if k in held_out}
+    if "reward_mean" in held_out and "reward_std" in held_out and n > 0:
+        half = 1.96 * float(held_out["reward_std"]) / math.sqrt(n)
+        out["reward_mean"] = [float(held_out["reward_mean"]) - half, float(held_out["reward_mean"]) + half]
+    return out
+
+
 def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Train (or resume) one variant; its figures from its metrics.jsonl."""
     from train.checkpoint import latest_checkpoint
@@ -68,7 +88,11 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
     from train.monitor import read_metrics
 
     run_dir = Path(args.runs) / name
-    overrides = {**VARIANTS[name], "steps": args.steps, "num_iterations": 2, "eval_interval": args.steps,
+    # A budget shorter than the preset's keeps its warm-up share (cpu-long: 5 of 60 steps), at least one step.
+    preset = load_config(None, {}, preset=args.preset)
+    warmup = min(preset.warmup_steps, max(1, round(preset.warmup_steps * args.steps / preset.steps)))
+    overrides = {**VARIANTS[name], "steps": args.steps, "warmup_steps": warmup, "num_iterations": 2,
+                 "eval_interval": args.steps,
                  "eval_samples": args.eval_samples, "save_interval": max(1, args.steps // 4),
                  "output_dir": str(run_dir)}
     if args.model:
@@ -81,11 +105,18 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
     rows = read_metrics(run_dir)
     final = next((r for r in reversed(rows) if "eval/reward_mean" in r), {})
     quarter = slice(-max(1, len(rows) // 4), None)
+    held_out = {k[5:]: v for k, v in final.items() if k.startswith("eval/")}
     return {
         "settings": VARIANTS[name], "steps_done": summary.steps_done, "resumed": resume,
         "seconds_this_part": time.perf_counter() - started,
-        "held_out": {k[5:]: v for k, v in final.items() if k.startswith("eval/")},
+        # Summed over every logged step, so a run resumed (or only re-read) still reports its training time.
+        "train_seconds": sum(float(r.get("step_seconds", 0.0)) for r in rows),
+        "held_out": held_out,
+        "held_out_95": intervals(held_out, config.eval_samples),
         "train_reward_last_quarter": _mean(rows, "reward_mean", quarter),
+        # Fresh samples' flat groups (before DAPO's selection) and the trained batch's (after it).
+        "sampled_zero_variance_frac_mean": _mean(rows, "sampled_zero_variance_frac") if VARIANTS[name].get(
+            "dynamic_sampling_rounds") else _mean(rows, "zero_variance_frac"),
         "zero_variance_frac_mean": _mean(rows, "zero_variance_frac"),
         "clip_frac_mean": _mean(rows, "clip_frac"),
         "dynamic_rounds_mean": _mean(rows, "dynamic_rounds"),
@@ -110,11 +141,17 @@ def main(argv: list[str] | None = None) -> int:
                        "threads": torch.get_num_threads(), "cpus": os.cpu_count()},
            "preset": args.preset, "steps": args.steps, "eval_samples": args.eval_samples, "variants": results}
     keys = ("format_ok", "compliance", "played", "reward_mean")
-    print(f"{'variant':10}" + "".join(f"{k:>17}" for k in keys) + f"{'zero-var':>10}{'clip/gate':>10}")
+    print(f"held out ({args.eval_samples} samples; [95% interval]) and along the way (means over the steps)")
+    print(f"{'variant':8}" + "".join(f"{k:>22}" for k in keys) + f"{'flat sampled':>13}{'flat trained':>13}"
+          f"{'clip/gate':>10}{'train s':>9}")
     for name, r in results.items():
-        held = r["held_out"]
-        cells = "".join(f"{held.get(k, float('nan')):>17.3f}" for k in keys)
-        print(f"{name:10}{cells}{r['zero_variance_frac_mean'] or 0:>10.3f}{r['clip_frac_mean'] or 0:>10.3f}")
+        held, band = r["held_out"], r["held_out_95"]
+        cells = ""
+        for k in keys:
+            lo, hi = band.get(k, (float("nan"), float("nan")))
+            cells += f"{held.get(k, float('nan')):>8.3f} [{lo:5.2f},{hi:5.2f}]"
+        print(f"{name:8}{cells}{r['sampled_zero_variance_frac_mean'] or 0:>13.3f}"
+              f"{r['zero_variance_frac_mean'] or 0:>13.3f}{r['clip_frac_mean'] or 0:>10.3f}{r['train_seconds']:>9.0f}")
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")

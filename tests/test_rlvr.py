@@ -2,6 +2,7 @@
 sampling, and the sampler-mismatch correction, against hand-computed values on small tensors."""
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 
@@ -206,6 +207,8 @@ def test_dynamic_sampling_trains_on_informative_groups_within_its_bound(tmp_path
                 break
         assert h["dynamic_rounds"] == rounds and h["groups_sampled"] == 2 * (rounds + 1)
         assert h["zero_variance_groups"] == max(0, 2 - found)  # filled with flat groups only when rounds ran out
+        fresh = _informative(cfg, step, 0)[0]
+        assert h["sampled_zero_variance_frac"] == (len(fresh) - sum(fresh)) / len(fresh)  # before the selection
 
 
 def test_dynamic_sampling_never_loops_forever():
@@ -224,6 +227,7 @@ def test_dynamic_sampling_never_loops_forever():
         summary = train(cfg, flat, model, tok, prompts=["def strategy(board):"], progress=False)
     assert [h["dynamic_rounds"] for h in summary.history] == [3, 3]
     assert all(h["zero_variance_frac"] == 1.0 and h["groups_sampled"] == 8 for h in summary.history)
+    assert all(h["sampled_zero_variance_frac"] == 1.0 for h in summary.history)
 
 
 def test_rlvr_options_resume_bit_for_bit(tmp_path):
@@ -278,3 +282,54 @@ def test_config_names_every_variant_and_checks_the_overlong_buffer():
         make_config({"overlong_buffer": 500, "max_new_tokens": 128})
     with pytest.raises(ValueError, match="sampler_correction"):
         make_config({"sampler_correction": "tis"})
+
+
+# ----------------------------------------------------------------------------- the comparison benchmark
+
+@functools.lru_cache(maxsize=None)
+def _compare_module():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rlvr_compare.py"
+    spec = importlib.util.spec_from_file_location("rlvr_compare", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["rlvr_compare"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@given(st.integers(1, 500), st.data())
+@settings(max_examples=200, deadline=None)
+def test_wilson_interval_holds_the_share_and_narrows_with_more_trials(n, data):
+    compare = _compare_module()
+    k = data.draw(st.integers(0, n))
+    lo, hi = compare.wilson(k / n, n)
+    assert 0.0 <= lo <= k / n + 1e-12 and k / n - 1e-12 <= hi <= 1.0
+    lo4, hi4 = compare.wilson(k / n, 4 * n)
+    assert hi4 - lo4 < hi - lo
+
+
+def test_comparison_runs_each_variant_and_rereads_finished_runs(tmp_path):
+    import json
+
+    compare = _compare_module()
+    argv = ["--model", "tiny-random", "--steps", "1", "--eval-samples", "2", "--variants", "grpo,dapo",
+            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out.json")]
+    assert compare.main(argv) == 0
+    first = json.loads((tmp_path / "out.json").read_text())
+    assert set(first["variants"]) == {"grpo", "dapo"}
+    for r in first["variants"].values():
+        assert r["steps_done"] == 1 and not r["resumed"]
+        assert set(r["held_out"]) >= {"format_ok", "compliance", "played", "reward_mean"}
+        assert set(r["held_out_95"]) == {"format_ok", "compliance", "played", "reward_mean"}
+    assert first["variants"]["dapo"]["dynamic_rounds_mean"] is not None  # DAPO's settings reached the run
+    # A second call re-reads the finished runs (no new steps) and reports the same figures.
+    assert compare.main(argv) == 0
+    second = json.loads((tmp_path / "out.json").read_text())
+    for name, r in second["variants"].items():
+        assert r["resumed"] and r["held_out"] == first["variants"][name]["held_out"]
+        assert r["train_seconds"] == first["variants"][name]["train_seconds"]
+    with pytest.raises(SystemExit, match="unknown variant"):
+        compare.main(["--variants", "grpo,nope"])

@@ -278,6 +278,9 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
     # 3b. DAPO's dynamic sampling (optional): groups without signal replaced by groups of extra rounds.
     trained_lengths = lengths
     if config.dynamic_sampling_rounds:
+        # The fresh samples' share of flat groups, before selection (zero_variance_frac below is the trained one's).
+        fresh = flat_groups(reward_matrix(breakdowns, lengths, config)[0], G)
+        metrics["sampled_zero_variance_frac"] = sum(fresh) / config.prompts_per_step
         rollout, local, extra, rounds = _dynamic_sampling(policy, backend, config, prompts, reward_fn, step, mine,
                                                           ranks, stop, rollout, local)
         shares = ranks.gather((local, rollout.lengths.tolist(), extra))
