@@ -10,9 +10,10 @@ of them, at least one) and ``num_iterations = 2``
 the same seed, prompts and games, and the settings of :data:`VARIANTS`. A run ends with a held-out
 evaluation of ``--eval-samples`` completions (the same held-out games for every variant). Printed and
 written to ``--out`` (default benchmarks/results/rlvr_compare.json): per variant the held-out extractable
-(format_ok), compliant and played shares and the mean reward at the end, the mean training reward of the last
-quarter of the steps, and along the way the mean share of zero-variance groups and of clipped/gated
-tokens, plus wall seconds. Runs go to ``--runs`` (one folder per variant, resumed when present).
+(format_ok), compliant and played shares and the mean reward at the end with their 95% intervals, the mean
+training reward of the last quarter of the steps, and along the way the mean share of zero-variance groups
+(of the fresh samples and of the trained batch), of clipped/gated tokens and of truncated completions, plus
+training seconds. Runs go to ``--runs`` (one folder per variant); a finished run is re-read, not retrained.
 Figures only; nothing is asserted.
 """
 from __future__ import annotations
@@ -119,6 +120,10 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "dynamic_sampling_rounds") else _mean(rows, "zero_variance_frac"),
         "zero_variance_frac_mean": _mean(rows, "zero_variance_frac"),
         "clip_frac_mean": _mean(rows, "clip_frac"),
+        # Completions cut at max_new_tokens: what DAPO's overlong shaping acts on.
+        "truncation_rate_mean": _mean(rows, "truncation_rate"),
+        "truncation_rate_last_quarter": _mean(rows, "truncation_rate", quarter),
+        "overlong_penalty_mean": _mean(rows, "overlong_penalty_mean"),
         "dynamic_rounds_mean": _mean(rows, "dynamic_rounds"),
         "step_seconds_mean": _mean(rows, "step_seconds"),
     }
