@@ -1,23 +1,16 @@
 """benchmarks/gpu_suite.py: arguments, budgets, the report's schema, a failing section recorded (CPU, tiny, fast)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_module import load
 
 
 @pytest.fixture(scope="module")
 def suite():
-    spec = importlib.util.spec_from_file_location("gpu_suite", ROOT / "benchmarks" / "gpu_suite.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_suite"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load("gpu_suite")
 
 
 def test_budgets_and_sections_parse(suite):

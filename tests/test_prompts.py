@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import envs
+from bench_module import load
 from train import prompts
 from train.prompts import (COMPACT_OMITTED, MOVES_EXAMPLES, SYSTEM_PROMPT, TEMPLATES, build_messages,
                            build_prompt, compact_rules, prompt_text, template_examples)
@@ -276,19 +277,8 @@ def test_the_moves_example_is_weak_on_purpose():
 
 # --- benchmarks/prompt_study.py: copy detection and a smoke run on the tiny model ----------------
 
-def _prompt_study():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "prompt_study.py"
-    spec = importlib.util.spec_from_file_location("prompt_study", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_prompt_study_tells_copies_of_the_example():
-    study = _prompt_study()
+    study = load("prompt_study")
     example = MOVES_EXAMPLES["2048"]
     relaid = "# mine\n" + example.replace("    # Does sliding this row left change it?\n", "")
     renamed = example.replace("moves", "can_go").replace("row", "line")
@@ -305,7 +295,7 @@ def test_prompt_study_smoke_with_the_tiny_model(tmp_path):
 
     import torch
 
-    study = _prompt_study()
+    study = load("prompt_study")
     threads = torch.get_num_threads()
     try:
         result = study.main(["--model", "tiny", "--quick", "--out", str(tmp_path / "study.json")])

@@ -2,7 +2,6 @@
 sampling, and the sampler-mismatch correction, against hand-computed values on small tensors."""
 from __future__ import annotations
 
-import functools
 import math
 import statistics
 
@@ -10,6 +9,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from bench_module import load
 
 from train.grpo import gdpo_advantages, group_advantages, overlong_penalty, policy_loss, sampler_correction
 
@@ -286,24 +287,10 @@ def test_config_names_every_variant_and_checks_the_overlong_buffer():
 
 # ----------------------------------------------------------------------------- the comparison benchmark
 
-@functools.lru_cache(maxsize=None)
-def _compare_module():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rlvr_compare.py"
-    spec = importlib.util.spec_from_file_location("rlvr_compare", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["rlvr_compare"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @given(st.integers(1, 500), st.data())
 @settings(max_examples=200, deadline=None)
 def test_wilson_interval_holds_the_share_and_narrows_with_more_trials(n, data):
-    compare = _compare_module()
+    compare = load("rlvr_compare")
     k = data.draw(st.integers(0, n))
     lo, hi = compare.wilson(k / n, n)
     assert 0.0 <= lo <= k / n + 1e-12 and k / n - 1e-12 <= hi <= 1.0
@@ -314,7 +301,7 @@ def test_wilson_interval_holds_the_share_and_narrows_with_more_trials(n, data):
 def test_comparison_runs_each_variant_and_rereads_finished_runs(tmp_path):
     import json
 
-    compare = _compare_module()
+    compare = load("rlvr_compare")
     argv = ["--model", "tiny-random", "--steps", "1", "--eval-samples", "2", "--variants", "grpo,dapo",
             "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out.json")]
     assert compare.main(argv) == 0
