@@ -33,6 +33,7 @@ Importing this module needs Hypothesis (the ``test`` extra); ``import sandbox`` 
 from __future__ import annotations
 
 import ast
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Callable
@@ -708,10 +709,93 @@ def _splice(module: ast.Module, snippet: _Snippet, draw) -> str:
     return "\n".join(out) + "\n"
 
 
+def _snippet_names(snippet: _Snippet) -> set[str]:
+    """Every identifier the snippet's text mentions (its lines, parameters and decorators), NFKC-folded."""
+    text = "\n".join((*snippet.lines, snippet.params, *snippet.decorators))
+    return {unicodedata.normalize("NFKC", word) for word in _WORD.findall(text)}
+
+
+_WORD = re.compile(r"[^\W\d]\w*")
+
+
+class _Rename(ast.NodeTransformer):
+    """Renames every binding and use of the names in ``old`` (variables, parameters, keywords,
+    functions, match captures) to a fresh spelling, so the clean part cannot shadow them."""
+
+    def __init__(self, old: set[str]) -> None:
+        self.old = old
+
+    def _new(self, name: str | None) -> str | None:
+        return f"{name}_own" if name in self.old else name
+
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        node.id = self._new(node.id)
+        return node
+
+    def visit_arg(self, node: ast.arg) -> ast.arg:
+        node.arg = self._new(node.arg)
+        return node
+
+    def visit_keyword(self, node: ast.keyword) -> ast.keyword:
+        node.arg = self._new(node.arg)
+        self.generic_visit(node)
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        if node.name != "strategy":
+            node.name = self._new(node.name)
+        self.generic_visit(node)
+        return node
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> ast.MatchAs:
+        node.name = self._new(node.name)
+        self.generic_visit(node)
+        return node
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> ast.MatchStar:
+        node.name = self._new(node.name)
+        return node
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> ast.MatchMapping:
+        node.rest = self._new(node.rest)
+        self.generic_visit(node)
+        return node
+
+
+def _bound_names(module: ast.Module) -> set[str]:
+    """Every name the clean program binds anywhere (assignments, parameters, functions, captures)."""
+    bound: set[str] = set()
+    for node in ast.walk(module):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bound.add(node.rest)
+    return bound
+
+
+def unshadow(module: ast.Module, snippet: _Snippet) -> ast.Module:
+    """``module`` with every name it binds that the snippet also mentions renamed.
+
+    The clean grammar deliberately binds builtin-like names (``breakpoint = 0``, a parameter called
+    ``builtins``) to test that honest programs may. Spliced beside a violation that *uses* the
+    builtin (``fn_1 = breakpoint()``), such a binding would make the builtin a local variable, and
+    the program would no longer be a cheat. Renaming the clean side keeps every drawn cheat a cheat
+    by construction, whatever the two draws hold.
+    """
+    clash = (_bound_names(module) & _snippet_names(snippet)) - {"strategy", "board"}
+    return _Rename(clash).visit(module) if clash else module
+
+
 @st.composite
 def _cheat(draw, category: str, technique: str) -> Cheat:
     snippet = _TECHNIQUE_FNS[category][technique](draw, _Names(draw))
-    module = draw(_clean_module(4, 2))
+    module = unshadow(draw(_clean_module(4, 2)), snippet)
     return Cheat(_splice(module, snippet, draw), category, technique)
 
 
