@@ -14,8 +14,9 @@ from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.register_profile("dev", print_blob=True)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+settings.load_profile(PROFILE)
 
 
 def pytest_report_header(config):
-    return f"hypothesis profile: {settings.get_current_profile_name()}"
+    return f"hypothesis profile: {PROFILE}"
