@@ -17,7 +17,7 @@ def add_baselines(subparsers: Any) -> argparse.ArgumentParser:
     from envs.play import DEFAULT_MAX_MOVES
 
     p = subparsers.add_parser(
-        "baselines",
+        "baselines", allow_abbrev=False,
         help="play the reference strategies (expectimax, greedy, corner, random, fixed) and compare",
         description="Play every baseline on the same seeded 2048 games and print mean score, "
                     "max-tile distribution, reach rates (>=512, 1024, 2048) and games/s.",

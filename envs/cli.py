@@ -19,14 +19,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_envs(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("envs", help="list the registered games: actions, options, metrics, gym id")
+    p = sub.add_parser("envs", allow_abbrev=False, help="list the registered games: actions, options, metrics, gym id")
     p.set_defaults(handler=_run_envs)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     from envs.bench import add_arguments
 
-    p = sub.add_parser("bench", help="print the 2048 engine speed table (kernel, env, vector env, cold start)")
+    p = sub.add_parser("bench", allow_abbrev=False,
+                       help="print the 2048 engine speed table (kernel, env, vector env, cold start)")
     add_arguments(p)
     p.set_defaults(handler=_run_bench)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 
 from sandbox.text import safe_text
@@ -26,7 +25,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def _add_check(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "check", help="check a strategy program against the static policy",
+        "check", allow_abbrev=False, help="check a strategy program against the static policy",
         description="Check a strategy program (or, with --completion, a raw model completion) against "
                     "the static policy. Exit code 0: compliant; 1: rejected; 2: usage error.")
     p.add_argument("file", metavar="FILE", help="the program to check; '-' reads standard input")
@@ -36,18 +35,11 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_check)
 
 
-def _read_input(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a directory, not a program file") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+def _read_input(path: str, args: argparse.Namespace) -> str:
+    """The program (or completion) text: UTF-8, as the sandbox runs it; one-line errors from codepolicy.files."""
+    from codepolicy.files import read_text
+
+    return read_text(path, "completion file" if args.completion else "program file")
 
 
 def _run_check(args: argparse.Namespace) -> int:
@@ -57,11 +49,12 @@ def _run_check(args: argparse.Namespace) -> int:
     from sandbox.records import FormatError
 
     name = "<stdin>" if args.file == "-" else args.file
-    data = _read_input(args.file)
-    source: str | bytes = data
+    text = _read_input(args.file, args)
+    # The checker is given the file's own bytes (UTF-8 decodes and encodes back to the same bytes).
+    source: str | bytes = text.encode("utf-8")
     if args.completion:
         try:
-            source = extract(data.decode("utf-8", errors="replace"))
+            source = extract(text)
         except FormatError as exc:
             if args.json:
                 print(json.dumps({"file": name, "ok": False, "format_error": {
@@ -98,7 +91,7 @@ _PLAYED = ("finished", "won", "max_moves", "stuck")
 
 def _add_play(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "play", help="play games with a strategy program (through the sandbox)",
+        "play", allow_abbrev=False, help="play games with a strategy program (through the sandbox)",
         description="Play seeded games with a strategy program: through the sandbox by default (static "
                     "check, restricted worker processes, limits), or in this process with --trusted. "
                     "Exit code 0: every game played to its end (finished, won, max_moves or stuck); "
@@ -123,7 +116,7 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
 
 
 def _play_source(args: argparse.Namespace) -> str:
-    data = _read_input(args.file).decode("utf-8", errors="replace")
+    data = _read_input(args.file, args)
     if not args.completion:
         return data
     from sandbox.extract import extract

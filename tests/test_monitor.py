@@ -49,13 +49,15 @@ def test_read_metrics_errors_name_the_run_dir(tmp_path):
         read_metrics(tmp_path)
 
 
-def test_warns_once_per_stretch_of_zero_variance_groups(tmp_path):
-    with _logger(tmp_path) as log, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+def test_warns_once_per_stretch_of_zero_variance_groups(tmp_path, capsys):
+    # A line on stderr for the person watching, not a Python warning (no progress bar here).
+    with _logger(tmp_path) as log, warnings.catch_warnings():
+        warnings.simplefilter("error")
         for step, frac in enumerate([0.1, 0.75, 0.9, 0.2, 0.8], 1):
             log.log(step, {"zero_variance_frac": frac})
-    messages = [str(w.message) for w in caught if "no learning signal" in str(w.message)]
+    messages = [line for line in capsys.readouterr().err.splitlines() if "no learning signal" in line]
     assert len(messages) == 2 and "step 2" in messages[0] and "step 5" in messages[1]
+    assert all(m.startswith("warning: ") for m in messages)
 
 
 def test_headline_figures():
@@ -129,10 +131,87 @@ def test_plot_run_missing_run_dir(tmp_path):
         plot_run(tmp_path / "nope")
 
 
-def test_tensorboard_requested_but_missing_warns_or_writes(tmp_path):
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
-        log = RunLogger(tmp_path, total_steps=1, use_tensorboard=True, progress=False)
+def test_tensorboard_when_installed_writes_beside_the_jsonl(tmp_path):
+    pytest.importorskip("tensorboard")  # in the train extra
+    with RunLogger(tmp_path, total_steps=1, progress=False) as log:  # on by default when installed
         log.log(1, {"reward_mean": 1.0})
-        log.close()
     assert read_metrics(tmp_path)[0]["reward_mean"] == 1.0
+    assert any((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_tensorboard_missing_is_one_line_not_a_warning(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as when not installed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with RunLogger(tmp_path, total_steps=1, progress=False) as log:
+            log.log(1, {"reward_mean": 1.0})
+        with RunLogger(tmp_path / "off", total_steps=1, use_tensorboard=False, progress=False):
+            pass  # turned off: not a word
+    err = capsys.readouterr().err
+    assert err == "train: TensorBoard is not installed (pip install tensorboard); logging to metrics.jsonl only\n"
+    assert read_metrics(tmp_path)[0]["reward_mean"] == 1.0 and not (tmp_path / "tensorboard").exists()
+
+
+def _run(tmp_path, n, kl=None, kl_beta=0.0):
+    from train.config import TrainConfig, save_config
+
+    save_config(TrainConfig(kl_beta=kl_beta), tmp_path / "config.toml")
+    with _logger(tmp_path) as log:
+        for s in range(n):
+            log.log(s, {"reward_mean": (-1) ** s * 0.5, "compliance": 0.5, "max_tile": [0.0, 2.0, 16.0][s % 3],
+                        "score_mean": 1.0, "kl": kl})
+
+
+def test_curves_without_kl_drop_the_panel_and_say_why(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from train.monitor import draw_run
+
+    _run(tmp_path, 7)
+    fig = draw_run(tmp_path)
+    try:
+        assert [ax.get_ylabel() for ax in fig.axes] == ["reward", "compliance rate", "max tile", "score"]
+        assert fig._suptitle.get_text().endswith("KL off (kl_beta = 0)")
+        # Whole steps on the x axis; the max-tile axis floored at 0, its ticks on tiles (0 and powers of 2).
+        assert all(float(t).is_integer() for t in fig.axes[-1].get_xticks())
+        tile_ax = fig.axes[2]
+        assert tile_ax.get_ylim()[0] == 0
+        assert all(t == 0 or (t >= 2 and float(t).is_integer() and int(t) & (int(t) - 1) == 0)
+                   for t in tile_ax.get_yticks())
+        # Beside the raw points of each panel's first figure: its moving average (the tile: its best so far).
+        labels = [line.get_label() for line in fig.axes[0].get_lines()]
+        assert "mean (each step)" in labels and "mean (mean of 3 steps)" in labels
+        assert "best so far" in [line.get_label() for line in tile_ax.get_lines()]
+    finally:
+        plt.close(fig)
+
+
+def test_curves_with_kl_keep_the_panel(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from train.monitor import draw_run
+
+    _run(tmp_path, 3, kl=0.01, kl_beta=0.04)
+    fig = draw_run(tmp_path)
+    try:
+        assert fig.axes[-1].get_ylabel() == "KL to reference" and "KL off" not in fig._suptitle.get_text()
+        # Under six steps there is no trend to draw: the raw figures only.
+        assert [line.get_label() for line in fig.axes[0].get_lines()] == ["mean"]
+    finally:
+        plt.close(fig)
+
+
+@settings(max_examples=50, deadline=None)
+@given(values=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=40), window=st.integers(1, 10))
+def test_moving_average_is_the_mean_of_the_last_window_values(values, window):
+    from train.monitor import moving_average
+
+    smooth = moving_average(values, window)
+    assert len(smooth) == len(values)
+    for i, v in enumerate(smooth):
+        last = values[max(0, i - window + 1): i + 1]
+        assert v == pytest.approx(sum(last) / len(last), rel=1e-9, abs=1e-9)
+        slack = 1e-12 * max(1.0, *map(abs, last))  # the division's rounding
+        assert min(last) - slack <= v <= max(last) + slack

@@ -61,7 +61,7 @@ def test_usage_errors_exit_2(greedy, capsys, args, message):
 
 def test_missing_file_exits_2(tmp_path, capsys):
     assert main(["play", str(tmp_path / "nope.py")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "program file '" in (err := capsys.readouterr().err) and "nope.py' does not exist" in err
 
 
 # -- program text on the terminal ---------------------------------------------------------------
@@ -124,7 +124,7 @@ def test_file_names_from_the_input_are_escaped(tmp_path, capsys):
     assert main(["play", str(tmp_path / "gone\udc80\x1b[2J.py")]) == 2
     err = capsys.readouterr().err
     _assert_shown_safely(err)
-    assert "gone\\udc80\\x1b[2J.py: no such file" in err
+    assert "program file '" in err and "gone\\udc80\\x1b[2J.py' does not exist" in err
 
 
 def test_printing_never_fails_on_a_terminal_that_cannot_show_a_character(monkeypatch, tmp_path):

@@ -15,17 +15,19 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from codepolicy.files import quote  # every path in a message is quoted the same way
 from sandbox.text import safe_text  # program text and input names on the terminal
 from train.prompts import TEMPLATES
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "run_report"]
 
 
 def add_commands(subparsers: Any) -> None:
     """Add the ``train``, ``eval`` and ``plot`` subcommands."""
     _add_train(subparsers)
     _add_eval(subparsers)
-    p = subparsers.add_parser("plot", help="draw a run's curves (reward, compliance, max tile, score, KL) to a PNG",
+    p = subparsers.add_parser("plot", allow_abbrev=False,
+                              help="draw a run's curves (reward, compliance, max tile, score, KL) to a PNG",
                               description="Read RUN_DIR/metrics.jsonl and draw RUN_DIR/curves.png.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", metavar="PNG", help="where to write the PNG (default RUN_DIR/curves.png)")
@@ -45,7 +47,8 @@ def _config_fields() -> list[tuple[str, Any, Any]]:
 
 def _add_train(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "train", help="GRPO-train a model to write strategy programs (default: SmolLM2-135M on CPU, ~10 min)",
+        "train", allow_abbrev=False,
+        help="GRPO-train a model to write strategy programs (default: SmolLM2-135M on CPU, 10 to 15 min)",
         description="Run GRPO: sample programs, check and play them in the sandbox, score them, update a LoRA "
                     "adapter. Settings come from the preset, then --config, then the flags below.",
     )
@@ -53,8 +56,8 @@ def _add_train(subparsers: Any) -> None:
     from train.config import PRESETS, field_choices, field_doc
 
     p.add_argument("--preset", choices=tuple(PRESETS), default=None,
-                   help="base settings (default: the file's preset, else cpu; cpu-long: the 2-hour learning "
-                        "benchmark on CPU; gpu: a real run on one GPU)")
+                   help="base settings (default: the file's preset, else cpu; cpu-long: the learning benchmark's run, "
+                        "about 95 min on 2 CPU cores; gpu: a real run on one GPU)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its newest checkpoint (its config.toml unless --config)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field")
@@ -102,29 +105,68 @@ def _existing_run(run_dir: Path) -> int | None:
     return int(found.name.split("-")[1]) if found else None
 
 
+def _check_run_inputs(config: Any) -> None:
+    """Every input of a run that can be wrong, checked before a model loads or a folder is made.
+
+    The config's values were checked when it loaded; here: the game, the model, the reward spec,
+    the engines the config names, and the run folder.
+    """
+    import importlib.util
+
+    import envs
+    from codepolicy.files import check_writable_dir
+    from rewards.cli import load_user_spec
+    from train.config import check_model
+
+    envs.get(config.game)
+    check_model(config.model)
+    spec = load_user_spec(config.reward_spec, game=config.game)
+    if config.reward_spec and spec.game != config.game:
+        raise ValueError(f"reward spec {quote(config.reward_spec)} is for game {spec.game!r}, "
+                         f"the run plays {config.game!r}")
+    if config.rollout_backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ValueError("config field 'rollout_backend' is 'vllm', which is not installed "
+                         "(pip install 'codepolicy[vllm]'), or use 'auto'")
+    if config.reward_pool == "ray" and importlib.util.find_spec("ray") is None:
+        raise ValueError("config field 'reward_pool' is 'ray', which is not installed (pip install 'codepolicy[ray]')")
+    if config.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("config field 'device' is 'cuda' but no CUDA GPU is visible; use 'auto' or 'cpu'")
+    check_writable_dir(config.output_dir, "run dir")
+
+
 def _train(args: argparse.Namespace) -> int:
+    from codepolicy.files import require_dir
     from train.config import load_config, with_run_dir
 
     overrides = _overrides(args)
     config_path = args.config
+    done = None
     if args.resume:
-        run_dir = Path(args.resume)
-        if not run_dir.is_dir():
-            raise FileNotFoundError(f"run dir {args.resume!r} does not exist")
-        if _existing_run(run_dir) is None:
-            raise ValueError(f"run dir {args.resume!r} has no checkpoint to resume from")
+        run_dir = require_dir(args.resume, "run dir")
+        done = _existing_run(run_dir)
+        if done is None:
+            raise ValueError(f"run dir {quote(args.resume)} has no checkpoint to resume from")
         if config_path is None:
             saved = run_dir / "config.toml"
             if not saved.is_file():
-                raise FileNotFoundError(f"run dir {args.resume!r} has no config.toml; pass --config")
+                raise FileNotFoundError(f"run dir {quote(args.resume)} has no config.toml; pass --config")
             config_path = str(saved)
         overrides["output_dir"] = str(run_dir)
     config = with_run_dir(load_config(config_path, overrides, preset=args.preset))
+    if done is not None and done >= config.steps:
+        # Nothing to train: say so without loading the model (raise --steps to go on).
+        print(f"run dir {safe_text(quote(args.resume))} is already complete ({done}/{config.steps} steps); "
+              f"to train it further: --resume {safe_text(args.resume)} --steps N with N > {done}")
+        return 0
     if not args.resume:
         step = _existing_run(Path(config.output_dir))
         if step is not None:
-            raise ValueError(f"run dir {config.output_dir!r} already holds a run (checkpoint at step {step}); "
+            raise ValueError(f"run dir {quote(config.output_dir)} already holds a run (checkpoint at step {step}); "
                              f"continue it with --resume {config.output_dir} or start another with --output-dir DIR")
+    _check_run_inputs(config)
 
     from train.distributed import launched
     from train.loop import train
@@ -138,22 +180,48 @@ def _train(args: argparse.Namespace) -> int:
           f"{config.prompts_per_step}x{config.group_size} completions, up to {config.max_new_tokens} new tokens"
           f"{f' on {ranks} ranks' if launched() else ''} -> {safe_text(config.output_dir)}", file=sys.stderr)
     summary = train(config, resume=bool(args.resume), progress=False if args.no_progress else None)
-    final = summary.final or {}
-    print(f"run dir: {safe_text(summary.run_dir)}")
+    print(run_report(summary, config.steps))
+    return 130 if summary.interrupted else 0
+
+
+def run_report(summary: Any, steps: int) -> str:
+    """The lines ``codepolicy train`` ends with: where the run is, how far it got, its figures, its best program."""
+    lines = [f"run dir: {safe_text(summary.run_dir)}"]
     stopped = f" (interrupted: continue with --resume {safe_text(summary.run_dir)})" if summary.interrupted else ""
-    print(f"steps: {summary.steps_done}/{config.steps}{stopped}, {summary.seconds:.0f} s")
-    if summary.history:
-        first, last = summary.history[0], summary.history[-1]
-        print(f"reward mean: {first.get('reward_mean', float('nan')):.3f} (first step) -> "
-              f"{last.get('reward_mean', float('nan')):.3f} (last step); "
-              f"compliance {100 * (last.get('compliance') or 0):.0f}%, best max tile {final.get('max_tile', 0):.0f}")
+    lines.append(f"steps: {summary.steps_done}/{steps}{stopped}, {summary.seconds:.0f} s")
+    records = _run_records(summary)
+    if records:
+        first, last = records[0], records[-1]
+        # The best tile of the whole run (a resumed run's earlier steps included), not the last step's.
+        best_tile = max((float(r["max_tile"]) for r in records if isinstance(r.get("max_tile"), (int, float))),
+                        default=0.0)
+        lines.append(f"reward mean: {first.get('reward_mean', float('nan')):.3f} (first step) -> "
+                     f"{last.get('reward_mean', float('nan')):.3f} (last step); compliance "
+                     f"{100 * (last.get('compliance') or 0):.0f}% (last step), best max tile {best_tile:.0f}")
     if summary.best:
-        print(f"best program: total {summary.best[0]['total']:.3f} -> "
-              f"{safe_text(Path(summary.run_dir) / 'best' / 'best-1.py')}")
+        lines.append(f"best program: total {summary.best[0]['total']:.3f} -> "
+                     f"{safe_text(Path(summary.run_dir) / 'best' / 'best-1.py')}")
     curves = Path(summary.run_dir) / "curves.png"
     if curves.is_file():
-        print(f"curves: {safe_text(curves)}")
-    return 130 if summary.interrupted else 0
+        lines.append(f"curves: {safe_text(curves)}")
+    return "\n".join(lines)
+
+
+def _run_records(summary: Any) -> list[dict]:
+    """Every step the run logged, this session's and (after --resume) the earlier sessions', oldest first.
+
+    The run's metrics file holds them all; a step that was run but not logged (log_interval > 1) still
+    counts through ``summary.final``, the last step's figures.
+    """
+    from train.monitor import read_metrics
+
+    try:
+        records = read_metrics(summary.run_dir)
+    except (OSError, ValueError):  # no metrics file: this session's own history is all there is
+        records = list(summary.history)
+    if summary.final and summary.steps_done and not any(r.get("step") == summary.steps_done - 1 for r in records):
+        records.append({**summary.final, "step": summary.steps_done - 1})
+    return records
 
 
 def _quiet_transformers() -> None:
@@ -175,14 +243,16 @@ def _quiet_transformers() -> None:
 
 def _add_eval(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "eval", help="sample programs from a model (and/or its trained adapter) and score them on held-out seeds",
+        "eval", allow_abbrev=False,
+        help="sample programs from a model (and/or its trained adapter) and score them on held-out seeds",
         description="Sample N completions of the game prompt, check and play each program on held-out seeds, and "
                     "report the reward breakdown, compliance rate and max-tile distribution; with --adapter and "
                     "--base-vs-adapter, base model and adapter side by side on the same seeds and sample count.")
     p.add_argument("--model", default=None, help="model name or path (default: the adapter run's model, else smollm2-135m)")
     p.add_argument("--adapter", metavar="RUN_DIR", help="a run dir, a checkpoint folder, or a PEFT adapter folder")
     p.add_argument("--base-vs-adapter", action="store_true", help="also evaluate the base model and compare")
-    p.add_argument("--samples", type=int, default=16, metavar="N", help="completions per model")
+    p.add_argument("--samples", type=int, default=16, metavar="N",
+                   help="completions per model (default 16)")
     p.add_argument("--seeds", default=None, help="game seeds: 'A-B' (inclusive) or 'A,B,C' (default: held-out "
                                                  "seeds from 2**31 on, as many as the run's games per completion, "
                                                  "else the spec's games)")
@@ -193,12 +263,19 @@ def _add_eval(subparsers: Any) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the run's, else the cpu preset's")
     p.add_argument("--temperature", type=float, default=None, help="default: the run's, else the cpu preset's")
     p.add_argument("--top-p", type=float, default=None, help="default: the run's, else the cpu preset's")
-    p.add_argument("--batch-size", type=int, default=16, help="completions sampled at once")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (the same for both models)")
-    p.add_argument("--backend", default="hf", choices=("hf", "lean"), help="rollout backend used to sample")
-    p.add_argument("--dtype", default="auto")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", metavar="PATH", help="also write the report and every sample as JSON")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N",
+                   help="completions sampled at once (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed, the same for both models (default 0)")
+    p.add_argument("--backend", default="hf", choices=("hf", "lean"),
+                   help="rollout backend used to sample: hf (transformers' generate) or lean (our static-cache "
+                        "loop) (default hf)")
+    p.add_argument("--dtype", default="auto",
+                   help="weights' dtype: auto, float32 (fp32), bfloat16 (bf16) or float16 (fp16) "
+                        "(default auto: bfloat16 on a GPU, float32 on the CPU)")
+    p.add_argument("--device", default="auto",
+                   help="where the model runs: auto, cpu, cuda or cuda:N (default auto: cuda when a GPU is "
+                        "visible, else cpu)")
+    p.add_argument("--json", metavar="PATH", help="also write the report and every sample as JSON to PATH")
     p.add_argument("--show-best", action="store_true", help="print each model's best program")
     p.set_defaults(handler=_eval)
 
@@ -207,6 +284,14 @@ def _eval(args: argparse.Namespace) -> int:
     from train.evaluate import evaluate_models, format_report, parse_seeds
 
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    if args.json:  # refused now, not after minutes of sampling
+        from codepolicy.files import FileError, MissingFileError, check_writable_dir
+
+        if Path(args.json).is_dir():
+            raise FileError(f"--json {quote(args.json)} is a folder, not a file", "is_dir")
+        if not Path(args.json).parent.is_dir():
+            raise MissingFileError(f"folder of --json {quote(Path(args.json).parent)} does not exist")
+        check_writable_dir(Path(args.json).parent, "folder of --json")
     _quiet_transformers()
     result = evaluate_models(model=args.model, adapter=args.adapter, base_vs_adapter=args.base_vs_adapter,
                              samples=args.samples, seeds=seeds, game=args.game, template=args.template,
@@ -225,7 +310,9 @@ def _eval(args: argparse.Namespace) -> int:
                 print(f"\n# best program of {name} (total {report['best_total']:.3f})\n"
                       f"{safe_text(report['best_source'], keep_newlines=True)}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+        from codepolicy.files import write_text
+
+        write_text(args.json, json.dumps(result, indent=2, default=str) + "\n", "--json")
     return 0
 
 

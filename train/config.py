@@ -10,11 +10,13 @@ flat (``lora_rank = 16``) or grouped in one-level tables whose name prefixes the
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 from codepolicy import tomlconfig
+from codepolicy.files import quote, read_text
 from train.prompts import TEMPLATES
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "HELD_OUT_SEED_BASE",
     "held_out_seeds",
     "current_keys",
+    "check_model",
 ]
 
 # The objective's names (train.grpo implements them; named here so the config imports no torch).
@@ -300,6 +303,30 @@ def _validate(cfg: TrainConfig) -> None:
         )
 
 
+def check_model(name: str) -> None:
+    """Refuse a model name that cannot load, before the seconds of importing and loading it; one-line errors.
+
+    The same reading of a name as ``train.model.load_model``: the built-in names, a local folder
+    (a path, or any name that exists on disk), else a Hub id ``owner/name``.
+    """
+    from train.model import _ALIASES, is_tiny  # the names load_model reads as the built-in model
+
+    if is_tiny(name) or name.strip().lower() in _ALIASES:
+        return
+    path = Path(name).expanduser()
+    looks_local = name.startswith(("/", "./", "../", "~")) or os.sep + os.sep in name
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"model {quote(name)} is a file, not a folder (a model is a folder with config.json)")
+        if not any((path / f).is_file() for f in ("config.json", "adapter_config.json")):
+            raise ValueError(f"model folder {quote(name)} holds no config.json: not a Hugging Face model folder")
+    elif looks_local:
+        raise FileNotFoundError(f"model folder {quote(name)} does not exist")
+    elif "/" not in name:
+        raise ValueError(f"model {quote(name)} is neither a local folder nor a Hub id (owner/name); use "
+                         f"'smollm2-135m', 'tiny-random', a folder, or a Hub id")
+
+
 def make_config(values: Mapping[str, Any] | None = None, *, preset: str = "cpu",
                 from_text: bool = False, source: str = "config") -> TrainConfig:
     """A validated TrainConfig from a preset plus explicit values (unknown keys and bad values raise ValueError)."""
@@ -319,14 +346,16 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     """Load a TrainConfig: preset defaults, then the TOML file (if any), then overrides (flag strings are parsed).
 
     The preset is, in order: the ``preset`` argument, the file's ``preset`` key, ``"cpu"``.
-    Raises FileNotFoundError for a missing file and ValueError (one line, naming the field) for bad content.
+    Raises FileNotFoundError for a missing file, ``codepolicy.files.FileError`` (a ValueError) for a folder,
+    an unreadable or a binary file, and ValueError (one line, naming the field) for bad content.
     """
     values: dict[str, Any] = {}
     source = "config"
     file_preset = None
     if path is not None:
         source = str(Path(path))
-        data = tomlconfig.read_toml(path, what="config file", error=ValueError)
+        # The user's file, read as every command reads one: one line naming it when missing, a folder, binary.
+        data = tomlconfig.loads_toml(read_text(path, "config file"), origin=source, error=ValueError)
         file_preset = data.pop("preset", None)
         if file_preset is not None and not isinstance(file_preset, str):
             raise ValueError(f"config key 'preset' in {source} must be a string")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from sandbox.text import safe_text  # program text and input names on the terminal
-from train.config import TrainConfig, current_keys, held_out_seeds
+from train.config import TrainConfig, check_model, current_keys, held_out_seeds
 from train.metrics import best_index, max_tile_counts, reward_figures
 
 if TYPE_CHECKING:
@@ -86,16 +86,15 @@ def resolve_adapter(path: str | Path) -> tuple[Path | None, dict, dict | None]:
 
     ``path`` may be a run dir (its newest checkpoint), a checkpoint folder, or a PEFT adapter folder.
     """
+    from codepolicy.files import quote, require_dir
     from train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 
-    folder = Path(path)
-    if not folder.exists():
-        raise FileNotFoundError(f"adapter {str(path)!r} does not exist")
+    folder = require_dir(path, "adapter")
     if (folder / "adapter_config.json").is_file():
         return folder, {}, None
     checkpoint = folder if (folder / "meta.json").is_file() else latest_checkpoint(folder)
     if checkpoint is None:
-        raise ValueError(f"adapter {str(path)!r} is neither a PEFT adapter folder nor a run dir with a checkpoint")
+        raise ValueError(f"adapter {quote(path)} is neither a PEFT adapter folder nor a run dir with a checkpoint")
     state = load_checkpoint(checkpoint)
     config = state.get("config") or {}
     if (checkpoint / "adapter" / "adapter_config.json").is_file():
@@ -125,8 +124,11 @@ def attach_adapter(model: Any, adapter_dir: Path | None, state: dict | None) -> 
 
 def sample_completions(model: Any, tokenizer: Any, prompt: str, n: int, *, max_new_tokens: int = 256,
                        temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 16,
-                       backend: str = "hf") -> list[str]:
-    """``n`` sampled completions of ``prompt``, ``batch_size`` at a time; the same seed gives the same samples."""
+                       backend: str = "hf", on_batch: Callable[[int, int], None] | None = None) -> list[str]:
+    """``n`` sampled completions of ``prompt``, ``batch_size`` at a time; the same seed gives the same samples.
+
+    ``on_batch(done, batches)`` is called after each batch (progress for the caller to show).
+    """
     import torch
 
     from train.rollout import SamplingParams, make_backend
@@ -134,11 +136,14 @@ def sample_completions(model: Any, tokenizer: Any, prompt: str, n: int, *, max_n
     sampler = make_backend(backend, model, tokenizer, compile=False, record_logprobs=False)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     texts: list[str] = []
+    batches = -(-n // batch_size)
     try:
         with torch.no_grad():
             for chunk, start in enumerate(range(0, n, batch_size)):
                 size = min(batch_size, n - start)
                 texts.extend(sampler.generate([prompt], size, params, seed * 1_000_003 + chunk).texts)
+                if on_batch is not None:
+                    on_batch(chunk + 1, batches)
     finally:
         sampler.close()
     return texts
@@ -185,6 +190,11 @@ def format_report(reports: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _say(text: str) -> None:
+    """One progress line of ``codepolicy eval`` on stderr (the report itself goes to stdout)."""
+    print(f"eval: {text}", file=sys.stderr, flush=True)
+
+
 def _reward_fn(game: str, spec: Any) -> "RewardFn":
     """The comparison's reward (a seam the tests replace with a toy one)."""
     import rewards
@@ -196,14 +206,18 @@ def evaluate_models(*, model: str | None = None, adapter: str | None = None, bas
                     samples: int = 16, seeds: Sequence[int] | None = None, game: str | None = None,
                     template: str | None = None, spec: str | None = None, max_new_tokens: int | None = None,
                     temperature: float | None = None, top_p: float | None = None, batch_size: int = 16,
-                    seed: int = 0, backend: str = "hf", dtype: str = "auto", device: str = "auto") -> dict[str, Any]:
+                    seed: int = 0, backend: str = "hf", dtype: str = "auto", device: str = "auto",
+                    progress: Callable[[str], None] | None = _say) -> dict[str, Any]:
     """Sample and score a model (and/or its adapter) on held-out games; the result ``codepolicy eval`` prints.
 
     Settings left None come from the adapter's run (its config), else from the cpu preset (``TrainConfig()``:
     model, game, template, new tokens, temperature, top-p) and the game's default spec; the games are
     ``held_out_seeds``, as many as the run's games per completion (else the spec's ``games``). Returns a JSON-ready dict: the settings,
     ``reports`` (name -> :func:`summarize`) and ``samples`` (name -> every completion with its scores).
+    ``progress`` gets one line per phase and side (loading, each sampling batch, scoring; stderr by
+    default, None for none). Every input is checked before the model loads.
     """
+    say = progress or (lambda text: None)
     if samples < 1:
         raise ValueError(f"--samples must be >= 1, got {samples}")
     if batch_size < 1:
@@ -227,9 +241,12 @@ def evaluate_models(*, model: str | None = None, adapter: str | None = None, bas
     sampling = dict(max_new_tokens=int(pick(max_new_tokens, "max_new_tokens", defaults.max_new_tokens)),
                     temperature=float(pick(temperature, "temperature", defaults.temperature)),
                     top_p=float(pick(top_p, "top_p", defaults.top_p)))
-    import rewards
+    import envs
+    from rewards.cli import load_user_spec
 
-    reward_spec = rewards.load_spec(spec_path or None, game=game)
+    envs.get(game)
+    check_model(model_name)
+    reward_spec = load_user_spec(spec_path, game=game)
     reward_fn = _reward_fn(game, reward_spec)
     if seeds is None:
         seeds = held_out_seeds(int(run_config.get("games_per_completion") or 0) or reward_spec.games)
@@ -238,6 +255,7 @@ def evaluate_models(*, model: str | None = None, adapter: str | None = None, bas
     from train.model import load_model
     from train.prompts import build_prompt
 
+    say(f"loading {safe_text(model_name)}")
     loaded, tokenizer = load_model(model_name, dtype, device)
     prompt = build_prompt(game, tokenizer, template=template)
     plan = ([("base", False)] if base_vs_adapter or not adapter else []) + ([("adapter", True)] if adapter else [])
@@ -248,14 +266,21 @@ def evaluate_models(*, model: str | None = None, adapter: str | None = None, bas
             # The base is sampled first, then the adapter is attached to the same weights: one copy.
             loaded = attach_adapter(loaded, adapter_dir, state)
         t0 = time.perf_counter()
+        say(f"{name}: sampling {samples} completions of up to {sampling['max_new_tokens']} tokens, "
+            f"{-(-samples // batch_size)} batches of up to {batch_size}")
+
+        def batch_done(done: int, batches: int, name: str = name, t0: float = t0) -> None:
+            say(f"{name}: sampled batch {done}/{batches} ({time.perf_counter() - t0:.0f} s)")
+
         texts = sample_completions(loaded, tokenizer, prompt, samples, seed=seed, batch_size=batch_size,
-                                   backend=backend, **sampling)
+                                   backend=backend, on_batch=batch_done, **sampling)
         t1 = time.perf_counter()
+        say(f"{name}: scoring {len(texts)} completions on {len(seeds)} game{'s' if len(seeds) != 1 else ''} each")
         breakdowns = reward_fn(texts, seeds=seeds)
         t2 = time.perf_counter()
         reports[name] = summarize(breakdowns) | {"sample_seconds": t1 - t0, "reward_seconds": t2 - t1}
         scored[name] = [{"completion": t, "total": float(b.total), "values": dict(b.values),
                          "info": dict(b.info or {}), "source": b.source} for t, b in zip(texts, breakdowns)]
-        print(f"eval: {name}: {len(texts)} samples in {t1 - t0:.1f} s, scored in {t2 - t1:.1f} s", file=sys.stderr)
+        say(f"{name}: {len(texts)} samples in {t1 - t0:.1f} s, scored in {t2 - t1:.1f} s")
     return {"model": model_name, "adapter": adapter, "game": game, "template": template, "seeds": seeds,
             "sampling": sampling, "seed": seed, "reports": reports, "samples": scored}

@@ -13,18 +13,19 @@ Metric names the headline and the plot read (the trainer logs these; others are 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from sandbox.text import safe_text  # best-program headers hold figures of program runs
 
-__all__ = ["RunLogger", "read_metrics", "plot_run", "read_best", "METRICS_FILE", "BEST_DIR", "HEADLINE"]
+__all__ = ["RunLogger", "read_metrics", "plot_run", "draw_run", "read_best", "moving_average", "METRICS_FILE", "BEST_DIR",
+           "HEADLINE"]
 
 METRICS_FILE = "metrics.jsonl"
 BEST_DIR = "best"
@@ -68,14 +69,18 @@ def _first(metrics: Mapping[str, Any], names: Iterable[str]) -> Any:
 
 
 def _tensorboard_writer(run_dir: Path, wanted: bool | None) -> Any:
+    """A SummaryWriter into RUN_DIR/tensorboard, unless ``wanted`` is False or TensorBoard is missing.
+
+    TensorBoard comes with the ``train`` extra; installed without it, the run says so in one line
+    and logs to metrics.jsonl alone (``use_tensorboard=False`` turns it off without a word).
+    """
     if wanted is False:
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter
     except Exception:  # tensorboard not installed (torch raises ImportError or ModuleNotFoundError)
-        if wanted:
-            warnings.warn("TensorBoard is not installed (pip install tensorboard); logging to "
-                          f"{METRICS_FILE} only", RuntimeWarning, stacklevel=3)
+        print(f"train: TensorBoard is not installed (pip install tensorboard); logging to {METRICS_FILE} only",
+              file=sys.stderr)
         return None
     return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
@@ -166,11 +171,13 @@ class RunLogger:
             self._warned_low_signal = False
 
     def _say(self, text: str) -> None:
-        # Above a live progress bar a warning must go through it, or it tears the bar.
+        # A note to the person watching the run, not a fault in the code: one line on stderr, never a
+        # Python warning (which names a source line of this module and lands in test warning summaries).
+        # Above a live progress bar it must go through the bar, or it tears the bar.
         if self._bar is not None:
             self._bar.write(f"warning: {text}", file=sys.stderr)
         else:
-            warnings.warn(text, RuntimeWarning, stacklevel=3)
+            print(f"warning: {text}", file=sys.stderr)
 
     # --- best strategies ---------------------------------------------------------------
 
@@ -265,11 +272,11 @@ def read_best(run_dir: str | os.PathLike) -> list[dict]:
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     """The run's metric records sorted by step, the last record of each step winning (resumes redo steps)."""
-    path = Path(run_dir) / METRICS_FILE
-    if not Path(run_dir).is_dir():
-        raise FileNotFoundError(f"run dir {str(run_dir)!r} does not exist")
+    from codepolicy.files import MissingFileError, quote, require_dir
+
+    path = require_dir(run_dir, "run dir") / METRICS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"run dir {str(run_dir)!r} has no {METRICS_FILE} (no step was logged)")
+        raise MissingFileError(f"run dir {quote(run_dir)} has no {METRICS_FILE} (no step was logged)")
     by_step: dict[int, dict] = {}
     with open(path, encoding="utf-8") as fh:
         for line in fh:
@@ -296,26 +303,100 @@ _PANELS: list[tuple[str, list[tuple[tuple[str, ...], str]]]] = [
 ]
 
 
+def moving_average(values: list[float], window: int) -> list[float]:
+    """The trailing mean of the last ``window`` values at each point (fewer at the start)."""
+    # Each window summed afresh: a running total would carry rounding from one end of the run to the other.
+    return [math.fsum(values[max(0, i - window + 1): i + 1]) / min(i + 1, window) for i in range(len(values))]
+
+
+def _smoothing_window(n: int) -> int:
+    """About a tenth of the run, at least 3 points: 0 (no smoothed line) below 6 points."""
+    return 0 if n < 6 else max(3, n // 10)
+
+
+def _kl_off_reason(run_dir: Path) -> str:
+    """Why a run logged no KL: its config.toml's kl_beta = 0 skips the reference pass."""
+    from codepolicy import tomlconfig
+
+    try:
+        beta = tomlconfig.read_toml(run_dir / "config.toml").get("kl_beta")
+    except (OSError, ValueError):
+        beta = None
+    return "KL off (kl_beta = 0)" if beta in (0, 0.0) else "KL not logged"
+
+
 def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Draw the run's curves (reward, compliance, max tile, score, KL) to a PNG; return its path."""
+    """Draw the run's curves (reward, compliance, max tile, score, KL) to a PNG; return its path.
+
+    The figure is :func:`draw_run`'s; ``out`` defaults to RUN_DIR/curves.png, written atomically.
+    """
+    import matplotlib.pyplot as plt
+
+    from codepolicy.files import FileError, MissingFileError, check_writable_dir, quote
+
+    target = Path(out) if out is not None else Path(run_dir) / PLOT_FILE
+    if out is not None:  # checked before the drawing, so a bad --out costs nothing
+        if target.is_dir():
+            raise FileError(f"--out {quote(target)} is a folder, not a file", "is_dir")
+        if not target.parent.is_dir():
+            raise MissingFileError(f"folder of --out {quote(target.parent)} does not exist")
+        check_writable_dir(target.parent, "folder of --out")
+    fig = draw_run(run_dir)
+    tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, target)
+    return target
+
+
+def draw_run(run_dir: str | os.PathLike) -> Any:
+    """The matplotlib figure of the run's curves, one panel per figure group (the caller closes it).
+
+    Each panel's first figure gets a moving average beside its raw points once the run has six
+    steps or more (the max tile: the best so far). Steps are whole numbers on the x axis; the max
+    tile is on a base-2 axis from 0 up; a run without KL (``kl_beta = 0``) gets no KL panel, and
+    the title says why.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator, ScalarFormatter
+
+    from codepolicy.files import quote
 
     records = read_metrics(run_dir)
     if not records:
-        raise ValueError(f"run dir {str(run_dir)!r} has an empty {METRICS_FILE}: nothing to plot")
-    fig, axes = plt.subplots(len(_PANELS), 1, figsize=(8, 2.3 * len(_PANELS)), sharex=True)
-    for ax, (title, series) in zip(axes, _PANELS):
+        raise ValueError(f"run dir {quote(run_dir)} has an empty {METRICS_FILE}: nothing to plot")
+
+    def series_points(names: tuple[str, ...]) -> list[tuple[int, float]]:
+        return [(r["step"], float(v)) for r in records
+                if isinstance(v := _first(r, names), (int, float)) and not isinstance(v, bool)]
+
+    panels = [(title, series) for title, series in _PANELS
+              if not title.startswith("KL") or any(series_points(names) for names, _ in series)]
+    note = "" if len(panels) == len(_PANELS) else f"; {_kl_off_reason(Path(run_dir))}"
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.3 * len(panels)), sharex=True, squeeze=False)
+    axes = axes[:, 0]
+    for ax, (title, series) in zip(axes, panels):
         drawn = False
-        for names, label in series:
-            points = [(r["step"], v) for r in records
-                      if isinstance(v := _first(r, names), (int, float)) and not isinstance(v, bool)]
-            if points:
-                xs, ys = zip(*points)
+        for k, (names, label) in enumerate(series):
+            points = series_points(names)
+            if not points:
+                continue
+            xs, ys = zip(*points)
+            window = _smoothing_window(len(ys)) if k == 0 else 0
+            if window:  # noisy steps: the raw points faint, the trend as a line beside them
+                line, = ax.plot(xs, ys, linestyle="none", marker=".", alpha=0.45, label=f"{label} (each step)")
+                if title == "max tile":  # a record, not a level: the best tile so far is the trend that matters
+                    ax.step(xs, list(itertools.accumulate(ys, max)), where="post", color=line.get_color(),
+                            label=f"{label} so far")
+                else:
+                    ax.plot(xs, moving_average(list(ys), window), color=line.get_color(),
+                            label=f"{label} (mean of {window} steps)")
+            else:
                 ax.plot(xs, ys, marker="." if len(xs) < 50 else None, label=label)
-                drawn = True
+            drawn = True
         if title == "reward":
             band = [(r["step"], r["reward_mean"] - r["reward_std"], r["reward_mean"] + r["reward_std"])
                     for r in records if isinstance(r.get("reward_mean"), (int, float))
@@ -324,20 +405,24 @@ def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -
                 xs, lo, hi = zip(*band)
                 ax.fill_between(xs, lo, hi, alpha=0.2, label="± std")
         if title == "max tile" and drawn:
-            ax.set_yscale("symlog", base=2, linthresh=2)  # tiles double: equal steps per doubling
+            # Tiles double: equal steps per doubling. Linear from 0 (no game played) to 2, so the axis never
+            # shows fractions of a tile or negative tiles; ticks on the tiles themselves.
+            top = max([v for names, _ in series for _, v in series_points(names)] + [2.0])
+            ax.set_yscale("symlog", base=2, linthresh=2, linscale=0.5)
+            ax.set_ylim(0, top * 1.5)
+            powers = [2 ** k for k in range(1, int(math.log2(top)) + 2)]
+            ticks = [0] + powers[len(powers) % 2::2] if len(powers) > 7 else [0] + powers  # 2, 8, 32, ... when crowded
+            ax.yaxis.set_major_locator(FixedLocator(ticks))
+            ax.yaxis.set_minor_locator(NullLocator())
+            ax.yaxis.set_major_formatter(ScalarFormatter())
         if not drawn:
-            why = "not measured: kl_beta = 0 skips the reference pass" if title.startswith("KL") else "not logged"
-            ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color="grey")
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="grey")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
         if drawn:
             ax.legend(loc="best", fontsize=8)
     axes[-1].set_xlabel("step")
-    fig.suptitle(f"codepolicy run {Path(run_dir).resolve().name}")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+    fig.suptitle(f"codepolicy run {Path(run_dir).resolve().name}{note}")
     fig.tight_layout()
-    target = Path(out) if out is not None else Path(run_dir) / PLOT_FILE
-    tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, target)
-    return target
+    return fig
