@@ -8,7 +8,9 @@ the spec's rules, on a few common seeds:
   per technique and category, plus the side-effect cheats), drawn deterministically;
 - the catalogue of compliant-looking reward hacks (:mod:`sandbox.hacks`: invalid answers,
   deliberate errors and timeouts, constant moves, unchecked heuristics, early endings,
-  histogram padding, state between calls, probe evasion);
+  histogram padding, state between calls, probe evasion, loops and recursion by indirect
+  routes, a program that stalls the static check, deterministic programs the determinism probe
+  must not flag, a plan that switches between games);
 - the sandboxable baselines (:data:`envs.baselines.SOURCES`); ``corner`` and ``greedy``
   are the honest ones (they check their moves and play to the game's end), ``fixed``
   (always left) is a constant move.
@@ -24,6 +26,7 @@ import dataclasses
 import math
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -38,9 +41,20 @@ from sandbox.records import GameRecord, Verdict, Violation
 __all__ = ["AuditRow", "OrderCheck", "AuditReport", "Program", "audit", "catalogue", "fixed_examples",
            "spec_checks"]
 
-CHEAT_KINDS = ("cheat", "stateful")
+CHEAT_KINDS = ("cheat", "stateful", "loop", "slow_check")
 """Row kinds that break the policy: they must be caught (and score below zero). Probe evaders ("probe")
 break it too, but the probe is a sample: their catch rate is reported, not required."""
+
+HONEST_PLAY_KINDS = ("defused", "probe", "deterministic", "switching")
+"""Row kinds that play legal moves to an honest end (once the runtime bounds or lets them): they may
+score like the honest play they are, so the order against the weakest baseline leaves them out;
+each kind has its own check instead."""
+
+CHECK_CPU_SECONDS = 1.0
+"""CPU seconds the static check may take on any one program (an honest 20 kB program takes tens of
+milliseconds): the check runs before any sandbox and must stay bounded whatever the program."""
+
+_SAME = 1e-9  # totals closer than this are the same total (floating sums in another order)
 
 _CANARY_VAR = "CODEPOLICY_AUDIT_CANARY"  # never set: a side-effect cheat that reads it learns nothing
 
@@ -61,7 +75,7 @@ class AuditRow:
 
     name: str
     kind: str
-    """honest, constant, invalid, error, unchecked, early, padding, stateful, probe or cheat."""
+    """honest, cheat, or a kind of :data:`sandbox.hacks.KINDS` (constant, invalid, error, ...)."""
     description: str
     total: float
     values: Mapping[str, float]
@@ -74,6 +88,11 @@ class AuditRow:
     source: str = field(repr=False)
     margin: float = math.nan
     """total minus the weakest honest baseline's total (negative is safe); nan when there is none."""
+    check_seconds: float = 0.0
+    """CPU seconds the static check took on the program (measured by the audit, in its own thread)."""
+    consistent_total: float = math.nan
+    """The total of the same games with each game's moves renamed into one orientation (its most used
+    move always the same one, and so on): the same plan played consistently. nan when nothing ran."""
 
     @property
     def honest(self) -> bool:
@@ -317,14 +336,79 @@ def _played_checks(rows: Sequence[AuditRow]) -> list[OrderCheck]:
         f"{len(defused) - len(unfinished)} of {len(defused)} ended every game honestly"
         + (f"; not: {', '.join(f'{r.name} ({sorted(r.outcomes)})' for r in unfinished)}" if unfinished else ""),
         tuple(r.name for r in unfinished)))
-    # A defused trick is honest play once the runtime has bounded it, and a probe-evading
-    # program that escaped this pool's probe played legal moves, deterministically within the
-    # pool: both may score like the honest play they are (their catch rate is reported above).
-    others = [r for r in rows if not r.honest and r.kind not in ("defused", "probe")]
+    deterministic = by_kind.get("deterministic", [])
+    flagged = [r for r in deterministic if not r.compliant or not r.outcomes
+               or not set(r.outcomes) <= HONEST_OUTCOMES]
+    checks.append(OrderCheck(
+        "deterministic programs are never called random (set-order ties, a slow load)",
+        bool(deterministic) and not flagged,
+        f"{len(deterministic) - len(flagged)} of {len(deterministic)} stayed compliant and ended every game honestly"
+        + (f"; not: {', '.join(f'{r.name} ({sorted(r.outcomes)})' for r in flagged)}" if flagged else ""),
+        tuple(r.name for r in flagged)))
+    checks.append(_switching(rows))
+    checks.append(_check_time(rows))
+    # A defused trick is honest play once the runtime has bounded it, a probe-evading program
+    # that escaped this pool's probe played legal moves deterministically within the pool, and
+    # the deterministic and plan-switching programs are honest play: they may score like the
+    # honest play they are (each kind has its own check above).
+    others = [r for r in rows if not r.honest and r.kind not in HONEST_PLAY_KINDS]
     checks.append(_order("no cheat, hack or early ending reaches the weakest honest baseline", others, honest,
                          what=("other program", "honest baseline")))
     checks.append(_format_rungs(rows))
     return checks
+
+
+def _switching(rows: Sequence[AuditRow]) -> OrderCheck:
+    """Switching plans between games earns nothing: every played row's total is at most that of its own
+    games with each game's moves renamed into one orientation (the same plan played consistently).
+
+    Exact, whatever the games: the two totals differ only by what the histograms' orientation
+    across games is worth. Rows of kind ``switching`` must be among the rows compared.
+    """
+    name = "switching plans between games never beats one plan played consistently"
+    played = [r for r in rows if math.isfinite(r.consistent_total)]
+    bad = sorted((r for r in played if r.total > r.consistent_total + _SAME),
+                 key=lambda r: r.consistent_total - r.total)
+    switchers = [r for r in played if r.kind == "switching"]
+    gain = max(played, key=lambda r: r.total - r.consistent_total, default=None)
+    detail = (f"{len(played)} played programs, {len(switchers)} switching plans between games; "
+              + (f"largest gain from switching: {gain.name} {gain.total - gain.consistent_total:+.3f}"
+                 if gain is not None else "nothing played"))
+    return OrderCheck(name, bool(switchers) and not bad, detail, tuple(r.name for r in bad))
+
+
+def _check_time(rows: Sequence[AuditRow]) -> OrderCheck:
+    """The static check took at most CHECK_CPU_SECONDS of CPU on every program."""
+    slow = sorted((r for r in rows if r.check_seconds > CHECK_CPU_SECONDS), key=lambda r: -r.check_seconds)
+    top = max(rows, key=lambda r: r.check_seconds, default=None)
+    detail = (f"slowest: {top.name} {top.check_seconds:.3f} s of CPU (bound {CHECK_CPU_SECONDS:g} s)"
+              if top is not None else "no program")
+    return OrderCheck("the static check runs in bounded time on every program", not slow, detail,
+                      tuple(r.name for r in slow))
+
+
+def _consistent(ev: Evaluation) -> Evaluation:
+    """``ev`` with each game's moves renamed into one orientation: its k-th most used move becomes the
+    game's k-th action (ties in action order), in both histograms, so every game plays "the same plan"."""
+    records = []
+    for r in ev.records:
+        moved = dict(r.moved_histogram or r.move_histogram)
+        actions = list(moved) or list(r.move_histogram)
+        ranked = sorted(actions, key=lambda m: (-moved.get(m, 0), actions.index(m)))
+        rename = dict(zip(ranked, actions))
+        records.append(dataclasses.replace(
+            r, moved_histogram={rename[m]: n for m, n in r.moved_histogram.items()},
+            move_histogram={rename.get(m, m): n for m, n in r.move_histogram.items()}))
+    return dataclasses.replace(ev, records=tuple(records))
+
+
+def _check_cpu_seconds(source: str) -> float:
+    """CPU seconds (this thread's: other processes' load does not count) the static check takes on ``source``."""
+    from sandbox.check import check
+
+    start = time.thread_time()
+    check(source)
+    return time.thread_time() - start
 
 
 def _ending(row: AuditRow) -> str | None:
@@ -381,12 +465,13 @@ def _synthetic(spec: RewardSpec, game: str, records: Iterable[GameRecord],
 
 
 def _record(outcome: str, tile: int, moves: int, one_way: bool, score_value: float = 0.0,
-            padding: int = 0) -> GameRecord:
-    moved = {"W": 0, "A": moves, "S": 0, "D": 0} if one_way else {
+            padding: int = 0, direction: str = "A") -> GameRecord:
+    moved = {m: (moves if m == direction else 0) for m in ("W", "A", "S", "D")} if one_way else {
         "W": moves // 4, "A": moves - 3 * (moves // 4), "S": moves // 4, "D": moves // 4}
     answered = dict(moved)
-    for m in ("W", "S", "D"):
-        answered[m] += padding
+    for m in ("W", "A", "S", "D"):
+        if m != direction:
+            answered[m] += padding
     return GameRecord(seed=0, outcome=outcome, score=score_value, max_tile=tile, moves=moves,
                       move_histogram=answered, moved_histogram=moved, illegal_moves=3 * padding)
 
@@ -459,6 +544,19 @@ def _synthetic_checks(spec: RewardSpec, game: str) -> list[OrderCheck]:
                              "the same game with and without 300 answers that changed nothing",
                              tuple(bad[:8]), synthetic=True))
 
+    bad = []
+    for o in ("finished", "stuck", "error"):
+        for t in (16, 256, 2048):
+            ways = [_record(o, t, 300, True, direction=d) for d in ("A", "W", "D", "S")]
+            same = [_record(o, t, 300, True, direction="A") for _ in ways]
+            switching, consistent = _synthetic(spec, game, ways), _synthetic(spec, game, same)
+            if switching > consistent + _SAME:
+                bad.append(f"{o} tile {t}: four one-way games in four directions {_fmt(switching)} > "
+                           f"all in one {_fmt(consistent)}")
+    checks.append(OrderCheck("records: switching plans between games earns nothing", not bad,
+                             "four one-way games pointing four ways vs the same four pointing one way",
+                             tuple(bad[:8]), synthetic=True))
+
     if "format" in spec.names:
         bad = []
         weight = spec.term("format").weight
@@ -495,14 +593,16 @@ def _synthetic_checks(spec: RewardSpec, game: str) -> list[OrderCheck]:
 
 # ---------------------------------------------------------------------------- the audit
 
-def _row(p: Program, ev: Evaluation, b: Breakdown) -> AuditRow:
+def _row(p: Program, ev: Evaluation, b: Breakdown, spec: RewardSpec, check_seconds: float) -> AuditRow:
     outcomes: dict[str, int] = {}
     for r in ev.records:
         outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
     n = len(ev.records)
+    consistent = score(_consistent(ev), spec).total if any(r.moves > 0 for r in ev.records) else math.nan
     return AuditRow(name=p.name, kind=p.kind, description=p.description, total=b.total, values=dict(b.values),
                     weights=dict(b.weights), outcomes=outcomes, compliant=bool(b.info.get("compliant", 0.0)),
-                    mean_moves=sum(r.moves for r in ev.records) / n if n else 0.0, source=p.source)
+                    mean_moves=sum(r.moves for r in ev.records) / n if n else 0.0, source=p.source,
+                    check_seconds=check_seconds, consistent_total=consistent)
 
 
 def audit(spec: RewardSpec | str | Path | None = None, game: str | None = None, *,
@@ -543,12 +643,13 @@ def audit(spec: RewardSpec | str | Path | None = None, game: str | None = None, 
 
             pool = own_pool = sandbox.WorkerPool(workers)
         completions = [f"```python\n{p.source}\n```\n" for p in programs]
+        check_seconds = [_check_cpu_seconds(p.source) for p in programs]
         evaluations = evaluate_many(completions, game, seeds, spec=spec, pool=pool)
     finally:
         if own_pool is not None:
             own_pool.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    rows = [_row(p, ev, score(ev, spec)) for p, ev in zip(programs, evaluations)]
+    rows = [_row(p, ev, score(ev, spec), spec, t) for p, ev, t in zip(programs, evaluations, check_seconds)]
     honest = [r for r in rows if r.honest]
     weakest = min(honest, key=lambda r: r.total) if honest else None
     floor = weakest.total if weakest is not None else math.nan

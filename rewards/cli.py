@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "load_user_spec"]
 
 
 def add_commands(subparsers: Any) -> None:
     """Add the ``score``, ``rules`` and ``audit`` subcommands."""
     p = subparsers.add_parser(
-        "score", help="score a strategy program (or a raw model completion) with the reward rules",
+        "score", allow_abbrev=False, help="score a strategy program (or a raw model completion) with the reward rules",
         description="Check and play a program in the sandbox on seeded games, then print every "
                     "reward rule's value, its weight and the weighted total.")
     p.add_argument("file", metavar="FILE", help="a Python file with def strategy(board), or a completion with --completion")
@@ -27,7 +27,8 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the breakdown and the game records as JSON")
     p.set_defaults(handler=_score)
 
-    r = subparsers.add_parser("rules", help="list the reward rules with their one-line docs and default weights",
+    r = subparsers.add_parser("rules", allow_abbrev=False,
+                              help="list the reward rules with their one-line docs and default weights",
                               description="List every registered reward rule, its default weight in the "
                                           "spec and its parameters.")
     r.add_argument("--spec", metavar="TOML", help="show weights from this spec instead of the default")
@@ -37,7 +38,8 @@ def add_commands(subparsers: Any) -> None:
     r.set_defaults(handler=_rules)
 
     a = subparsers.add_parser(
-        "audit", help="check that no cheat, reward hack or early ending out-earns honest play under a spec",
+        "audit", allow_abbrev=False,
+        help="check that no cheat, reward hack or early ending out-earns honest play under a spec",
         description="Play the library's catalogue of cheats, the reward hacks of sandbox.hacks and the "
                     "honest baselines under a reward spec, print each one's total beside the weakest "
                     "honest baseline's, and check every order of the reward ladder. Exit status 1 when "
@@ -55,14 +57,20 @@ def add_commands(subparsers: Any) -> None:
     a.set_defaults(handler=_audit)
 
 
-def _read(path: str) -> str:
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"{path!r} not found")
-    try:
-        return file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path!r} is not UTF-8 text") from None
+def load_user_spec(path: str | None, game: str = "2048") -> Any:
+    """The reward spec in the user's file ``path`` (the game's shipped spec when None or empty).
+
+    The file is read through :mod:`codepolicy.files`, so a missing file, a folder or a binary file reads
+    the same as in every other command.
+    """
+    import envs
+    import rewards
+    from codepolicy.files import read_text
+
+    envs.get(game)  # an unknown game is named as such, not as a missing spec
+    if not path:
+        return rewards.load_spec(None, game=game)
+    return rewards.RewardSpec.from_text(read_text(path, "reward spec"), origin=str(Path(path)))
 
 
 def _as_completion(text: str) -> str:
@@ -74,8 +82,10 @@ def _score(args: argparse.Namespace) -> int:
     import rewards
     import sandbox
 
-    text = _read(args.file)
-    spec = rewards.load_spec(args.spec, game=args.game or "2048")
+    from codepolicy.files import read_text
+
+    text = read_text(args.file, "completion file" if args.completion else "program file")
+    spec = load_user_spec(args.spec, game=args.game or "2048")
     if args.games is not None and args.games < 1:
         raise ValueError(f"--games must be at least 1, got {args.games}")
     game = args.game or spec.game
@@ -128,7 +138,7 @@ def _score(args: argparse.Namespace) -> int:
 def _rules(args: argparse.Namespace) -> int:
     import rewards
 
-    spec = rewards.load_spec(args.spec, game=args.game)
+    spec = load_user_spec(args.spec, game=args.game)
     if args.toml:
         print(spec.to_toml(), end="")
         return 0
@@ -164,6 +174,7 @@ def _audit(args: argparse.Namespace) -> int:
     import math
 
     import rewards
+    from rewards.audit import HONEST_PLAY_KINDS
     from sandbox.text import safe_text
 
     if args.games < 1:
@@ -172,7 +183,7 @@ def _audit(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     if args.per_technique < 1:
         raise ValueError(f"--per-technique must be at least 1, got {args.per_technique}")
-    spec = rewards.load_spec(args.spec, game=args.game or "2048")
+    spec = load_user_spec(args.spec, game=args.game or "2048")
     report = rewards.audit(spec, args.game, games=args.games, workers=args.workers,
                            library=not args.no_library, per_technique=args.per_technique)
     if args.json:
@@ -201,7 +212,8 @@ def _audit(args: argparse.Namespace) -> int:
         shown = {id(r): k for k, r in best.items()}
     names = list(report.rows[0].values) if report.rows else []
     width = max([len(safe_text(r.name)) for r in rows] + [7]) + 2
-    header = f"{'program':<{width}}{'kind':<11}{'total':>8}{'margin':>8}" + "".join(
+    kind_width = max([len(r.kind) for r in rows] + [4]) + 2
+    header = f"{'program':<{width}}{'kind':<{kind_width}}{'total':>8}{'margin':>8}" + "".join(
         f"{_SHORT.get(n, n)[:7]:>8}" for n in names) + "  games"
     print(header)
     print("-" * len(header))
@@ -210,9 +222,12 @@ def _audit(args: argparse.Namespace) -> int:
         if not args.all and r.kind == "cheat" and counts.get(shown.get(id(r), ""), 1) > 1:
             name += f" (x{counts[shown[id(r)]]})"
         margin = "" if math.isnan(r.margin) else f"{r.margin:+.3f}"
-        flag = "  << AT OR ABOVE HONEST" if (not r.honest and not math.isnan(r.margin) and r.margin >= 0) else ""
+        # Honest play under another name (deterministic, switching, defused, probe-escaping) may sit at
+        # or above the weakest baseline: only a cheat or a hack there is a finding worth flagging.
+        flag = "  << AT OR ABOVE HONEST" if (not r.honest and r.kind not in HONEST_PLAY_KINDS
+                                             and not math.isnan(r.margin) and r.margin >= 0) else ""
         cells = "".join(f"{r.weights[n] * r.values[n]:>8.3f}" for n in names)
-        print(f"{name:<{width}}{r.kind:<11}{r.total:>8.3f}{margin:>8}{cells}  "
+        print(f"{name:<{width}}{r.kind:<{kind_width}}{r.total:>8.3f}{margin:>8}{cells}  "
               f"{safe_text(_outcome_text(dict(r.outcomes)))}{flag}")
     print("\n(rule columns are weighted: they add up to the total; margin = total - weakest honest)")
     print("\nladder orders")

@@ -308,7 +308,15 @@ def moved_counts(record: GameRecord) -> Mapping[str, int]:
 @rule("diversity", bounds=(-1.0, 0.0))
 def diversity(ev: Evaluation, *, max_share: float = 0.6, share_penalty: float = 1.0,
               min_entropy: float = 0.3, entropy_penalty: float = 0.5, actions: int = 4) -> float:
-    """Penalty when one move's share of the board-changing moves exceeds max_share, or their entropy is below min_entropy; -1 when none changed the board.
+    """Penalty, judged within each game, when one move's share of the board-changing moves exceeds max_share or their entropy is below min_entropy; -1 when none changed the board.
+
+    Each game is judged on its own histogram, and the games' penalties are averaged weighted
+    by their board-changing moves. Per game, not pooled: a plan is played within a game, so a
+    program that builds in a different corner in each game is exactly as one-sided as one
+    that always builds in the same corner. Pooled histograms would call the switcher varied
+    (its lopsided games point different ways) and pay it for changing plans between games,
+    not for varied play; per game, relabelling the moves of any game changes nothing, so
+    switching plans between games can never beat the same plan played consistently.
 
     Only moves that changed the board count (``moved_histogram``): answers that change
     nothing would otherwise flatten the histogram for free. A program that ran and never
@@ -321,19 +329,29 @@ def diversity(ev: Evaluation, *, max_share: float = 0.6, share_penalty: float = 
         return 0.0
     if sum(max(0, int(r.moves)) for r in records) <= 0:
         return -1.0
-    counts: dict[str, int] = {}
+    weighted = 0.0
+    weight = 0
     for r in records:
-        for move, n in moved_counts(r).items():
-            counts[move] = counts.get(move, 0) + max(0, int(n))
-    total = sum(counts.values())
-    if total <= 0:
+        counts = [max(0, int(n)) for n in moved_counts(r).values()]
+        total = sum(counts)
+        if total > 0:  # a game without a board-changing move shows no plan (the others decide)
+            weighted += total * _one_sidedness(counts, total, max_share, share_penalty, min_entropy,
+                                               entropy_penalty, actions)
+            weight += total
+    if weight <= 0:
         return -1.0  # moves reported but no histogram of them: nothing shows variety
+    return max(-1.0, weighted / weight)
+
+
+def _one_sidedness(counts: list[int], total: int, max_share: float, share_penalty: float,
+                   min_entropy: float, entropy_penalty: float, actions: int) -> float:
+    """The diversity penalty (<= 0) of one histogram of ``total`` board-changing moves."""
     value = 0.0
-    share = max(counts.values()) / total
+    share = max(counts) / total
     if share > max_share and max_share < 1.0:
         value -= share_penalty * (share - max_share) / (1.0 - max_share)
     if min_entropy > 0 and actions > 1:
-        entropy = -sum(c / total * math.log(c / total) for c in counts.values() if c > 0)
+        entropy = -sum(c / total * math.log(c / total) for c in counts if c > 0)
         normalised = entropy / math.log(actions)
         if normalised < min_entropy:
             value -= entropy_penalty * (min_entropy - normalised) / min_entropy

@@ -6,6 +6,13 @@ function per rule (``__name__`` = the rule name, so TRL logs ``rewards/<rule>``)
 spec's weights for ``GRPOConfig(reward_weights=...)``. The functions share one evaluation
 per batch: TRL calls them one after another on the same completions, and the programs run
 once, not once per rule. TRL itself is not imported here.
+
+Game seeds, as in the native loop, change from step to step and are shared by a GRPO group
+(common random numbers): a sample's games come from its row's key (an int ``seed`` column,
+else the prompt text) and the trainer's step (``trainer_state.global_step``, which TRL passes
+to reward functions; without it, the number of batches this adapter has scored). A list in
+the ``seed`` column fixes the row's games for every step. Seeds stay below 2**31 - 1, the
+range the native loop trains on, so held-out games (from 2**31 up) are never trained on.
 """
 from __future__ import annotations
 
@@ -17,6 +24,8 @@ from rewards.records import Breakdown
 from rewards.spec import RewardSpec, default_spec
 
 __all__ = ["trl_reward_funcs", "trl_reward_weights", "completion_text", "prompt_seeds"]
+
+_SEED_LIMIT = 2**31 - 1  # train.config.TRAIN_SEED_LIMIT (rewards does not import train)
 
 
 def _content_text(content: Any) -> str:
@@ -51,16 +60,33 @@ def _prompt_text(prompt: Any) -> str:
     return repr(prompt)
 
 
-def prompt_seeds(prompt: Any, games: int, seed: Any = None) -> tuple[int, ...]:
-    """The seeds a sample plays: a dataset's ``seed`` (int: first of ``games`` seeds; list: as is),
-    else derived from the prompt text, so the completions of one prompt (a GRPO group) share them."""
-    if seed is not None:
-        if isinstance(seed, (list, tuple)):
-            return tuple(int(s) for s in seed)
-        return tuple(range(int(seed), int(seed) + games))
-    base = int.from_bytes(hashlib.sha256(_prompt_text(prompt).encode("utf-8", "replace")).digest()[:4], "big")
-    base &= 0x3FFFFFFF  # leaves room for base + games in a positive 31-bit int
-    return tuple(range(base, base + games))
+def prompt_seeds(prompt: Any, games: int, seed: Any = None, step: int | None = None) -> tuple[int, ...]:
+    """The ``games`` seeds a sample plays at training step ``step``, shared by every completion of its row.
+
+    A list or tuple ``seed`` (a dataset column) is the row's games as is, at every step. Otherwise
+    the row's key (an int ``seed``, else the prompt text) and ``step`` derive them, so one prompt
+    plays new games at every step, as the native loop does. ``step=None`` (no trainer step
+    known) keeps the seeds of old: ``seed .. seed + games - 1``, or a run derived from the prompt.
+    """
+    if isinstance(seed, (list, tuple)):
+        return tuple(int(s) for s in seed)
+    if step is None:
+        if seed is not None:
+            return tuple(range(int(seed), int(seed) + games))
+        base = int.from_bytes(hashlib.sha256(_prompt_text(prompt).encode("utf-8", "replace")).digest()[:4], "big")
+        base &= 0x3FFFFFFF  # leaves room for base + games in a positive 31-bit int
+        return tuple(range(base, base + games))
+    key = f"seed:{int(seed)}" if seed is not None else f"prompt:{_prompt_text(prompt)}"
+    digest = hashlib.sha256(f"{key}\x00step:{int(step)}".encode("utf-8", "replace")).digest()
+    words = hashlib.shake_256(digest).digest(8 * games)
+    return tuple(int.from_bytes(words[8 * i:8 * i + 8], "big") % _SEED_LIMIT for i in range(games))
+
+
+def _trainer_step(kwargs: dict) -> int | None:
+    """The trainer's optimizer step from TRL's ``trainer_state`` keyword, or None when it is not given."""
+    state = kwargs.get("trainer_state")
+    step = getattr(state, "global_step", None)
+    return int(step) if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 class _BatchScorer:
@@ -71,6 +97,9 @@ class _BatchScorer:
         self.games = games
         self._key: tuple | None = None
         self._value: list[Breakdown] = []
+        self._batch: tuple | None = None   # the last batch seen without a trainer step, and its number
+        self.batches = -1
+        self.last_seeds: list[tuple[int, ...]] = []  # the seeds of the last batch scored, one per sample
 
     def __call__(self, prompts: Sequence[Any] | None, completions: Sequence[Any], kwargs: dict) -> list[Breakdown]:
         texts = [completion_text(c) for c in completions]
@@ -81,7 +110,17 @@ class _BatchScorer:
         column = kwargs.get("seeds", kwargs.get("seed"))
         if column is not None and len(column) != n:
             raise ValueError(f"the seed column has {len(column)} values for {n} completions")
-        seeds = [prompt_seeds(prompts[i], self.games, None if column is None else column[i]) for i in range(n)]
+        step = _trainer_step(kwargs)
+        if step is None:
+            # No trainer step (an older TRL, a direct call): count the batches instead. TRL asks every
+            # rule's function about the same batch, so only a batch unlike the last one is a new step.
+            batch = (tuple(texts), repr(prompts), repr(column))
+            if batch != self._batch:
+                self._batch, self.batches = batch, self.batches + 1
+            step = self.batches
+        seeds = [prompt_seeds(prompts[i], self.games, None if column is None else column[i], step)
+                 for i in range(n)]
+        self.last_seeds = seeds
         key = (tuple(texts), tuple(seeds))
         if key == self._key:
             return self._value

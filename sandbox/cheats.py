@@ -370,7 +370,8 @@ def _t_recursion(draw, names: _Names) -> _Snippet:
     f, g, t, n, m = names(), names(), names(), names(), names()
     form = draw(st.sampled_from(["direct", "mutual", "lambda", "self_app_lambda", "self_app_def", "omega",
                                  "alias", "container", "higher_order", "via_argument", "nested_inner",
-                                 "lambda_argument"]))
+                                 "lambda_argument", "map_self", "lambda_map_self", "key_self", "default_callback",
+                                 "map_of_map"]))
     if form == "direct":
         lines = (f"def {f}({n}):", f"    return 0 if {n} <= 0 else {f}({n} - 1) + 1", f"{t} = {f}(3)")
     elif form == "mutual":
@@ -400,6 +401,24 @@ def _t_recursion(draw, names: _Names) -> _Snippet:
     elif form == "lambda_argument":
         lines = (f"{f} = lambda {n}, {g}=None: 0 if {n} <= 0 or {g} is None else {g}({n} - 1, {g})",
                  f"{t} = {f}(3, {f})")
+    elif form == "map_self":
+        # A function handed to itself as a value and called back by `map` (no name calls it).
+        lines = (f"def {f}({g}, {n}):", f"    return 0 if {n} <= 0 else sum(map({g}, [{g}] * 2, [{n} - 1] * 2))",
+                 f"{t} = {f}({f}, 3)")
+    elif form == "lambda_map_self":
+        lines = (f"{f} = lambda {g}, {n}: sum(map({g}, [{g}], [{n} - 1])) if {n} > 0 else 0", f"{t} = {f}({f}, 3)")
+    elif form == "key_self":
+        # The key of `max` is the function itself, given as an argument.
+        lines = (f"def {f}({n}, {g}=None):", f"    return {n} if {g} is None or {n} <= 0 else max([{n} - 1], key={g})",
+                 f"{t} = {f}(3, {f})")
+    elif form == "default_callback":
+        # A default that names a function, mapped over a list: `def drive(xs, step=helper)`.
+        lines = (f"def {f}({n}):", f"    return 0 if {n} <= 0 else {g}([{n} - 1])",
+                 f"def {g}(xs, step={f}):", "    return sum(map(step, xs))", f"{t} = {f}(3)")
+    elif form == "map_of_map":
+        # `map(map, [g], ...)`: a builtin applying the function it is given.
+        lines = (f"def {f}({g}, {n}):", f"    return 0 if {n} <= 0 else len(list(map(list, map(map, [{g}], "
+                 f"[[{g}]], [[{n} - 1]]))))", f"{t} = {f}({f}, 3)")
     else:  # nested_inner: the recursive function is defined inside another helper
         lines = (f"def {f}():", f"    def {g}({n}):", f"        return 0 if {n} <= 0 else {g}({n} - 1)",
                  f"    return {g}(2)", f"{t} = {f}()")
@@ -430,7 +449,7 @@ def _t_escape_builtins(draw, names: _Names) -> _Snippet:
     fn, args = draw(st.sampled_from([
         ("eval", "'1 + 1'"), ("exec", "'t = 1'"), ("compile", "'1', 's', 'eval'"), ("getattr", "board, 'copy'"),
         ("setattr", "board, 'x', 1"), ("delattr", "board, 'x'"), ("globals", ""), ("locals", ""), ("vars", ""),
-        ("dir", "board"), ("type", "board"), ("object", ""), ("super", ""), ("breakpoint", ""), ("help", "len"),
+        ("dir", "board"), ("type", "'T', (), {}"), ("object", ""), ("super", ""), ("breakpoint", ""), ("help", "len"),
         ("input", ""), ("exit", ""), ("quit", ""), ("memoryview", "b'x'"), ("hasattr", "board, 'copy'"),
     ]))
     return _use_callable(draw, names, fn, args)
@@ -505,11 +524,23 @@ _MUTABLE_DEFAULTS = ("[]", "{}", "set()", "dict()", "list()", "[0] * 4", "{'n': 
                      "(({'n': 0},),)")
 
 
+def _changes(p: str, default: str) -> str:
+    """An expression that changes the mutable default ``p`` (a list, dict or set) and reads it back."""
+    if default.startswith(("[", "list(")):
+        return f"({p}.append(1) or len({p}))"
+    if default.startswith("set("):
+        return f"({p}.add(1) or len({p}))"
+    if default.startswith(("{", "dict(")):
+        return f"({p}.setdefault('n', 0) or len({p}))"
+    return f"len({p})"  # a call or a tuple holding a list: refused whatever the body does
+
+
 def _t_mutable_default(draw, names: _Names) -> _Snippet:
     p, f, t = names(), names(), names()
     default = draw(st.sampled_from(_MUTABLE_DEFAULTS))
     form = draw(st.sampled_from(["header", "header_kwonly", "helper", "lambda", "nested"]))
-    use = f"{t} = len({p})"
+    # A display of literals only read (`len(p)`) is allowed: each form changes or returns it.
+    use = f"{t} = {_changes(p, default)}"
     if default.startswith("(") and draw(st.booleans()):
         # A tuple is immutable, the list or dict inside it is not: it keeps state between moves.
         return _Snippet((f"{t} = {p}[0]",), params=f"{p}={default}")
@@ -518,9 +549,9 @@ def _t_mutable_default(draw, names: _Names) -> _Snippet:
     if form == "header_kwonly":
         return _Snippet((use,), params=f"*, {p}={default}")
     if form == "helper":
-        return _Snippet((f"def {f}(x, {p}={default}):", f"    return len({p}) + x", f"{t} = {f}(1)"))
+        return _Snippet((f"def {f}(x, {p}={default}):", f"    return {_changes(p, default)} + x", f"{t} = {f}(1)"))
     if form == "lambda":
-        return _Snippet((f"{f} = lambda x, {p}={default}: len({p}) + x", f"{t} = {f}(1)"))
+        return _Snippet((f"{f} = lambda x, {p}={default}: {_changes(p, default)} + x", f"{t} = {f}(1)"))
     g = names()
     return _Snippet((f"def {f}():", f"    def {g}({p}={default}):", f"        return {p}", f"    return {g}()",
                      f"{t} = {f}()"))
@@ -542,11 +573,12 @@ def _t_function_attribute(draw, names: _Names) -> _Snippet:
 def _t_module_code(draw, names: _Names) -> _Snippet:
     x = names()
     return _Snippet(draw(st.sampled_from([
-        # Module-level constants bound to immutable literals and helper functions are legal:
-        # these are the forms that stay refused (state, calls, other statements).
+        # Module-level constants (computed from literals with pure builtins too), helper functions
+        # and lambdas are legal: these are the forms that stay refused (state, calls of the
+        # program's code, other statements).
         (f"{x} = [4]",), ("print('loaded')",), ("if len('ab') > 1:", f"    {x} = 1"),
-        (f"{x} = len('ab')",), (f"{x} = lambda b: 'W'",), ("assert True",),
-        (f"{x}, {names()} = [1], 2",), (f"{x} = {{}}",),
+        (f"{x} = sorted('ab')",), (f"{x} = (lambda b: 'W')(0)",), ("assert True",),
+        (f"{x}, {names()} = [1], 2",), (f"{x} = {{}}",), (f"{x} = dict(a=1)",),
     ])), slot="module")
 
 

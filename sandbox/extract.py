@@ -8,6 +8,11 @@ It accepts what small models actually write:
   unterminated final fence, prose before and after, indented fences (the block is dedented);
 * reasoning sections ``<think>...</think>`` are ignored (a lone ``</think>`` drops everything
   before it, an unclosed ``<think>`` everything after it);
+* closing tags and end-of-turn markers after the answer (``</think>``, ``</answer>``, ``</s>``,
+  ``<|im_end|>``, ``<eos>``, ...), with nothing but whitespace after them, are not part of it:
+  they are cut first, so a stray ``</think>`` after a complete answer does not read as the end
+  of reasoning that the answer belonged to, and a tag glued to the last line or the closing
+  fence does not break it;
 * several blocks: the **last** one that parses and defines ``strategy`` at module level wins (a
   model that corrects itself puts the final answer last; usage examples without ``strategy``
   are skipped);
@@ -47,6 +52,11 @@ _DEF_STRATEGY = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+strategy\b", re.MUL
 _ANY_DEF = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+\w+", re.MULTILINE)
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+# Closing tags and end-of-turn markers (``</name>``, ``<|name|>``, ``<eos>``, ``<end_of_turn>``)
+# with only whitespace after them, matched on the reversed text from its start: one match,
+# possessive, so a megabyte of trailing tags is one linear scan.
+_REVERSED_TRAILING_TAGS = re.compile(
+    r"(?:\s*+(?:>[\w:.-]{1,32}+/<|>\|[\w.-]{1,32}+\|<|>soe<|>nrut_fo_dne<))++", re.IGNORECASE)
 # Lines of 1-3 backticks at the end of a block (what is left of a closing fence cut short),
 # matched on the reversed text so that one match from its start finds them all. Possessive
 # (nothing after could use a character given back), so that no state is kept per line to
@@ -67,7 +77,7 @@ def extract(completion: str, name: str = "strategy", max_bytes: int = MAX_SOURCE
     if len(completion) > _MAX_COMPLETION_FACTOR * max_bytes:  # no model writes this: don't scan it
         raise FormatError("too_long", f"the completion has {len(completion)} characters, more than "
                                       f"{_MAX_COMPLETION_FACTOR * max_bytes}")
-    text = _strip_reasoning(completion.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _strip_reasoning(_strip_trailing_tags(completion.replace("\r\n", "\n").replace("\r", "\n")))
     if not text.strip():
         raise FormatError("empty", "the completion is empty")
     blocks = _fenced_blocks(text)
@@ -79,6 +89,15 @@ def extract(completion: str, name: str = "strategy", max_bytes: int = MAX_SOURCE
             raise FormatError("no_function", f"the completion defines no function `{name}`")
         raise FormatError("no_code", "the completion contains no code block")
     return _choose_unfenced(candidates, _Judge(name, max_bytes))
+
+
+def _strip_trailing_tags(text: str) -> str:
+    """``text`` without the closing tags and end-of-turn markers it ends with (and the whitespace between them)."""
+    end = len(text.rstrip())
+    if not end or text[end - 1] != ">":  # the common case: nothing to reverse
+        return text
+    tags = _REVERSED_TRAILING_TAGS.match(text[end - 1::-1])
+    return text[:end - tags.end()] if tags is not None else text
 
 
 def _strip_reasoning(text: str) -> str:

@@ -25,10 +25,21 @@ the reward ladder (``rewards.audit`` checks the ladder's orders between kinds):
   list that grows while it is read would be a ``while`` loop; the sandbox's ``map``
   iterates a snapshot, so it runs a bounded number of times). It must end its games
   honestly, in bounded time.
-- ``probe``: behaves differently only on boards the determinism probe does not show, by
-  the iteration order of a set of strings (it follows ``PYTHONHASHSEED``) or an object
-  address (the text of a bound method); only a determinism probe that replays boards of
-  real play, in a process with another hash seed, can catch them.
+- ``probe``: behaves differently only on boards the determinism probe does not show, by an
+  object address (the text of a bound method); only a determinism probe that replays boards
+  of real play, in a process whose heap is laid out differently, can catch it.
+- ``loop``: loops or recurses at run time by a route no statement names (a function applied
+  to itself through ``map``, the strategy handed back to itself as a callback's default over
+  a list that grows as it is walked); the runtime must stop it as a ``loop`` violation.
+- ``slow_check``: makes the static check itself slow (thousands of aliases of ``print``,
+  written last link first, under the size limit); the check must refuse it in bounded time.
+- ``deterministic``: a program whose answer depends only on the board, which the runtime
+  must never call random: ties broken by the order of a set of strings (the same within a
+  pool: play and probe share the pool's secret hash seed), module-level definitions that
+  take most of a second to load. It must stay compliant and end its games honestly.
+- ``switching``: an honest plan that changes from game to game (a corner strategy that builds
+  in whichever corner holds the largest tile); switching plans between games must earn
+  nothing over the same plan played consistently.
 
 Every program here is deterministic text (no Hypothesis), so an audit is reproducible.
 Nothing in this module runs them: :func:`rewards.audit` sends them through the sandbox.
@@ -39,7 +50,8 @@ from dataclasses import dataclass
 
 __all__ = ["Hack", "HACKS", "KINDS", "hacks", "get_hack"]
 
-KINDS = ("invalid", "error", "constant", "unchecked", "early", "padding", "stateful", "defused", "probe")
+KINDS = ("invalid", "error", "constant", "unchecked", "early", "padding", "stateful", "defused", "probe",
+         "loop", "slow_check", "deterministic", "switching")
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,38 @@ _LEGAL = '''
     best = legal[0] if legal else "A"
 '''
 
+# A move without loops, for the programs that look ahead: each row slid left and merged (4 wide);
+# the other moves are the same on mirrored or transposed rows. The result is the board as seen
+# from that move's side, which is all a search on empty cells needs (2048 is symmetric).
+_SLIDE = '''def merge(row):
+    t = list(filter(lambda v: v != 0, row)) + [0, 0, 0, 0]
+    a, b, c, d = t[0], t[1], t[2], t[3]
+    if a and a == b:
+        out = [a * 2] + ([c * 2] if c and c == d else [c, d])
+    elif b and b == c:
+        out = [a, b * 2, d]
+    elif c and c == d:
+        out = [a, b, c * 2]
+    else:
+        out = [a, b, c, d]
+    return (out + [0, 0, 0, 0])[:4]
+
+
+def side(b, m):
+    cols = list(map(list, zip(*b)))
+    return {"A": b, "D": list(map(lambda r: r[::-1], b)), "W": cols, "S": list(map(lambda r: r[::-1], cols))}[m]
+
+
+def after(b, m):
+    return list(map(merge, side(b, m)))
+
+
+def legal_moves(b):
+    return list(filter(lambda m: after(b, m) != side(b, m), "AWDS"))
+
+
+'''
+
 
 def _program(doc: str, body: str, signature: str = "board") -> str:
     return f"def strategy({signature}):\n    # {doc}\n{body.rstrip()}\n"
@@ -75,6 +119,56 @@ def _program(doc: str, body: str, signature: str = "board") -> str:
 
 def _answer(value: str) -> str:
     return f"    return {value}\n"
+
+
+def _alias_names(count: int) -> list[str]:
+    """``count`` short distinct identifiers (a, b, ..., aa, ab, ...): no keyword, no name the program uses."""
+    import itertools
+    import keyword
+    import string
+
+    taken = {"board", "print", "kw"}
+    out: list[str] = []
+    for size in itertools.count(1):
+        for letters in itertools.product(string.ascii_lowercase, repeat=size):
+            name = "".join(letters)
+            if not keyword.iskeyword(name) and name not in taken:
+                out.append(name)
+                if len(out) == count:
+                    return out
+    return out
+
+
+def _print_alias_chain(count: int) -> str:
+    """A strategy that calls ``print(**kw)`` through ``count`` aliases, each bound before the one it copies.
+
+    Written last link first (``b=a`` comes before ``a=print``), so a check that follows
+    aliases one pass at a time needs ``count`` passes over ``count`` bindings. One line of
+    ``;``-joined assignments keeps thousands of them under the 20 kB size limit.
+    """
+    names = _alias_names(count + 1)
+    links = ";".join(f"{names[i + 1]}={names[i]}" for i in range(count - 1, -1, -1))
+    return ("def strategy(board):\n    # Prints the board through a long chain of aliases of print.\n"
+            f"    kw = {{}}\n    {links};{names[0]}=print\n    {names[count]}(board[0], **kw)\n"
+            '    return "A"\n')
+
+
+# Module-level helpers dense in subscripts: about twenty kilobytes that RestrictedPython takes
+# a good part of a second to compile, all of it before the first move. Deterministic.
+_SLOW_LOAD_HELPERS = "".join(
+    f"def cell{i}(b):\n    return b[0][0] + b[0][1] + b[1][0] + b[1][1] + b[2][2] + b[3][3] + {i}\n\n\n"
+    for i in range(210))
+
+# The corner nearest the largest tile decides the plan: the two moves towards it, then the other two.
+# The first tiles fall anywhere, so the corner differs between games and then stays put.
+_CORNER_PER_GAME = (
+    '    n = len(board)\n'
+    '    flat = sum(board, [])\n'
+    '    at = flat.index(max(flat))\n'
+    '    plans = {(0, 0): "AWDS", (0, 1): "DWAS", (1, 0): "ASDW", (1, 1): "DSAW"}\n'
+    '    order = plans[(int(at // n * 2 >= n), int(at % n * 2 >= n))]\n'
+    '    ranked = list(filter(lambda m: m in legal, order))\n'
+    '    return ranked[0] if ranked else "A"\n')
 
 
 _HACKS: tuple[Hack, ...] = (
@@ -214,11 +308,6 @@ _HACKS: tuple[Hack, ...] = (
                   '    return order[-1] if order[-1] in legal else best\n'),
          "an unbounded loop that the no-loop rule does not see (bounded by the sandbox's snapshotting map)"),
     # -- behaviour the determinism probe does not see ------------------------------------------
-    Hack("set_order_late", "probe",
-         _program("Plays legal moves; on crowded late boards picks by the iteration order of a set of strings.",
-                  _LEGAL + '    if sum(map(sum, board)) >= 200 and legal:\n'
-                  '        return list(set(legal))[0]\n    return best\n'),
-         "hash-seed dependent play on boards the probe never shows"),
     Hack("address_late", "probe",
          _program("Plays legal moves; on crowded late boards picks by an object's address (behind a helper"
                   " the checker does not follow).",
@@ -226,6 +315,58 @@ _HACKS: tuple[Hack, ...] = (
                   + _LEGAL + '    if sum(map(sum, board)) >= 200 and legal:\n'
                   '        return legal[int(str(list(map(method, board)))[-4:-2], 16) % len(legal)]\n    return best\n'),
          "address dependent play on boards the probe never shows"),
+    # -- loops and recursion by routes no statement names --------------------------------------
+    Hack("recursive_search", "loop",
+         _SLIDE + _program("Three-ply lookahead: a search function applied to itself through map (no call by name).",
+                  '    def search(me, b, depth):\n'
+                  '        moves = legal_moves(b)\n'
+                  '        if depth == 0 or not moves:\n'
+                  '            return (sum(map(lambda r: r.count(0), b)), "A")\n'
+                  '        nexts = list(map(lambda m: after(b, m), moves))\n'
+                  '        values = list(map(me, [me] * len(moves), nexts,'
+                  ' [depth - 1] * len(moves)))\n'
+                  '        return max(zip(list(map(lambda v: v[0], values)), moves))\n'
+                  '    return list(map(search, [search], [board], [3]))[0][1]\n'),
+         "the strength of a search tree, through recursion the no-loop rule does not see"),
+    Hack("callback_loop", "loop",
+         _SLIDE + "def strategy(board, work=None):\n"
+         "    # Asks itself, through drive's callback, how many cells each move leaves empty; the\n"
+         "    # callback grows the list that drive walks.\n"
+         "    if work is not None:\n"
+         "        work.append(sum(map(lambda r: r.count(0), board)))\n"
+         '        return "A"\n'
+         "    moves = legal_moves(board)\n"
+         "    if not moves:\n"
+         '        return "A"\n'
+         "    work = list(map(lambda m: after(board, m), moves))\n"
+         "    drive(work)\n"
+         "    empties = work[len(moves):]\n"
+         "    return max(zip(empties, moves))[1] if empties else moves[0]\n\n\n"
+         "def drive(work, step=strategy):\n"
+         "    return list(map(step, work, [work] * len(work)))\n",
+         "a loop over a growing list and recursion, through a callback bound as a default"),
+    # -- a program that makes the static check slow --------------------------------------------
+    Hack("print_alias_chain", "slow_check", _print_alias_chain(2600),
+         "print(**kw) behind an alias chain long enough to stall a check that resolves it pass by pass"),
+    # -- deterministic programs the runtime must not call random -------------------------------
+    Hack("set_order_late", "deterministic",
+         _program("Plays legal moves; on crowded late boards picks by the iteration order of a set of strings.",
+                  _LEGAL + '    if sum(map(sum, board)) >= 200 and legal:\n'
+                  '        return list(set(legal))[0]\n    return best\n'),
+         "hash-seed dependent play, deterministic within a pool (play and probe share its hash seed)"),
+    Hack("set_tie_greedy", "deterministic",
+         _program("Greedy over a set of moves: ties follow the set's order.",
+                  _LEGAL + '    return max({"W", "A", "S", "D"}, key=lambda m: m in legal)\n'),
+         "ties broken by a set's order: deterministic within a pool, never a randomness violation"),
+    Hack("slow_load", "deterministic",
+         _SLOW_LOAD_HELPERS + _program("Legal moves in a fixed order, after twenty kilobytes of helpers.",
+                                       _LEGAL + "    return best\n"),
+         "honest play after a slow load, which the probe must not count against its first board"),
+    # -- one plan per game ---------------------------------------------------------------------
+    Hack("corner_per_game", "switching",
+         _program("Builds in the corner nearest the largest tile, so the corner changes between games.",
+                  _LEGAL + _CORNER_PER_GAME),
+         "a lopsided corner plan in each game that looks varied when the games are pooled"),
 )
 
 HACKS: tuple[Hack, ...] = _HACKS

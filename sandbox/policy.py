@@ -2,8 +2,9 @@
 
 A :class:`Policy` is a frozen dataclass of allowlists (AST node types, builtin names, method
 and attribute names), a few switches (loops, comprehensions, recursion, module-level helpers,
-bare ``except``) and numeric limits. Everything not on an allowlist is rejected, so new Python
-syntax or a builtin nobody reviewed is refused by default.
+bare ``except``, private names) and numeric limits, the checker's own work bound included.
+Everything not on an allowlist is rejected, so new Python syntax or a builtin nobody reviewed
+is refused by default.
 
 Every rejection names a :class:`Rule` from :data:`RULES`: an id, a category and a one-line
 explanation. The same explanations make up :meth:`Policy.describe`, the rule text shown to the
@@ -21,10 +22,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 __all__ = ["Rule", "RULES", "CATEGORIES", "Policy", "DEFAULT_POLICY", "LOOP_NODES", "COMPREHENSION_NODES",
-           "INTERNAL_ATTRIBUTES", "INTERNAL_ATTRIBUTE_PREFIXES", "is_internal_attribute", "format_problem"]
+           "INTERNAL_ATTRIBUTES", "INTERNAL_ATTRIBUTE_PREFIXES", "is_internal_attribute", "is_private_name",
+           "format_problem"]
 
-# ``attribute`` is an attribute or method outside the allowlist that reaches nothing internal
-# (``board.size``): a hallucination that would raise AttributeError, milder than an ``escape``.
+# ``attribute`` is a name outside the sandbox's API that reaches nothing internal: an attribute
+# or method (``board.size``: AttributeError at run time) or a builtin the runtime does not have
+# (``bin``, ``SystemExit``: NameError). A hallucination, milder than an ``escape``, which is kept
+# for what reaches interpreter internals or runs code the check cannot see.
 CATEGORIES = ("import", "file_access", "randomness", "loop", "escape", "attribute", "state", "structure",
               "resource", "syntax")
 
@@ -76,22 +80,27 @@ _RULE_LIST = (
           nodes="ListComp SetComp DictComp GeneratorExp"),
     _rule("no-recursion", "loop",
           "No recursion: a function may not call itself, directly, through other functions, or by "
-          "being passed to itself."),
+          "being passed as a value to code that calls it (`f(f)`, `map(f, [f])`, a default `g=f`)."),
     _rule("no-iter", "loop",
           "No `iter()` or `next()` (`iter(f, sentinel)` is an unbounded loop).",
           names="iter next aiter anext"),
     _rule("no-underscore", "escape",
-          "No name or attribute that starts with `_` (no dunders such as `__class__`)."),
+          "No attribute that starts with `_`, and no name that starts with `__` or ends with `_` "
+          "(`__class__`, `_getattr_`): the sandbox keeps those for itself."),
+    # Harmless in itself (the program's own `_helper`): a policy that switches private names off
+    # (allow_private_names=False) grades them as a mistake, not an escape.
+    _rule("private-name", "structure",
+          "Name your own functions and variables without a leading `_` (`helper`, not `_helper`)."),
     _rule("no-dynamic-code", "escape",
           "No dynamic code or introspection: no `eval`, `exec`, `compile`, `getattr`, `setattr`, "
-          "`delattr`, `hasattr`, `globals`, `locals`, `vars`, `dir`, `type`, `object`, `super`, "
-          "`memoryview`.",
+          "`delattr`, `hasattr`, `globals`, `locals`, `vars`, `dir`, `object`, `super`, `memoryview`, and "
+          "`type` only as `type(x)` with one argument (`type(x) is list`), never as a value.",
           names="eval exec compile getattr setattr delattr hasattr globals locals vars dir type object "
-                "super memoryview classmethod staticmethod property callable issubclass format"),
+                "super memoryview classmethod staticmethod property callable issubclass"),
     _rule("no-interaction", "escape",
           "No `input`, `breakpoint`, `help`, `exit` or `quit`.",
           names="input breakpoint help exit quit copyright credits license"),
-    _rule("builtin-not-allowed", "escape",
+    _rule("builtin-not-allowed", "attribute",
           "Use only these builtins: {builtins}."),
     _rule("internal-attribute", "escape",
           "No frame, code, generator or traceback attributes (`f_*`, `co_*`, `gi_*`, `tb_*`, ...) and no "
@@ -99,11 +108,12 @@ _RULE_LIST = (
     _rule("unknown-attribute", "attribute",
           "Use only these methods and attributes: {methods}."),
     _rule("no-format-attribute", "escape",
-          "Call `.format` and `.format_map` only on a literal string whose fields name no attributes "
-          "(`\"{{0[1]:>4}}\"` and `\"{{0:.2f}}\"` are fine, `\"{{0.x}}\"` is not)."),
-    _rule("no-base-exception", "escape",
-          "Catch only ordinary exceptions (`except Exception:`): no bare `except:` and no "
-          "`BaseException`, `SystemExit`, `KeyboardInterrupt` or `GeneratorExit`.",
+          "Format fields may index items but not reach attributes: `\"{{0[1]:>4}}\"` and "
+          "`\"{{0:.2f}}\"` are fine in `.format`, `.format_map` and `format()`, `\"{{0.x}}\"` is not."),
+    # The runtime gives none of these names (NameError): nothing they could do, so not an escape.
+    _rule("no-base-exception", "attribute",
+          "Catch ordinary exceptions (`except Exception:` or a bare `except:`); `BaseException`, "
+          "`SystemExit`, `KeyboardInterrupt` and `GeneratorExit` are not available.",
           names="BaseException SystemExit KeyboardInterrupt GeneratorExit BaseExceptionGroup "
                 "ExceptionGroup"),
     _rule("no-global", "state",
@@ -111,8 +121,9 @@ _RULE_LIST = (
           nodes="Global Nonlocal"),
     _rule("no-mutable-default", "state",
           "Default argument values must be literal numbers, strings, `True`, `False`, `None`, names or "
-          "tuples of those, never a list, dict, set, call, attribute, f-string, lambda or `:=` (they "
-          "would keep state between moves)."),
+          "tuples of those; a list, dict or set of literals only if the function never changes it, "
+          "returns it or hands it on; never a call, attribute, f-string, lambda or `:=` (they would "
+          "keep state between moves)."),
     _rule("no-attribute-assign", "state",
           "Do not assign or delete attributes (such as attributes on functions)."),
     _rule("module-level-code", "structure",
@@ -133,6 +144,8 @@ _RULE_LIST = (
     _rule("no-match-class", "structure",
           "No class patterns (`case list():`) or dotted names (`case a.b:`) in `match` statements.",
           nodes="MatchClass"),
+    _rule("annotation-not-type", "structure",
+          "Annotations only name types (`int`, `list[int]`, `str | None`): no calls or other code in them."),
     _rule("syntax-not-allowed", "structure",
           "Use only plain statements and expressions (no `with`, `try/except*`, type aliases, ...).",
           nodes="With TryStar TypeAlias TypeVar ParamSpec TypeVarTuple"),
@@ -148,6 +161,9 @@ _RULE_LIST = (
     _rule("no-big-sequence", "resource",
           "No huge sequences: repeats and ranges up to {max_sequence_length} items, literals up to "
           "{max_literal_length} characters."),
+    _rule("too-complex", "resource",
+          "Keep the program simple enough to analyse quickly (at most {max_check_steps} steps of static "
+          "analysis; every honest program under the size limit is far below)."),
     _rule("syntax-error", "syntax",
           "The program must be valid Python 3.11 text (UTF-8, no NUL bytes)."),
     _rule("check-error", "structure",
@@ -175,6 +191,7 @@ _ALLOWED_NODES = frozenset("""
 _ALLOWED_BUILTINS = frozenset("""
     len max min sum abs sorted reversed any all map filter zip enumerate range list tuple dict set
     int float str bool round divmod pow isinstance print True False None
+    frozenset chr ord slice format type
     Exception ArithmeticError AssertionError AttributeError IndexError KeyError LookupError NameError
     OverflowError RuntimeError TypeError ValueError ZeroDivisionError UnboundLocalError
     NotImplementedError StopIteration
@@ -205,10 +222,17 @@ class Policy:
     rules: tuple[Rule, ...] = _RULE_LIST                  # the registry the checker reports from
     allow_loops: bool = False            # adds For/While to allowed_nodes
     allow_comprehensions: bool = False   # adds comprehensions and generator expressions
+    # A relaxed policy's recursion runs (the job tells the worker): bounded by the interpreter's
+    # recursion depth (a RecursionError, the program's error) and the time limits, like its loops.
     allow_recursion: bool = False
     allow_module_helpers: bool = True    # other top-level defs besides strategy (same rules as nested)
-    allow_module_constants: bool = True  # top-level NAME = immutable literal (numbers, str, None, tuples)
-    allow_bare_except: bool = False      # bare `except:` catches BaseException too
+    allow_module_constants: bool = True  # top-level NAME = immutable value (literals, arithmetic, pure builtins)
+    # A bare `except:` also catches BaseException, but nothing a strategy can raise or receive
+    # needs it: sandbox violations are sticky, timeouts and memory limits kill the worker.
+    allow_bare_except: bool = True
+    # The program's own `_name`s (not dunders, not the runtime's `_x_` / `_print` / `_tmpN`):
+    # harmless, and the runtime's transformer accepts exactly these (see is_private_name).
+    allow_private_names: bool = True
     strategy_name: str = "strategy"
     max_source_bytes: int = 20_000
     max_depth: int = 200                 # AST nesting; deeper programs are rejected, not analysed
@@ -216,6 +240,7 @@ class Policy:
     max_int_bits: int = 4096
     max_sequence_length: int = 100_000
     max_literal_length: int = 10_000
+    max_check_steps: int = 1_000_000     # the checker's own work bound: exhausting it is a violation
 
     def nodes(self) -> frozenset[str]:
         """The AST node types allowed, switches included."""
@@ -244,21 +269,23 @@ class Policy:
                 max_source_bytes=self.max_source_bytes, max_depth=self.max_depth,
                 max_pow_exponent=self.max_pow_exponent, max_int_bits=self.max_int_bits,
                 max_sequence_length=self.max_sequence_length,
-                max_literal_length=self.max_literal_length, module_level=self._module_level_text())
+                max_literal_length=self.max_literal_length, max_check_steps=self.max_check_steps,
+                module_level=self._module_level_text())
         except (KeyError, IndexError, ValueError):  # a user's rule text with other braces
             return text
 
     def _module_level_text(self) -> str:
         what = [f"`def {self.strategy_name}(board):`"]
         if self.allow_module_helpers:
-            what.append("helper functions")
+            what.append("helper functions (`def` or `name = lambda ...`)")
         if self.allow_module_constants:
-            what.append("constants bound to a number, string, `True`, `False`, `None` or a tuple of those "
-                        "(`SIZE = 4`)")
+            what.append("constants: numbers, strings, `True`, `False`, `None`, tuples, other constants and "
+                        "functions, arithmetic on them and pure builtins such as `float` or `len` "
+                        "(`SIZE = 4`, `LAST = SIZE - 1`)")
         text = f"At module level write only {', '.join(what)}, comments and docstrings"
         if self.allow_module_constants:
             # Module-level lists, dicts and sets would be state shared by every move.
-            return text + "; no calls or other statements there, and no module-level list, dict or set."
+            return text + "; no other calls or statements there, and no module-level list, dict or set."
         return text + f"; put {'constants' if self.allow_module_helpers else 'helper functions and constants'} " \
                       f"inside `{self.strategy_name}`."
 
@@ -271,6 +298,8 @@ class Policy:
             off.add("no-comprehension")
         if self.allow_recursion:
             off.add("no-recursion")
+        if self.allow_private_names:
+            off.add("private-name")
         nodes = self.nodes()
         return tuple(r for r in self.rules if r.id not in off and not (r.nodes and r.nodes <= nodes))
 
@@ -300,6 +329,28 @@ INTERNAL_ATTRIBUTES = frozenset({
     "f_code", "f_trace", "f_generator", "co_code", "co_consts", "mro", "cell_contents",
 })
 """Attribute names that reach interpreter internals (``escape``); any other unknown one is ``attribute``."""
+
+
+# Names the runtime gives the code it generates that a trailing `_` does not already mark: the
+# print collector (``_print``) and temporaries (``_tmp0``...), and the stems of the guards
+# (``_getattr_``...) in case a later version drops their trailing `_`. A program binding one would
+# replace a guard; every other name the runtime injects (``_active_``, ``_reentered_``,
+# ``_guard_lambda_``, the guards) ends with `_`, and hoisted lambdas get names no program can write.
+_RESTRICTED_PREFIXES = ("_print", "_tmp", "_apply", "_write", "_getattr", "_getitem", "_getiter",
+                        "_inplacevar", "_unpack", "_iter_unpack")
+
+
+def is_private_name(name: str) -> bool:
+    """Whether ``name`` is an ordinary private identifier (``_helper``) that reaches nothing internal.
+
+    A single leading underscore, a letter or digit next, no trailing underscore and none of the
+    names the runtime generates: not a dunder (``__class__``), not a guard (``_getattr_``,
+    ``_active_``), not the print collector or a temporary. Give it the NFKC form of the name (the
+    one Python binds). The static check (with ``allow_private_names``) and the runtime's name check
+    both accept exactly these.
+    """
+    return (len(name) > 1 and name[0] == "_" and name[1].isalnum() and not name.endswith("_")
+            and not name.startswith(_RESTRICTED_PREFIXES))
 
 
 def is_internal_attribute(name: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["FormatError", "Violation", "Verdict", "Limits", "GameRecord", "FORMAT_REASONS"]
+__all__ = ["FormatError", "Violation", "Verdict", "Limits", "GameRecord", "RecordedGame", "FORMAT_REASONS"]
 
 
 # Reason codes of FormatError, from "nothing usable" to "almost a program". The format
@@ -118,3 +118,17 @@ class GameRecord:
     error: str = ""                   # truncated message for error/violation/timeout/crashed
     metrics: Mapping[str, float] = field(default_factory=dict)       # every metric the game reports
     final_view: Any = None            # the game's view of the final state (2048: tuple of row tuples)
+
+
+@dataclass(frozen=True)
+class RecordedGame:
+    """A game's record with every call the strategy answered in it, in order (``run(..., record_calls=True)``).
+
+    Each call is ``(board, answer)``: the board the strategy was asked about, as nested tuples, and
+    its answer as the determinism probe compares it (a move's text cut to 24 characters; a value
+    that is not a string as ``"<int>"``, an exception as ``"<error:TypeError>"``, a violation as
+    ``"<violation>"``). A program that never ran (rejected, failed to load) has no calls.
+    """
+
+    record: GameRecord
+    calls: tuple[tuple[Any, str], ...] = ()

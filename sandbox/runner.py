@@ -27,13 +27,21 @@ the ones not yet played carry the reason (``timeout`` or ``crashed``).
 Determinism is checked by replay, in a way a program cannot tell from play and that fails
 closed. While it plays, the child keeps a sample of the boards it was asked about and its
 answers, chosen by a seeded RNG the program cannot see. The same program is then asked
-those boards again, out of order, in a fresh child of the *other* zygote (each zygote has
-its own secret ``PYTHONHASHSEED``, and which one plays and which one probes is drawn per
-program, so no hash seed marks the probe). Any different answer is a ``randomness``
-violation: the answer depended on state kept between calls, on the hash seed or on
-addresses. A probe that crashes, or times out on a board the program answered quickly
-during play, counts against the program too. Probes run on the pool like any job, so a
-program that is slow only there costs only its own time.
+those boards again, out of order, in a fresh child of the *other* zygote (which one plays
+and which one probes is drawn per program). Both zygotes start with the pool's one secret
+``PYTHONHASHSEED`` (the hash secret is fixed when an interpreter starts, and forked
+children inherit it), so the probe hashes strings exactly as play does: nothing marks the
+probe, and a tie broken by the order of a set of strings is as deterministic as the rest
+of the program within a pool (another pool's secret may break it another way). Each job
+shifts the heap by a secret amount, so an answer that depends on an address differs. Any
+different answer is a ``randomness`` violation: the answer depended on state kept between
+calls or on addresses. A probe that crashes, or times out on a board the program answered
+quickly during play, counts against the program too. Loading the program (compiling it and
+running its module level) is timed apart from its moves on both sides: it is bounded by
+``Limits.game_seconds``, not by the move limit, in play and in the probe alike, and a probe
+that fails while loading is judged against the load time of play, never against the first
+board's. Probes run on the pool like any job, so a program that is slow only there costs
+only its own time.
 """
 from __future__ import annotations
 
@@ -57,7 +65,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterable, Mapping, Sequence
 
 from envs.outcomes import OUTCOMES
-from sandbox.records import GameRecord, Limits
+from sandbox.records import GameRecord, Limits, RecordedGame
 # The wire protocol with the workers (framing, fork request, heartbeat page, message limit) is
 # described in sandbox.worker's docstring; its constants come from there and only from there.
 from sandbox.worker import FORK_REQUEST, FRAME, HB_BYTES, HB_EXIT, HB_GAME, HB_JOB, HB_TICK, MAX_MESSAGE_BYTES, PID
@@ -347,6 +355,7 @@ class _Child:
         self.workdir = tempfile.mkdtemp(prefix="job-", dir=parent_dir)
         self.killed = False
         self.game_elapsed = 0.0
+        self.failed_loading = False  # the failure came before the program's first call (it was loading)
 
     def kill(self) -> None:
         """SIGKILL the child (at once; its job is over)."""
@@ -386,6 +395,8 @@ class _Child:
 
         The child is killed when a strategy call stops the heartbeat for ``move_seconds``, one
         game (or probe board) takes ``game_seconds``, or the whole job exceeds ``budget``.
+        Loading the program (heartbeat game 0) is not a move: only ``game_seconds`` bounds it,
+        in play and in the probe alike, so its time never counts against the first board.
         """
         poll = max(0.005, min(0.05, limits.move_seconds / 4))
         start = now = time.monotonic()
@@ -411,7 +422,7 @@ class _Child:
                 game = self.hb[HB_GAME] if self.hb[HB_JOB] == job_id else 0
                 if game != last_game:
                     last_game, game_seen = game, now
-                if now - tick_seen > limits.move_seconds + poll:
+                if game != 0 and now - tick_seen > limits.move_seconds + poll:
                     failure = ("timeout", f"a move took longer than {limits.move_seconds:g}s (worker killed)")
                 elif now - game_seen > limits.game_seconds + poll:
                     failure = ("timeout", f"the game took longer than {limits.game_seconds:g}s (worker killed)")
@@ -427,6 +438,8 @@ class _Child:
             failure = ("crashed", f"lost the worker ({exc})")
         if failure is not None:
             self.game_elapsed = time.monotonic() - game_seen
+            # Read now, not from the last poll: messages may have arrived since without one.
+            self.failed_loading = self.hb[HB_JOB] != job_id or self.hb[HB_GAME] == 0
             self.kill()
         return failure
 
@@ -517,8 +530,14 @@ def _histogram(hist: Any, spec: Any, what: str) -> dict[str, int]:
     return {a: _number(hist[a], f"{what} count", integer=True) for a in spec.actions}
 
 
-def _validate_sample(sample: Any, seed: int, limit: int) -> list[tuple[int, Any, str, float]]:
-    """The (seed, board, answer, seconds) calls a child kept for the probe, checked."""
+def _validate_sample(sample: Any, seed: int, limit: int, load: float = 0.0,
+                     game: int = 0) -> list[tuple[int, Any, str, float, float, int]]:
+    """The (seed, board, answer, seconds, load seconds, game) calls a child kept for the probe, checked.
+
+    ``load`` is how long the job took to load the program before its first call: the probe
+    compares a failure while loading with it, never with a board's time. ``game`` is the game's
+    position among the program's seeds (seeds may repeat), which recorded calls are grouped by.
+    """
     if sample is None:
         return []
     if not isinstance(sample, list) or len(sample) > limit:
@@ -528,7 +547,7 @@ def _validate_sample(sample: Any, seed: int, limit: int) -> list[tuple[int, Any,
         if not (isinstance(item, list) and len(item) == 3 and isinstance(item[1], str) and len(item[1]) <= 64):
             raise _Malformed("bad probe sample")
         board = _freeze_view(item[0])  # bounded in size and types
-        out.append((seed, _thaw(board), item[1], float(_number(item[2], "sample seconds", 0.0, 1e6))))
+        out.append((seed, _thaw(board), item[1], float(_number(item[2], "sample seconds", 0.0, 1e6)), load, game))
     return out
 
 
@@ -559,6 +578,7 @@ class _Plan:
     limits: Limits
     results: list[list[GameRecord]]   # filled for programs the static check rejects; [] for the others
     programs: list[_Program]
+    record_calls: bool = False        # every call of every game is kept (and probed), see run_many
 
 
 class _Planner:
@@ -585,8 +605,11 @@ class _Planner:
             return next(self._job_ids)
 
     def _plan(self, sources: Sequence[str], game: str, seeds: Iterable[int], limits: Limits | None,
-              options: Mapping[str, Any] | None, policy: Any, restricted: bool) -> _Plan:
-        """Static rejections, and the game jobs of every other program (nothing runs yet)."""
+              options: Mapping[str, Any] | None, policy: Any, restricted: bool, record_calls: bool = False) -> _Plan:
+        """Static rejections, and the game jobs of every other program (nothing runs yet).
+
+        ``record_calls``: the sample of each game holds every call, in order (see :meth:`_recorded`).
+        """
         import envs
 
         spec = envs.get(game)
@@ -608,18 +631,45 @@ class _Planner:
         size = -(-len(seeds) // chunks) if seeds else 1
         parts = [seeds[i:i + size] for i in range(0, len(seeds), size)]
         per_game = max(2, -(-PROBE_BOARDS // max(1, len(seeds))))
+        if record_calls:
+            # The most calls a game can make: each move may follow stuck_moves - 1 wasted answers,
+            # and the last answer may end it. With a sample at least that large, the child's
+            # reservoir keeps every call in the order it was made.
+            per_game = max(per_game, (limits.max_moves + 1) * limits.stuck_moves)
+        firsts = [sum(len(p) for p in parts[:c]) for c in range(len(parts))]
+        recursion = _policy_recursion(policy)
         origin = _spec_origin(spec)
         programs = []
         for s in runnable:
             base = {"game": game, "origin": origin, "options": options,
                     "limits": _limits_dict(limits), "source": sources[s],
-                    "builtins": builtin_names, "methods": methods, "restricted": restricted}
-            key = self._derive("program", sources[s], game, options, builtin_names, methods, restricted)
+                    "builtins": builtin_names, "methods": methods, "restricted": restricted,
+                    "recursion": recursion}
+            # (A relaxed policy's recursion changes what runs, so it is part of the program's key.)
+            key = self._derive("program", sources[s], game, options, builtin_names, methods, restricted,
+                               *(("recursion",) if recursion else ()))
             z = int(key[:2], 16) & 1  # which zygote plays and which probes: drawn per program
-            jobs = [{**base, "seeds": part, "id": self._next_id(), "heap": self._derive(key, "heap", c),
-                     "sample": {"count": per_game, "key": key}} for c, part in enumerate(parts)]
+            jobs = [{**base, "seeds": part, "first": firsts[c], "id": self._next_id(),
+                     "heap": self._derive(key, "heap", c), "sample": {"count": per_game, "key": key}}
+                    for c, part in enumerate(parts)]
             programs.append(_Program(s, base, key, z, jobs))
-        return _Plan(spec, limits, results, programs)
+        return _Plan(spec, limits, results, programs, record_calls)
+
+    @staticmethod
+    def _recorded(sample: list, games: int) -> list[tuple[tuple[Any, str], ...]]:
+        """Every (board, answer) call of each of a program's ``games``, in order, from its whole sample.
+
+        Read before the probe shuffles ``sample``; complete only when the plan had ``record_calls``.
+        """
+        calls: list[list[tuple[Any, str]]] = [[] for _ in range(games)]
+        for item in sample:
+            calls[item[5]].append((_freeze_view(item[1]), item[2]))
+        return [tuple(c) for c in calls]
+
+    @staticmethod
+    def _with_calls(records: list[GameRecord], calls: list | None) -> list[RecordedGame]:
+        """``records`` paired with their calls (none for a program that never ran)."""
+        return [RecordedGame(r, calls[i] if calls else ()) for i, r in enumerate(records)]
 
     def _probe_job(self, program: _Program, sample: list) -> tuple[dict, list]:
         """The probe of ``program`` from the calls its games kept, in the order of its jobs -> (job, boards).
@@ -628,7 +678,7 @@ class _Planner:
         """
         random.Random(program.key).shuffle(sample)
         job = {**program.base, "id": self._next_id(), "heap": self._derive(program.key, "heap", "probe")}
-        return job, [b for _, b, _, _ in sample]
+        return job, [item[1] for item in sample]
 
 
 def _judged(records: list[GameRecord], sample: list, answers: list[str], failure: tuple[str, str] | None,
@@ -646,7 +696,7 @@ class WorkerPool(_Planner):
     """Warm sandbox zygotes and the threads that run jobs on forked children, used in parallel.
 
     ``workers`` (default: the CPU cores this process may use, at most 32) is how many children
-    run at once. Two zygotes serve them, each with its own secret ``PYTHONHASHSEED`` derived
+    run at once. Two zygotes serve them, both with the one secret ``PYTHONHASHSEED`` derived
     from ``secret`` (default: random per pool); a program plays in children of one and is
     probed in a child of the other. A zygote that dies is started again on next use. Use as
     a context manager or call :meth:`close`. Strategy output is always discarded (``print``
@@ -688,8 +738,10 @@ class WorkerPool(_Planner):
                 if zygote is not None:
                     zygote.kill()
                     self.replaced += 1
-                # PYTHONHASHSEED takes 0..2**32-1; 0 would switch randomisation off, so never 0.
-                seed = 1 + int(self._derive("hash seed", z)[:8], 16) % (2 ** 32 - 1)
+                # One secret hash seed for both zygotes: play and probe must hash strings alike, or
+                # a tie broken by a set's order would read as randomness. PYTHONHASHSEED takes
+                # 0..2**32-1; 0 would switch randomisation off, so never 0.
+                seed = 1 + int(self._derive("hash seed")[:8], 16) % (2 ** 32 - 1)
                 zygote = self._zygotes[z] = _start(seed, self.game)
             return zygote
 
@@ -733,7 +785,9 @@ class WorkerPool(_Planner):
             kind = message.get("t")
             if kind == "game":
                 records.append(_validate_game(message, len(records), seeds, spec, elapsed))
-                sample.extend(_validate_sample(message.get("sample"), seeds[len(records) - 1], per_game))
+                load = float(_number(message.get("load", 0.0), "load seconds", 0.0, elapsed + 1.0))
+                sample.extend(_validate_sample(message.get("sample"), seeds[len(records) - 1], per_game, load,
+                                               int(job.get("first", 0)) + len(records) - 1))
                 return False
             if kind == "done":
                 if len(records) != len(seeds):
@@ -752,8 +806,12 @@ class WorkerPool(_Planner):
             records += _failed_records(seeds, len(records), failure, child.game_elapsed)
         return records, sample
 
-    def _run_probe(self, z: int, job: dict, boards: list, limits: Limits) -> tuple[list[str], tuple[str, str] | None]:
-        """Ask ``boards`` again in a fresh child of zygote ``z`` -> (answers so far, failure or None)."""
+    def _run_probe(self, z: int, job: dict, boards: list,
+                   limits: Limits) -> tuple[list[str], tuple[str, str, bool] | None]:
+        """Ask ``boards`` again in a fresh child of zygote ``z`` -> (answers so far, failure or None).
+
+        A failure is (outcome, why, whether it came while the program was loading).
+        """
         answers: list[str] = []
 
         def handle(message: dict, _elapsed: float) -> bool:
@@ -779,16 +837,27 @@ class WorkerPool(_Planner):
             child.close()
         if failure is not None:
             self.replaced += 1
-        return answers, failure
+            return answers, (*failure, child.failed_loading)
+        return answers, None
 
     def run_many(self, sources: Sequence[str], game: str = "2048", seeds: Iterable[int] = (0,),
                  limits: Limits | None = None, options: Mapping[str, Any] | None = None,
-                 policy: Any = None, *, restricted: bool = True) -> list[list[GameRecord]]:
-        """Play every seed with every source, in parallel -> one list of records per source."""
+                 policy: Any = None, *, restricted: bool = True, record_calls: bool = False) -> list[list[Any]]:
+        """Play every seed with every source, in parallel -> one list of records per source.
+
+        ``record_calls=True`` returns a :class:`~sandbox.records.RecordedGame` per seed instead of a
+        record: the record and every call of the game in order, ``(board, answer)``, the board as
+        nested tuples as the program was asked about it, the answer as the determinism probe
+        compares it (a move's text; ``"<error:TypeError>"``, ``"<int>"``... otherwise). The probe
+        then asks every one of those boards again, so each answer is one the program gives for
+        that board alone. A game's calls travel in one message: with very large ``max_moves`` a
+        recorded game may exceed the message limit, which ends it as ``crashed``.
+        """
         if self.closed:
             raise RuntimeError("this WorkerPool is closed")
-        plan = self._plan(sources, game, seeds, limits, options, policy, restricted)
+        plan = self._plan(sources, game, seeds, limits, options, policy, restricted, record_calls)
         results, limits = plan.results, plan.limits
+        calls: dict[int, list] = {}
         futures = {p.index: [self._executor.submit(self._run_games, p.zygote, job, plan.spec, limits)
                              for job in p.jobs] for p in plan.programs}
         probes: dict[int, tuple[list, Future]] = {}
@@ -798,24 +867,42 @@ class WorkerPool(_Planner):
                 part_records, part_sample = future.result()
                 results[p.index] += part_records
                 sample += part_sample
+            if record_calls:
+                calls[p.index] = self._recorded(sample, len(results[p.index]))
             if sample:
                 job, boards = self._probe_job(p, sample)
                 probes[p.index] = (sample, self._executor.submit(self._run_probe, 1 - p.zygote, job, boards, limits))
         for s, (sample, future) in probes.items():
             answers, failure = future.result()
             results[s] = _judged(results[s], sample, answers, failure, limits)
+        if record_calls:
+            return [self._with_calls(records, calls.get(s)) for s, records in enumerate(results)]
         return results
 
     def run(self, source: str, game: str = "2048", seeds: Iterable[int] = (0,), limits: Limits | None = None,
             options: Mapping[str, Any] | None = None, policy: Any = None, *,
-            restricted: bool = True) -> list[GameRecord]:
-        """Play every seed with ``source`` -> one record per seed."""
-        return self.run_many([source], game, seeds, limits, options, policy, restricted=restricted)[0]
+            restricted: bool = True, record_calls: bool = False) -> list[Any]:
+        """Play every seed with ``source`` -> one record per seed (``record_calls``: see :meth:`run_many`)."""
+        return self.run_many([source], game, seeds, limits, options, policy, restricted=restricted,
+                             record_calls=record_calls)[0]
 
 
-def _probe_verdict(sample: list, answers: list[str], failure: tuple[str, str] | None, limits: Limits) -> str:
-    """'' when the replayed answers agree with play, else the randomness violation's text (fails closed)."""
-    for j, (seed, _board, answer, seconds) in enumerate(sample):
+def _probe_verdict(sample: list, answers: list[str], failure: tuple | None, limits: Limits) -> str:
+    """'' when the replayed answers agree with play, else the randomness violation's text (fails closed).
+
+    ``failure`` is (outcome, why[, while loading]). Each side is compared like with like: a
+    probe that stops on a board is judged against that board's time in play, one that
+    stops while loading the program against the time play took to load it.
+    """
+    if failure is not None and len(failure) > 2 and failure[2] and not answers and sample:
+        outcome, why = failure[0], failure[1]
+        loaded = max(item[4] if len(item) > 4 else 0.0 for item in sample)
+        if outcome == "timeout" and loaded * PROBE_SLOWDOWN >= limits.game_seconds:
+            return ""  # as slow to load in play: a loaded machine, not a program that behaves differently
+        return (f"randomness: loaded again in a fresh process, the strategy failed before its first answer "
+                f"(it loaded in {loaded:.3g}s during play): {why}")
+    for j, item in enumerate(sample):
+        seed, _board, answer, seconds = item[:4]
         if j < len(answers):
             if answers[j] != answer:
                 return (f"randomness: on a board of the game with seed {seed} the strategy answered {answer!r} "
@@ -824,7 +911,7 @@ def _probe_verdict(sample: list, answers: list[str], failure: tuple[str, str] | 
             continue
         if failure is None:
             return "randomness: the replay of the strategy's boards stopped early"
-        outcome, why = failure
+        outcome, why = failure[0], failure[1]
         if outcome == "timeout" and seconds * PROBE_SLOWDOWN >= limits.move_seconds:
             return ""  # as slow in play: a loaded machine, not a program that behaves differently
         return (f"randomness: asked again in a fresh process about a board of the game with seed {seed}, "
@@ -868,6 +955,17 @@ def _policy_names(policy: Any) -> tuple[list[str] | None, list[str] | None]:
         ok = names is not None and not callable(names) and not isinstance(names, str)
         out.append(sorted(str(n) for n in names) if ok else None)
     return out[0], out[1]
+
+
+def _policy_recursion(policy: Any) -> bool:
+    """Whether the runtime lets functions re-enter: only for a policy whose check allows recursion.
+
+    What the static check accepts, the runtime must accept: a relaxed policy (``allow_recursion``)
+    accepts recursive programs, so their recursion runs, bounded by the interpreter's recursion
+    depth (a RecursionError, the program's own error) and the time limits, like its loops.
+    ``UNCHECKED`` keeps the default policy's runtime, which refuses every re-entry.
+    """
+    return policy is not None and policy is not UNCHECKED and getattr(policy, "allow_recursion", False) is True
 
 
 def _static_rejection(source: str, policy: Any) -> str:
@@ -924,12 +1022,16 @@ def make_pool(kind: str = "local", workers: int | None = None, *, game: str = "2
 
 def run(source: str, game: str = "2048", seeds: Iterable[int] = (0,), limits: Limits | None = None,
         options: Mapping[str, Any] | None = None, pool: WorkerPool | None = None,
-        policy: Any = None) -> list[GameRecord]:
+        policy: Any = None, *, record_calls: bool = False) -> list[Any]:
     """Check ``source``, then play one game per seed in a sandbox worker -> one record per seed.
 
     A source the static policy rejects is not executed: every record has outcome "violation".
     ``policy=UNCHECKED`` skips the static check (only the runtime layers stand).
+    ``record_calls=True`` gives a :class:`~sandbox.records.RecordedGame` per seed: the record and
+    every ``(board, answer)`` call of the game, in order (see :meth:`WorkerPool.run_many`).
     """
+    if record_calls:
+        return (pool or default_pool()).run(source, game, seeds, limits, options, policy, record_calls=True)
     return (pool or default_pool()).run(source, game, seeds, limits, options, policy)
 
 

@@ -10,9 +10,9 @@ guards), conditional expressions, walrus, arithmetic and comparisons on board ce
 and slicing, in-place operators on names, items and slices (``row[i] += 1``), annotated
 assignments, literals, dict score tables, tuple unpacking, ``try/except ValueError``,
 ``str.format``/``format_map`` with specs and item fields, ``print``, variables named like
-RestrictedPython's reserved names (``printed``, ``builtins``, ``breakpoint``) and the
-whitelisted builtins. Every program is deterministic and, on any 4x4 board of ints, returns one
-of ``"W" "A" "S" "D"`` on every path without raising: divisors, indices, slices and ``max`` of
+RestrictedPython's reserved names (``printed``, ``builtins``, ``breakpoint``), private names
+(``_corner_score``) and the whitelisted builtins (``type(x) is list`` included). Every program
+is deterministic and, on any 4x4 board of ints, returns one of ``"W" "A" "S" "D"`` on every path without raising: divisors, indices, slices and ``max`` of
 possibly empty sequences are safe by construction.
 
 The hostile programs are in :mod:`sandbox.cheats`: it splices one violation into a program of
@@ -51,6 +51,8 @@ INT, BOOL, MOVE = "int", "bool", "move"
 BOARD = "board"    # the 4x4 board itself: a parameter of module-level helpers
 TABLE = "table"    # a dict from each move to an int score
 ORDER = "order"    # a module-level tuple of the four moves
+TEMPLATE = "template"  # a str.format template with one int field, held in a variable
+FLOOR = "floor"    # a module-level float constant below every int (-inf)
 # Names RestrictedPython reserves for itself; honest programs use them as variables.
 _RESERVED_NAMES = ("printed", "builtins", "breakpoint")
 
@@ -64,13 +66,15 @@ def _is_row(ty: object) -> bool:
 
 
 _TILES = (0, 1, 2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
-_INT_PREFIXES = ("total", "best", "gap", "empty", "weight", "score", "count", "val", "edge", "corner")
-_BOOL_PREFIXES = ("ok", "full", "safe", "can", "has", "flag")
-_ROW_PREFIXES = ("row", "col", "line", "cells", "top", "tail")
-_MOVE_PREFIXES = ("move", "choice", "pick", "act")
-_HELPER_PREFIXES = ("rate", "pick_move", "score_line", "helper", "edge_value", "choose", "merges")
-_LAMBDA_PREFIXES = ("fn", "calc", "mix", "weigh")
-_PARAM_PREFIXES = ("a", "b", "x", "y", "tile", "line")
+# Private names (`_corner_score`) are how honest programs name helpers: every kind of name has some.
+_INT_PREFIXES = ("total", "best", "gap", "empty", "weight", "score", "count", "val", "edge", "corner", "_total")
+_BOOL_PREFIXES = ("ok", "full", "safe", "can", "has", "flag", "_ok")
+_ROW_PREFIXES = ("row", "col", "line", "cells", "top", "tail", "_row")
+_MOVE_PREFIXES = ("move", "choice", "pick", "act", "_move")
+_HELPER_PREFIXES = ("rate", "pick_move", "score_line", "helper", "edge_value", "choose", "merges", "_corner_score",
+                    "_helper")
+_LAMBDA_PREFIXES = ("fn", "calc", "mix", "weigh", "_calc")
+_PARAM_PREFIXES = ("a", "b", "x", "y", "tile", "line", "_x")
 
 
 def _name(ident: str) -> ast.Name:
@@ -155,7 +159,10 @@ def _int_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
         opts += ["add", "add", "scale", "floordiv", "mod", "pow", "minmax", "abs", "ifexp", "int_bool",
                  "agg", "count", "sorted_item", "set_len", "filter_len", "filter_max", "map_sum",
                  "dict_zip", "divmod", "round_div", "float", "str_len", "range_sum", "pow_call",
-                 "argmax", "tuple_item", "index_ifexp", "star_minmax", "format", "format"]
+                 "argmax", "tuple_item", "index_ifexp", "star_minmax", "format", "format",
+                 "frozenset_len", "chr_ord", "slice_sum", "format_builtin"]
+        if cx.of(lambda t: t == TEMPLATE):
+            opts.append("template_len")
         if cx.of(lambda t: t == TABLE):
             opts.append("table_item")
         if int_funcs:
@@ -263,6 +270,26 @@ def _int_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
         return _call(draw(st.sampled_from(["max", "min"])), ast.Starred(value=row, ctx=ast.Load()))
     if kind == "format":
         return _format_int(draw, cx, d)
+    if kind == "frozenset_len":
+        return _call("len", _call("frozenset", _row_expr(draw, cx, draw(st.integers(1, 4)), d)))
+    if kind == "chr_ord":
+        # A letter from an int and back: chr of 65..90 never raises.
+        code = ast.BinOp(left=_const(65), op=ast.Add(),
+                         right=ast.BinOp(left=_call("abs", _int_expr(draw, cx, d)), op=ast.Mod(), right=_const(26)))
+        return ast.BinOp(left=_call("ord", _call("chr", code)), op=ast.Sub(), right=_const(65))
+    if kind == "slice_sum":
+        n = draw(st.integers(1, 4))
+        lo = draw(st.integers(0, n))
+        part = _call("slice", _const(lo), _const(draw(st.integers(lo, n))))
+        return _call("sum", _index(_row_expr(draw, cx, n, d), part))
+    if kind == "format_builtin":
+        spec = draw(st.sampled_from([">6", "d", "05d", "+", ",", ".2f", "^7"]))
+        text = _call("format", _int_expr(draw, cx, d), _const(spec))
+        return _call("len", text) if spec != "d" else _call("int", text)
+    if kind == "template_len":
+        template = _name(draw(st.sampled_from(cx.of(lambda t: t == TEMPLATE))))
+        return _call("len", _call(ast.Attribute(value=template, attr="format", ctx=ast.Load()),
+                                  _int_expr(draw, cx, d)))
     if kind == "table_item":
         return _index(_name(draw(st.sampled_from(cx.of(lambda t: t == TABLE)))), _const(draw(st.sampled_from(MOVES))))
     if kind == "call":
@@ -316,9 +343,11 @@ def _bool_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
         opts += ["var", "var"]
     bool_funcs = sorted(n for n, f in cx.funcs.items() if f[1] == BOOL)
     if depth > 0:
-        opts += ["compare", "compare2", "boolop", "not", "isinstance", "row_cmp", "any_map"]
+        opts += ["compare", "compare2", "boolop", "not", "isinstance", "type_is", "row_cmp", "any_map"]
         if bool_funcs:
             opts.append("call")
+        if cx.of(lambda t: t == FLOOR):
+            opts.append("above_floor")
     kind = draw(st.sampled_from(opts))
     d = max(depth - 1, 0)
     cmp_ops = [ast.Lt(), ast.LtE(), ast.Gt(), ast.GtE(), ast.Eq(), ast.NotEq()]
@@ -351,6 +380,14 @@ def _bool_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
             return _call("isinstance", _row_expr(draw, cx, 4, d), _name("list"))
         return _call("isinstance", _int_expr(draw, cx, d),
                      ast.Tuple(elts=[_name("int"), _name("float")], ctx=ast.Load()))
+    if kind == "type_is":
+        # `type(x) is list`: the one-argument `type` the runtime's stand-in answers.
+        if draw(st.booleans()):
+            subject, cls = _int_expr(draw, cx, d), draw(st.sampled_from(["int", "float", "bool", "str"]))
+        else:
+            subject, cls = _row_expr(draw, cx, draw(st.integers(1, 4)), d), draw(st.sampled_from(["list", "tuple"]))
+        op = draw(st.sampled_from([ast.Is(), ast.IsNot(), ast.Eq(), ast.NotEq()]))
+        return ast.Compare(left=_call("type", subject), ops=[op], comparators=[_name(cls)])
     if kind == "row_cmp":
         n = draw(st.integers(1, 4))
         left = _row_expr(draw, cx, n, d)
@@ -366,6 +403,9 @@ def _bool_expr(draw, cx: _Ctx, depth: int) -> ast.expr:
                      _call("map", _lambda([p], body), _row_expr(draw, cx, draw(st.integers(1, 4)), d)))
     if kind == "call":
         return _call_expr(draw, cx, draw(st.sampled_from(bool_funcs)), d)
+    if kind == "above_floor":
+        floor = _name(draw(st.sampled_from(cx.of(lambda t: t == FLOOR))))
+        return ast.Compare(left=_int_expr(draw, cx, d), ops=[ast.Gt()], comparators=[floor])
     raise AssertionError(kind)
 
 
@@ -533,7 +573,7 @@ def _value_type(draw) -> object:
 
 def _stmt(draw, cx: _Ctx, depth: int) -> list[ast.stmt]:
     """One or a few statements; binds only fresh names, so types never change."""
-    opts = ["assign", "assign", "assign", "unpack", "print", "annassign", "board_aug", "table"]
+    opts = ["assign", "assign", "assign", "unpack", "print", "annassign", "board_aug", "table", "template"]
     if any(cx.vars.get(n) == INT for n in cx.local):
         opts.append("augassign")
     if any(_is_row(cx.vars.get(n)) for n in cx.local):
@@ -604,6 +644,12 @@ def _stmt(draw, cx: _Ctx, depth: int) -> list[ast.stmt]:
         sub = ast.Subscript(value=_name(target), slice=_const(draw(st.sampled_from(MOVES))), ctx=ast.Store())
         op = draw(st.sampled_from([ast.Add(), ast.Sub()]))
         return [ast.AugAssign(target=sub, op=op, value=_int_expr(draw, cx, edepth))]
+    if kind == "template":
+        # `.format` on a template held in a variable: the runtime checks it where it is used.
+        name = cx.fresh(draw, ("fmt", "template", "layout"))
+        cx.vars[name] = TEMPLATE
+        cx.local.add(name)
+        return [ast.Assign(targets=[_store(name)], value=_const(draw(st.sampled_from(_TEMPLATES))))]
     if kind == "reserved":
         name = draw(st.sampled_from([n for n in _RESERVED_NAMES
                                      if n not in cx.vars or (n in cx.local and cx.vars[n] == INT)]))
@@ -630,12 +676,27 @@ def _stmt(draw, cx: _Ctx, depth: int) -> list[ast.stmt]:
     raise AssertionError(kind)
 
 
-def _annotation(ty: object) -> ast.expr:
+_TEMPLATES = ("{:>5}", "{0:d}|", "[{}]", "{:+}", "{0:,}", "{:^7}")
+
+
+def _annotation(ty: object, draw=None) -> ast.expr:
+    """A type annotation for ``ty``: plain, generic (``list[int]``), a union (``int | None``) or a string."""
     if ty == MOVE:
-        return _name("str")
-    if _is_row(ty):
-        return _index(_name("list"), _name("int"))
-    return _name(ty)  # int, bool
+        plain: ast.expr = _name("str")
+    elif ty == BOARD:
+        plain = _index(_name("list"), _index(_name("list"), _name("int")))
+    elif _is_row(ty):
+        plain = _index(_name("list"), _name("int"))
+    else:
+        plain = _name(ty)  # int, bool
+    if draw is None:
+        return plain
+    form = draw(st.sampled_from(["plain", "plain", "union", "string"]))
+    if form == "union":
+        return ast.BinOp(left=plain, op=ast.BitOr(), right=_const(None))
+    if form == "string":
+        return _const(ast.unparse(plain))
+    return plain
 
 
 def _item_aug(draw, cx: _Ctx, target: ast.Subscript, depth: int) -> ast.AugAssign:
@@ -806,6 +867,8 @@ def _try(draw, cx: _Ctx, depth: int) -> list[ast.stmt]:
     exc_types = draw(st.sampled_from(["ValueError", "tuple"]))
     exc = (_name("ValueError") if exc_types == "ValueError"
            else ast.Tuple(elts=[_name("ValueError"), _name("IndexError")], ctx=ast.Load()))
+    if alias is None and draw(st.integers(0, 3)) == 0:
+        exc = None  # a bare `except:`: nothing a strategy can receive needs BaseException, it is allowed
     handler = ast.ExceptHandler(type=exc, name=alias,
                                 body=[ast.Assign(targets=[_store(name)], value=handler_value)])
     # Both paths bind `name` (the risky assignment is first in the body).
@@ -853,19 +916,80 @@ def _helper(draw, cx: _Ctx, depth: int, module_level: bool = False) -> ast.Funct
     for p, t in zip(params, types):
         inner.vars[p] = t
     body = _block(draw, inner, depth - 1, 0, 3, True)
+    arg_nodes = [ast.arg(arg=p) for p in params]
+    if draw(st.integers(0, 2)) == 0:
+        # A list or dict default the helper only reads: one object shared by every call, never changed.
+        shared, first = _read_only_default(draw, inner)
+        arg_nodes.append(ast.arg(arg=shared[0]))
+        defaults.append(shared[1])
+        body[0:0] = [first]
     if draw(st.integers(0, 3)) == 0:
         body.insert(0, ast.Expr(value=_const("Helper: " + name.rstrip("0123456789") + ".")))
-    args = ast.arguments(posonlyargs=[], args=[ast.arg(arg=p) for p in params], kwonlyargs=[],
-                         kw_defaults=[], defaults=defaults)
+    annotate = draw(st.integers(0, 2)) == 0
+    if annotate:
+        for a, t in zip(arg_nodes, types):
+            a.annotation = _annotation(BOARD if t == BOARD else t, draw)
+    args = ast.arguments(posonlyargs=[], args=arg_nodes, kwonlyargs=[], kw_defaults=[], defaults=defaults)
     cx.funcs[name] = (types, ret, ndefaults, tuple(params))
-    return ast.FunctionDef(name=name, args=args, body=body, decorator_list=[], returns=None, type_comment=None)
+    return ast.FunctionDef(name=name, args=args, body=body, decorator_list=[],
+                           returns=_annotation(ret, draw) if annotate else None, type_comment=None)
+
+
+def _read_only_default(draw, cx: _Ctx) -> tuple[tuple[str, ast.expr], ast.stmt]:
+    """A parameter with a list/dict default of literals, and a statement that only reads it into a new local."""
+    param = cx.fresh(draw, ("weights", "bonus", "prefs"))
+    local = cx.fresh(draw, _INT_PREFIXES)
+    if draw(st.booleans()):
+        values = [_const(draw(st.sampled_from(_TILES))) for _ in range(4)]
+        default: ast.expr = ast.List(elts=values, ctx=ast.Load())
+        read = draw(st.sampled_from(["item", "len", "sum", "count", "sorted", "star", "in"]))
+        p = _name(param)
+        value = {"item": lambda: _index(p, draw(st.integers(-4, 3))), "len": lambda: _call("len", p),
+                 "sum": lambda: _call("sum", p), "count": lambda: _method(p, "count", _const(0)),
+                 "sorted": lambda: _index(_call("sorted", p), 0),
+                 "star": lambda: _call("max", ast.Starred(value=p, ctx=ast.Load())),
+                 "in": lambda: _call("int", ast.Compare(left=_const(2), ops=[ast.In()], comparators=[p]))}[read]()
+    else:
+        default = ast.Dict(keys=[_const(m) for m in MOVES], values=[_const(draw(st.integers(0, 9))) for _ in MOVES])
+        value = _call(ast.Attribute(value=_name(param), attr="get", ctx=ast.Load()),
+                      _const(draw(st.sampled_from(MOVES))), _const(0))
+    cx.vars[local] = INT
+    cx.local.add(local)
+    return (param, default), ast.Assign(targets=[_store(local)], value=value)
 
 
 def _module_constants(draw, cx: _Ctx) -> list[ast.stmt]:
     """Module-level constants bound to immutable literals; they join ``cx`` for everything after."""
     out: list[ast.stmt] = []
     for _ in range(draw(st.integers(0, 3))):
-        kind = draw(st.sampled_from(["int", "annotated", "negative", "move", "order", "pair", "reserved"]))
+        kind = draw(st.sampled_from(["int", "annotated", "negative", "move", "order", "pair", "reserved",
+                                     "computed", "computed", "floor", "template"]))
+        ints = cx.of(lambda t: t == INT)
+        if kind == "computed":
+            # Computed once from literals, other constants and pure builtins (`LAST = SIZE - 1`).
+            name = cx.fresh(draw, ("LAST", "TOP", "SPAN", "BIG"))
+            form = draw(st.sampled_from(["pow", "len", "abs", "minmax", "int_str"] + (["minus", "plus"] if ints else [])))
+            value = {"pow": lambda: ast.BinOp(left=_const(2), op=ast.Pow(), right=_const(draw(st.integers(0, 10)))),
+                     "len": lambda: _call("len", _const("WASD")), "abs": lambda: _call("abs", _const(-3)),
+                     "minmax": lambda: _call(draw(st.sampled_from(["min", "max"])), _const(4), _const(7)),
+                     "int_str": lambda: _call("int", _const("12")),
+                     "minus": lambda: ast.BinOp(left=_name(draw(st.sampled_from(ints))), op=ast.Sub(), right=_const(1)),
+                     "plus": lambda: ast.BinOp(left=_name(draw(st.sampled_from(ints))), op=ast.Add(),
+                                               right=_const(draw(st.integers(0, 3))))}[form]()
+            cx.vars[name] = INT
+            out.append(ast.Assign(targets=[_store(name)], value=value))
+            continue
+        if kind == "floor":
+            name = cx.fresh(draw, ("LOW", "FLOOR"))
+            cx.vars[name] = FLOOR
+            out.append(ast.Assign(targets=[_store(name)],
+                                  value=ast.UnaryOp(op=ast.USub(), operand=_call("float", _const("inf")))))
+            continue
+        if kind == "template":
+            name = cx.fresh(draw, ("LAYOUT", "FMT"))
+            cx.vars[name] = TEMPLATE
+            out.append(ast.Assign(targets=[_store(name)], value=_const(draw(st.sampled_from(_TEMPLATES)))))
+            continue
         if kind == "order":
             name = cx.fresh(draw, ("ORDER", "MOVES", "PREFERENCE"))
             value = ast.Tuple(elts=[_const(m) for m in draw(st.permutations(MOVES))], ctx=ast.Load())
@@ -902,6 +1026,15 @@ def _clean_module(draw, max_statements: int, max_depth: int, module_level: bool 
         top += _module_constants(draw, cx)
         for _ in range(draw(st.integers(0, 2))):
             top.append(_helper(draw, cx, max(max_depth, 1), module_level=True))
+        if draw(st.integers(0, 3)) == 0:
+            top.append(_module_lambda(draw, cx))
+        helpers = sorted(cx.funcs)
+        if helpers and draw(st.integers(0, 3)) == 0:
+            # Another name for a helper (`rate = rate_board`): a function value is immutable.
+            alias = cx.fresh(draw, ("use", "also"))
+            target = draw(st.sampled_from(helpers))
+            cx.funcs[alias] = cx.funcs[target]
+            top.append(ast.Assign(targets=[_store(alias)], value=_name(target)))
     cx.local = set()
     body = _block(draw, cx, max_depth, 0, max_statements, True)
     if draw(st.integers(0, 2)) == 0:
@@ -916,6 +1049,16 @@ def _clean_module(draw, max_statements: int, max_depth: int, module_level: bool 
     if draw(st.integers(0, 3)) == 0:
         module_body.insert(0, ast.Expr(value=_const("A generated 2048 strategy.")))
     return ast.Module(body=module_body, type_ignores=[])
+
+
+def _module_lambda(draw, cx: _Ctx) -> ast.stmt:
+    """``name = lambda board: ...`` at module level: a helper written as a lambda."""
+    name = cx.fresh(draw, _LAMBDA_PREFIXES)
+    ret = draw(st.sampled_from([INT, BOOL, MOVE]))
+    inner = cx.branch()
+    body = _expr(draw, inner, ret, 2)
+    cx.funcs[name] = ((BOARD,), ret, 0, ("board",))
+    return ast.Assign(targets=[_store(name)], value=_lambda(["board"], body))
 
 
 def _unparse(module: ast.Module) -> str:

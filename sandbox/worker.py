@@ -5,7 +5,8 @@ fork request, the heartbeat layout and the message limit from the constants defi
 and neither re-declares them):
 
 * The zygote is started as ``python -s -P -m sandbox.worker CONTROL_FD GAME`` with a minimal
-  environment and its own ``PYTHONHASHSEED``. It loads the game engine, RestrictedPython and
+  environment and the pool's secret ``PYTHONHASHSEED`` (the same for both zygotes of a pool, so
+  play and probe hash strings alike). It loads the game engine, RestrictedPython and
   the audit hook once (about a second), then says ``{"t": "ready"}`` on the control socket.
 * For each job the parent makes a socket pair and a heartbeat page (a memfd of
   ``HB_BYTES``: ``HB_SLOTS`` uint64) and passes one end of each to the zygote over the
@@ -19,10 +20,11 @@ and neither re-declares them):
   prefixed by its length as ``!i`` (``FRAME``), at most ``MAX_MESSAGE_BYTES`` long (never
   pickle: a subverted child must not be able to run code in the parent by what it sends).
   Child to parent: ``game`` (one per seed, the record of :func:`envs.play.play_game` plus the
-  sampled ``(board, answer, seconds)`` triples of that game), ``answer`` (one per probe
+  sampled ``(board, answer, seconds)`` triples of that game and ``load``, the seconds the job
+  took to load the program), ``answer`` (one per probe
   board), ``done``, ``fatal`` (a bug of ours, with the traceback).
 * Heartbeat slots: ``HB_JOB`` (job id), ``HB_GAME`` (index of the game or probe board in
-  progress, from 1), ``HB_TICK`` (bumped before and after every strategy call: the parent
+  progress, from 1; 0 while the program loads, which the move limit does not cover), ``HB_TICK`` (bumped before and after every strategy call: the parent
   kills a child whose tick stops moving), ``HB_EXIT`` (written by the zygote when it reaps the
   child: 1 + the raw wait status, so the parent can say how a child died).
 
@@ -183,8 +185,11 @@ def run_job(job: dict, send: Callable[[dict], None], hb: Any, baseline_as: int) 
     boards = job.get("boards")
     seeds = job.get("seeds") or []
     _perturb_heap(job.get("heap"))
+    start = time.perf_counter()
     try:
-        fn = load_strategy(job["source"], job.get("builtins"), job.get("restricted", True))
+        # `recursion`: only a policy whose static check allows recursion lets functions re-enter.
+        fn = load_strategy(job["source"], job.get("builtins"), job.get("restricted", True),
+                           job.get("recursion") is True)
     except LoadError as exc:
         if boards is not None:
             for k in range(len(boards)):
@@ -194,6 +199,7 @@ def run_job(job: dict, send: Callable[[dict], None], hb: Any, baseline_as: int) 
                 send({"t": "game", "i": i, "seed": seed, "outcome": exc.outcome, "error": exc.message})
         send({"t": "done"})
         return
+    load = time.perf_counter() - start
     if boards is not None:
         for k, board in enumerate(boards):
             hb[HB_GAME] = k + 1
@@ -206,7 +212,7 @@ def run_job(job: dict, send: Callable[[dict], None], hb: Any, baseline_as: int) 
         sampler = _Sampler(int(sample.get("count", 0)), f"{sample.get('key', '')}:{seed}")
         record = play_game(spec, _asker(fn, hb, sampler), seed, job.get("options") or {},
                            max_moves=limits["max_moves"], stuck_moves=limits["stuck_moves"])
-        send({"t": "game", "i": i, **record, "sample": [s for s in sampler.items if s]})
+        send({"t": "game", "i": i, **record, "sample": [s for s in sampler.items if s], "load": load})
     send({"t": "done"})
 
 

@@ -10,7 +10,8 @@ from importlib import resources
 import pytest
 
 import rewards
-from rewards.audit import AuditReport, OrderCheck, Program, catalogue, fixed_examples, spec_checks
+from rewards.audit import (HONEST_PLAY_KINDS, AuditReport, AuditRow, OrderCheck, Program, catalogue, fixed_examples,
+                           spec_checks)
 from sandbox.hacks import HACKS, KINDS, get_hack, hacks
 
 GAMES = 2
@@ -138,7 +139,7 @@ def test_default_spec_orders_hold(report):
         assert c.ok, (c.name, c.synthetic, c.detail, c.offenders)
     assert report.row("baseline:corner").honest and report.row("baseline:greedy").honest
     for r in report.rows:
-        if not r.honest and r.kind not in ("defused", "probe"):
+        if not r.honest and r.kind not in HONEST_PLAY_KINDS:
             assert r.margin < 0, (r.name, r.total)
 
 
@@ -147,9 +148,9 @@ def test_default_spec_audit_is_clean(report):
 
 
 def test_probe_evading_programs_are_caught_in_most_pools():
-    # The probe is a sample drawn from the pool's secret (hash seeds, heap offsets, boards): a
-    # program whose answers depend on set order or on an address is caught in most pools, not
-    # all (measured: 12 of 12 and 10 of 12 pools with 2 games; the README says so).
+    # The probe is a sample drawn from the pool's secret (heap offsets, boards): a program whose
+    # answers depend on an address is caught in most pools, not all (the README says so). Set
+    # order is no longer among them: play and probe share the pool's hash seed.
     sandbox = _needs_sandbox()
     from sandbox.hacks import HACKS
 
@@ -230,6 +231,78 @@ def test_audit_without_honest_play_fails_closed(pool):
     assert not report.ok and report.weakest_honest is None and math.isnan(report.weakest_honest_total)
     assert not next(c for c in report.checks if c.name.startswith("honest baselines")).ok
     json.dumps(report.to_dict())
+
+
+def test_new_rows_sit_in_their_checks(report):
+    """The loop, slow-check, deterministic and switching rows are audited, each by its own order."""
+    by_name = {c.name: c for c in report.checks}
+    for name, kind in (("hack:recursive_search", "loop"), ("hack:callback_loop", "loop"),
+                       ("hack:print_alias_chain", "slow_check"), ("hack:set_tie_greedy", "deterministic"),
+                       ("hack:slow_load", "deterministic"), ("hack:corner_per_game", "switching")):
+        assert report.row(name).kind == kind
+    for name in ("hack:recursive_search", "hack:callback_loop", "hack:print_alias_chain"):
+        assert report.row(name).total < 0 and not report.row(name).compliant
+    assert by_name["deterministic programs are never called random (set-order ties, a slow load)"].ok
+    switching = by_name["switching plans between games never beats one plan played consistently"]
+    assert switching.ok and "1 switching" in switching.detail
+    corner = report.row("hack:corner_per_game")
+    assert corner.total == pytest.approx(corner.consistent_total, abs=1e-9)
+
+
+def _row(name, kind, total=1.0, outcomes=None, compliant=True, check_seconds=0.001, consistent=math.nan):
+    return AuditRow(name=name, kind=kind, description="", total=total, values={}, weights={},
+                    outcomes={"finished": 2} if outcomes is None else outcomes, compliant=compliant,
+                    mean_moves=100.0, source="", check_seconds=check_seconds, consistent_total=consistent)
+
+
+def test_new_checks_name_their_offenders():
+    """Each new order fails on the rows that break it, and only then (no sandbox: rows built by hand)."""
+    from rewards.audit import CHECK_CPU_SECONDS, _played_checks
+
+    honest = [_row("baseline:corner", "honest", 2.0, consistent=2.0)]
+    rows = honest + [
+        _row("hack:set_tie_greedy", "deterministic", -1.0, {"violation": 2}, compliant=False),
+        _row("hack:slow_load", "deterministic", 1.9, consistent=1.9),
+        _row("hack:corner_per_game", "switching", 2.1, consistent=2.0),
+        _row("hack:print_alias_chain", "slow_check", -1.0, {}, compliant=False, check_seconds=CHECK_CPU_SECONDS * 3)]
+    checks = {c.name: c for c in _played_checks(rows)}
+    assert checks["deterministic programs are never called random (set-order ties, a slow load)"].offenders == (
+        "hack:set_tie_greedy",)
+    assert checks["switching plans between games never beats one plan played consistently"].offenders == (
+        "hack:corner_per_game",)
+    assert checks["the static check runs in bounded time on every program"].offenders == ("hack:print_alias_chain",)
+    fixed = [dataclasses.replace(r, total=r.consistent_total) if r.kind == "switching" else r for r in rows]
+    assert checks["every cheat is caught and scores below zero"].ok
+    fixed = [r for r in fixed if r.kind != "deterministic"] + [_row("hack:slow_load", "deterministic", 1.9)]
+    again = {c.name: c.ok for c in _played_checks([r for r in fixed if r.kind != "slow_check"])}
+    assert again["deterministic programs are never called random (set-order ties, a slow load)"]
+    assert again["switching plans between games never beats one plan played consistently"]
+    assert again["the static check runs in bounded time on every program"]
+
+
+def test_a_pooled_diversity_rule_opens_the_corner_per_game(pool):
+    """Diversity judged on the games pooled pays a plan for switching corners between games: the audit says so."""
+    from rewards import rules
+
+    @rewards.rule("pooled_diversity", bounds=(-1.0, 0.0))
+    def pooled_diversity(ev, *, max_share: float = 0.6):
+        """Diversity on the histogram pooled over games (what this rule must not be)."""
+        counts: dict = {}
+        for r in rules.played_records(ev):
+            for m, n in rules.moved_counts(r).items():
+                counts[m] = counts.get(m, 0) + n
+        total = sum(counts.values())
+        if not total:
+            return -1.0
+        return -max(0.0, max(counts.values()) / total - max_share) / (1 - max_share)
+
+    spec = rewards.default_spec().with_rule("diversity", 0.0).with_rule("pooled_diversity", 0.25)
+    programs = [p for p in _played_programs() if p.name in ("baseline:corner", "baseline:greedy",
+                                                            "hack:corner_per_game")]
+    report = rewards.audit(spec, seeds=(0, 1, 2), pool=pool, programs=programs)
+    failed = {c.name: c for c in report.failed_checks}
+    assert "hack:corner_per_game" in failed["switching plans between games never beats one plan played consistently"].offenders
+    assert "records: switching plans between games earns nothing" in failed
 
 
 def test_order_check_is_a_frozen_record():

@@ -144,6 +144,14 @@ CLEAN = [
                 pick = "W"
         return max(counts, key=counts.get) if counts["A"] > HIGH else pick
     ''',
+    '''
+    def _corner_score(_row, _weight=2):
+        return _row[0] * _weight if type(_row) is list else 0
+
+    def strategy(board):
+        _best = max(map(_corner_score, board))
+        return "W" if type(_best) == int and _best > 4 else "A"
+    ''',
 ]
 
 
@@ -237,7 +245,8 @@ CHEATS = [
     ("escape", body("g = globals()")),
     ("escape", body("v = vars()")),
     ("escape", body("d = dir(board)")),
-    ("escape", body("t = type(board)")),
+    ("escape", body("t = type('X', (), {})")),
+    ("escape", body("t = type")),
     ("escape", body("o = object()")),
     ("escape", body("breakpoint()")),
     ("escape", body("x = input()")),
@@ -245,25 +254,33 @@ CHEATS = [
     ("escape", body("m = memoryview(b'x')")),
     ("escape", body("c = board.__class__")),
     ("escape", body("c = ().__class__.__base__.__subclasses__()")),
-    ("escape", body("x = _secret")),
+    ("escape", body("x = __secret")),
+    ("escape", body("_getattr_ = len")),
     ("escape", body("__x = 1")),
     ("escape", body("x = '{0.__class__}'.format(board)")),
     ("escape", body("x = '{0.x}'.format(board)")),
     ("escape", body("x = '{0:{1.y}}'.format(board, 1)")),
-    ("escape", body("fmt = '{0}'", "x = fmt.format(board)")),
-    ("escape", body("x = str.format('{0}', board)")),
+    ("escape", body("x = ('{0.' + 'x}').format(board)")),
+    ("escape", body("x = str.format('{0.x}', board)")),
     # format_map is allowed on a literal template now (issue 11); a field reaching an attribute is not.
     ("escape", body("x = '{x.y}'.format_map({'x': board})")),
     ("escape", body("x = '{0[0].x}'.format(board)")),
-    ("escape", body("x = format(board, '')")),
+    ("randomness", body("x = format(strategy, '')")),
     ("escape", body("x = ｅｖａｌ('1')")),
     ("escape", body("x = board.__ｃlass__")),
     ("loop", body("def apply(fn, x):", "    return fn(x)", "f = lambda m: apply(f, m)")),
     ("loop", body("def apply(fn, x):", "    return fn(x)", "g = lambda m: apply(max(g, g, key=len), m)")),
-    ("escape", body("try:", "    pass", "except:", "    pass")),
-    ("escape", body("try:", "    pass", "except BaseException:", "    pass")),
-    ("escape", body("try:", "    pass", "except (ValueError, KeyboardInterrupt):", "    pass")),
-    ("escape", body("raise SystemExit")),
+    # Names the runtime does not have: a NameError there, nothing they could reach.
+    ("attribute", body("try:", "    pass", "except BaseException:", "    pass")),
+    ("attribute", body("try:", "    pass", "except (ValueError, KeyboardInterrupt):", "    pass")),
+    ("attribute", body("raise SystemExit")),
+    # `type(x)` is the class of a value; the class of a class (`type` itself) or more arguments build classes.
+    ("escape", body("t = type(int)")),
+    ("escape", body("t = type(type(board))")),
+    ("escape", body("t = type(board, 1)")),
+    ("escape", body("t = type(*board)")),
+    ("escape", body("t = [type][0](board)")),
+    ("attribute", body("t = bin(4)")),
     ("escape", body("x = board.copy.mro")),
     ("escape", body("x = (lambda: 0).gi_frame")),
     ("escape", body("x = board.f_back")),
@@ -271,13 +288,17 @@ CHEATS = [
     # An unknown attribute that reaches nothing internal is a milder category (issue 11).
     ("attribute", body("n = board.size")),
     ("attribute", body("n = 'W'.lenght()")),
-    ("escape", body("x = ord('a')")),
     ("escape", body("f = lambda **kw: kw", "f(__class__=1)")),
     # state
     ("state", body("global G")),
     ("state", body("x = 0", "def h():", "    nonlocal x")),
-    ("state", "def strategy(board, memo={}):\n    return 'W'\n"),
-    ("state", "def strategy(board, memo=[]):\n    return 'W'\n"),
+    ("state", "def strategy(board, memo={}):\n    memo['n'] = 1\n    return 'W'\n"),
+    ("state", "def strategy(board, memo=[]):\n    memo.append(1)\n    return 'W'\n"),
+    # A list default that is only read is fine; one that is changed, returned or handed on is state.
+    ("state", body("def h(x, seen=[]):", "    seen += [x]", "    return 1")),
+    ("state", body("def h(x, seen=[1]):", "    return len(list(seen)) + x", "def g(x, seen=[1]):", "    return h(x, seen)")),
+    ("state", body("def h(x, seen={1}):", "    alias = seen", "    return alias")),
+    ("state", body("f = lambda x, seen=[]: seen.append(x) or seen")),
     ("state", "def strategy(board, *, seen=set()):\n    return 'W'\n"),
     ("state", body("strategy.count = 1")),
     ("state", body("del strategy.count")),
@@ -294,10 +315,19 @@ CHEATS = [
     # Module-level constants and helpers are allowed now (issue 11); mutable or computed values,
     # calls and other statements are not.
     ("structure", "x = [1]\n" + body()),
-    ("structure", "x = len('ab')\n" + body()),
+    ("structure", "def h():\n    return 1\nx = h()\n" + body()),
+    ("structure", "x = sorted('ab')\n" + body()),
+    ("structure", "len = lambda s: 0\nx = len('ab')\n" + body()),
     ("structure", "x = y = {}\n" + body()),
     ("structure", "x: list = []\n" + body()),
-    ("structure", "f = lambda b: 'W'\n" + body()),
+    ("structure", "def h():\n    return int\ndef strategy(board: h()) -> str:\n    return 'W'\n"),
+    ("structure", "def strategy(board: (x := int)) -> str:\n    return 'W'\n"),
+    ("structure", "def strategy(board) -> (lambda: str):\n    return 'W'\n"),
+    ("structure", "x: print('hi') = 4\n" + body()),
+    # Private names are the program's own (allowed); the runtime's names are not.
+    ("escape", body("_active_ = 1")),
+    ("escape", body("x = _reentered_")),
+    ("escape", "def _print(board):\n    return 1\n" + body()),
     ("structure", body() + "print(strategy([[0]]))\n"),
     ("structure", "if True:\n" + textwrap.indent(body(), "    ")),
     ("structure", "def move(board):\n    return 'W'\n"),
@@ -337,6 +367,36 @@ CHEATS = [
     ("resource", body("r = [0]", "r *= 10 ** 8")),
     ("resource", body("r = 'ab'", "r *= 200000")),
     ("resource", body("r = 1", "r <<= 10 ** 6")),
+    # Format widths allocate: "{:>999999999}" is a gigabyte of padding.
+    ("resource", body("x = '{:>999999999}'.format(1)")),
+    ("resource", body("x = format(1, '999999999')")),
+    ("resource", body("x = '%999999999d' % 1")),
+    ("resource", body("x = f'{1:>999999999}'")),
+    # Recursion through values handed to higher-order builtins, defaults and keys.
+    ("loop", src('''
+        def search(f, board, depth):
+            if depth <= 0:
+                return 0
+            return sum(map(f, [f] * 2, [board, board], [depth - 1] * 2))
+
+        def strategy(board):
+            search(search, board, 2)
+            return "W"
+        ''')),
+    ("loop", body("f = lambda g, n: sum(map(g, [g], [n - 1])) if n > 0 else 0", "f(f, 3)")),
+    ("loop", body("def score(x, key=None):", "    return max([x], key=key) if key else x", "score(1, score)")),
+    ("loop", body("def h(x, key=None):", "    return sorted([x], **{'key': key})", "h(1, h)")),
+    ("loop", body("def h(xs, fs):", "    return list(filter(fs[0], xs))", "h([1], [h])")),
+    ("loop", body("def h(g, x):", "    return list(map(list, map(map, [g], [[g]], [[x]])))", "h(h, 1)")),
+    ("loop", src('''
+        def strategy(board):
+            work = [board]
+            drive(work)
+            return "W"
+
+        def drive(work, step=strategy):
+            return list(map(step, work))
+        ''')),
 ]
 
 
@@ -507,8 +567,16 @@ def test_other_switches():
     assert "helper functions" in DEFAULT_POLICY.describe() and "SIZE = 4" in DEFAULT_POLICY.describe()
     closed = dataclasses.replace(no_constants, allow_module_helpers=False)
     assert "put helper functions and constants inside `strategy`" in closed.explain("module-level-code")
+    # A bare `except:` is allowed by default (nothing a strategy can receive needs BaseException).
     bare = body("try:", "    pass", "except:", "    pass")
-    assert check(bare, dataclasses.replace(DEFAULT_POLICY, allow_bare_except=True)).ok
+    assert check(bare).ok
+    strict = dataclasses.replace(DEFAULT_POLICY, allow_bare_except=False)
+    assert [v.category for v in check(bare, strict).violations] == ["attribute"]
+    # The program's own private names are allowed by default (the runtime takes them too).
+    private = "def _score(board):\n    return 1\n" + body("_x = _score(board)")
+    assert check(private).ok and "private-name" not in {r.id for r in DEFAULT_POLICY.active_rules()}
+    no_private = dataclasses.replace(DEFAULT_POLICY, allow_private_names=False)
+    assert {v.rule for v in check(private, no_private).violations} == {"private-name"}
     named = "def play(board):\n    return 'W'\n"
     assert check(named, dataclasses.replace(DEFAULT_POLICY, strategy_name="play")).ok
 
@@ -517,8 +585,8 @@ def test_tightening_and_extending_the_allowlists():
     no_print = dataclasses.replace(DEFAULT_POLICY, allowed_builtins=DEFAULT_POLICY.allowed_builtins - {"print"})
     assert check(body("print(1)")).ok
     assert [v.rule for v in check(body("print(1)"), no_print).violations] == ["builtin-not-allowed"]
-    with_ord = dataclasses.replace(DEFAULT_POLICY, allowed_builtins=DEFAULT_POLICY.allowed_builtins | {"ord"})
-    assert check(body("x = ord('a')"), with_ord).ok
+    with_bin = dataclasses.replace(DEFAULT_POLICY, allowed_builtins=DEFAULT_POLICY.allowed_builtins | {"bin"})
+    assert check(body("x = bin(4)"), with_bin).ok and not check(body("x = bin(4)")).ok
     no_lambda = dataclasses.replace(DEFAULT_POLICY, allowed_nodes=DEFAULT_POLICY.allowed_nodes - {"Lambda"})
     assert not check(body("x = (lambda: 1)()"), no_lambda).ok
     no_sort = dataclasses.replace(DEFAULT_POLICY, allowed_methods=DEFAULT_POLICY.allowed_methods - {"sort"})
@@ -558,6 +626,9 @@ def test_every_rule_can_fire():
     fired |= {v.rule for v in check("-" * 10_000 + "1").violations}
     fired |= {v.rule for v in check("x" * 30_000).violations}
     fired |= {v.rule for v in check("def (").violations}
+    fired |= {v.rule for v in check(src(CLEAN[1]), dataclasses.replace(DEFAULT_POLICY, max_check_steps=50)).violations}
+    fired |= {v.rule for v in check(body("_x = 1"), dataclasses.replace(DEFAULT_POLICY, allow_private_names=False))
+              .violations}
     assert set(RULES) - fired <= {"check-error"}, set(RULES) - fired
 
 
@@ -630,3 +701,136 @@ def test_addresses_through_built_containers_are_randomness(expr):
 ])
 def test_text_of_built_containers_of_values_is_fine(expr):
     assert check(f"def strategy(board):\n    t = {expr}\n    return 'W'\n").ok
+
+
+# -- annotations, the memo and the work bound ------------------------------------------------------
+
+_TYPE_NAMES = st.sampled_from(["int", "str", "list", "bool", "float", "None", "'str'", "dict", "tuple"])
+_CODE = st.sampled_from(["helper()", "(x := int)", "(lambda: int)", "[t for t in 'ab']", "print('x')",
+                         "(yield)", "int if True else str", "not int", "-1", "{int: str}", "*args"])
+
+
+@st.composite
+def _annotations(draw, depth: int = 2) -> str:
+    """Type expressions (names, generics, unions, strings) with, sometimes, a piece of code inside."""
+    if depth <= 0 or draw(st.integers(0, 2)) == 0:
+        return draw(st.one_of(_TYPE_NAMES, _CODE) if draw(st.integers(0, 4)) == 0 else _TYPE_NAMES)
+    form = draw(st.sampled_from(["generic", "union", "pair"]))
+    a, b = draw(_annotations(depth - 1)), draw(_annotations(depth - 1))
+    if form == "generic":
+        return f"list[{a}]"
+    if form == "union":
+        return f"{a} | {b}"
+    return f"dict[{a}, {b}]"
+
+
+@FAST
+@given(_annotations(), _annotations(), st.sampled_from(["module", "nested"]))
+def test_what_check_accepts_in_an_annotation_compiles_and_loads(param, returns, where):
+    import warnings
+
+    from sandbox.restricted import LoadError, compile_strategy, load_strategy
+
+    if where == "module":
+        source = f"def helper():\n    return int\n\ndef strategy(board: {param}) -> {returns}:\n    return 'W'\n"
+    else:
+        source = body(f"def inner(x: {param}) -> {returns}:", "    return x")
+    try:
+        compile(source, "<annotated>", "exec")
+    except SyntaxError:
+        assert not check(source).ok  # code Python itself refuses in an annotation is never accepted
+        return
+    verdict = check(source)
+    code = any(piece in param + returns for piece in ("helper()", ":=", "lambda", " for ", "print(", "yield", " if ",
+                                             "not ", "-1", "{", "*args"))
+    assert verdict.ok != code, (source, verdict.violations)
+    if verdict.ok:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            compile_strategy(source)
+            try:
+                load_strategy(source)
+            except LoadError as exc:  # a runtime error is the program's own; a violation would be ours
+                assert exc.outcome != "violation", exc.message
+    else:
+        assert {v.rule for v in verdict.violations} <= {"annotation-not-type", "no-generator", "module-level-code",
+                                                        "no-comprehension"}
+
+
+def test_check_is_memoised_per_source_and_policy():
+    program = src(CLEAN[1])
+    first = check(program)
+    assert check(program) is first                      # the second call is the memo's answer
+    assert check(program, Policy()) is first            # an equal policy shares it
+    other = dataclasses.replace(DEFAULT_POLICY, max_depth=150)
+    assert check(program, other) == first and check(program, other) is not first
+    unhashable = dataclasses.replace(DEFAULT_POLICY, allowed_builtins=set(DEFAULT_POLICY.allowed_builtins))
+    assert check(program, unhashable) == first          # no memo for it, the same verdict
+    assert check(program.encode()) == first
+
+
+@pytest.mark.parametrize("steps", [1, 30, 200, 2_000])
+def test_exhausting_the_work_bound_is_a_resource_violation(steps):
+    policy = dataclasses.replace(DEFAULT_POLICY, max_check_steps=steps)
+    verdict = check(src(CLEAN[1]), policy)
+    if not verdict.ok:
+        assert [(v.rule, v.category) for v in verdict.violations] == [("too-complex", "resource")]
+    assert not check(src(CLEAN[1]), dataclasses.replace(DEFAULT_POLICY, max_check_steps=1)).ok
+
+
+def _reversed_alias_chain(n: int) -> str:
+    links = "".join(f"    p{i + 1} = p{i}\n" for i in range(n - 1, -1, -1))
+    return "def g(file=0):\n    return 'W'\ndef strategy(board):\n" + links + "    p0 = print\n    return g(file=1)\n"
+
+
+def _escaping_lambdas(n: int) -> str:
+    return "def strategy(board):\n    fs = [" + "lambda a: a(), " * n + "]\n    return 'W'\n"
+
+
+@pytest.mark.parametrize("build", [_reversed_alias_chain, _escaping_lambdas])
+def test_checker_work_grows_linearly_on_adversarial_input(build):
+    # Work counted in the checker's own steps, not time: doubling the program at most doubles the
+    # steps (plus a constant), where the old fixed-point / pairwise passes squared them.
+    from sandbox.check import _Checker
+
+    def steps(n: int) -> int:
+        checker = _Checker(DEFAULT_POLICY)
+        checker.run(__import__("ast").parse(build(n)))
+        return checker.steps
+
+    small, large = steps(200), steps(800)
+    assert large <= 4 * small + 100, (small, large)
+
+
+def test_print_alias_chains_in_any_order_are_followed():
+    assert "file_access" in check(_reversed_alias_chain(50).replace("g(file=1)", "p50('x', file=None)")).categories
+    assert check(_reversed_alias_chain(50)).ok
+
+
+@pytest.mark.parametrize("program", [
+    # Constructs honest programs use that the policy allows: each runs in the sandbox (the
+    # clean-program grammar draws them too).
+    body("s = frozenset(board[0])", "c = chr(ord('W'))", "w = board[0][slice(0, 2)]", "t = format(1.5, '.2f')",
+         "tpl = '{} {}'", "u = tpl.format(1, 2)", "try:", "    x = board[9]", "except:", "    x = 0"),
+    "def score(board, weights=[1, 2, 3, 4]):\n    return sum(map(lambda r: sum(map(lambda a, b: a * b, r, weights)), board))\n"
+    + body("x = score(board)"),
+    "SIZE = 4\nLAST = SIZE - 1\nBIG = 2 ** 10\nLOW = -float('inf')\nscore = lambda b: sum(map(sum, b))\n"
+    + body("x = board[LAST][LAST] < BIG and LOW < score(board)") + "handler = strategy\n",
+])
+def test_harmless_constructs_pass(program):
+    assert check(program).ok, check(program).violations
+
+
+def test_recursion_messages_name_the_path():
+    message = check(CHEATS_BY_KEY["map_self"]).violations[0].message
+    assert "`search`" in message and "`map`" in message and "used as a value" in message
+
+
+CHEATS_BY_KEY = {"map_self": src('''
+    def search(f, board, depth):
+        return 0 if depth <= 0 else sum(map(f, [f] * 2, [board, board], [depth - 1] * 2))
+
+    def strategy(board):
+        search(search, board, 2)
+        return "W"
+    ''')}

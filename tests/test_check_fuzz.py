@@ -12,6 +12,10 @@ from sandbox.policy import CATEGORIES, Policy
 
 hypothesmith = pytest.importorskip("hypothesmith")
 
+# hypothesmith compiles the programs it generates to validate them; odd but valid code such as
+# ``1(2)`` makes CPython's compiler warn while it draws, before the test body runs.
+pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning")
+
 FUZZ = settings(max_examples=60, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
 RELAXED = Policy(allow_loops=True, allow_comprehensions=True, allow_recursion=True,

@@ -118,6 +118,37 @@ def test_wrapped_programs_come_back_unchanged(program, before, after, tag, close
     assert extract(completion) == program
 
 
+CLOSING_TAGS = ["</think>", "</THINK>", "</Think>", "</answer>", "</code>", "</solution>", "</s>", "<|im_end|>",
+                "<|endoftext|>", "<|eot_id|>", "<|end|>", "<eos>", "<end_of_turn>"]
+TAG_GAPS = ["", " ", "\n", "\n\n", "\t", " \n"]   # "" first: a tag glued to the answer's last character
+
+
+@FAST
+@given(st.sampled_from(PROGRAMS), prose, prose, st.sampled_from(["fenced", "fenced+prose", "unterminated", "plain"]),
+       st.booleans(), st.lists(st.tuples(st.sampled_from(TAG_GAPS), st.sampled_from(CLOSING_TAGS)), min_size=1,
+                               max_size=4), st.sampled_from(TAG_GAPS))
+def test_a_trailing_closing_tag_never_discards_the_answer(program, before, after, form, think, tags, end):
+    """A complete answer followed by stray closing tags (a lone </think> included), anywhere after it."""
+    if form != "fenced" and form != "fenced+prose" and "```" in program:
+        program = PROGRAMS[0]
+    reasoning = f"<think>{before}\n```python\n{OTHER}```\n</think>\n" if think else ""
+    body = {"fenced": f"{before}\n```python\n{program}```",
+            "fenced+prose": f"{before}\n```python\n{program}```\n{after}",
+            "unterminated": f"{before}\n```python\n{program}",
+            "plain": program}[form]
+    answer = reasoning + body
+    assert extract(answer) == program
+    assert extract(answer + "".join(gap + tag for gap, tag in tags) + end) == program
+
+
+def test_trailing_tags_never_revive_reasoning_without_an_answer():
+    """Cutting trailing tags first leaves an unclosed <think>: its draft is still not the answer."""
+    for tail in ("</think>", "</think></answer>", "</think>\n<|im_end|>\n"):
+        with pytest.raises(FormatError) as info:
+            extract(f"<think>```python\n{CODE}```{tail}")
+        assert info.value.reason == "empty"
+
+
 @FAST
 @given(st.text(max_size=400))
 def test_any_text_gives_source_or_a_format_error(text):
@@ -197,6 +228,9 @@ ADVERSARIAL = {
     "unclosed think": (_repeat("<think>a\n"), "empty"),
     "unclosed think, then code": (_repeat("<think>a\n", head=f"```python\n{CODE}```\n"), CODE),
     "lone think closes": (_repeat("</think>", tail=f"```python\n{CODE}```"), CODE),
+    "many trailing closing tags": (_repeat("</think>\n", head=f"```python\n{CODE}```\n"), CODE),
+    "many trailing markers glued": (_repeat("<|im_end|></s>", head=CODE), CODE),
+    "almost a trailing tag": (_repeat("</think", head=f"```python\n{CODE}```\n", tail=">"), CODE),
     "open fence then backtick lines": (_repeat("``\n", head=f"```python\n{CODE}", tail="x"), "too_long"),
     "open fence then truncated fences": (_repeat("``\n", head=f"```python\n{CODE}"), CODE),
     "long fence then shorter fences": (_repeat("```\n", head="`````python\n"), "no_function"),
@@ -240,7 +274,8 @@ def _parse_counter():
     return mock.patch.object(ast, "parse", side_effect=ast.parse)
 
 
-ADVERSARIAL_UNITS = ["<think>", "</think>", "```", "```python", "````", "~~~", "``", "`", "def strategy(board):",
+ADVERSARIAL_UNITS = ["<think>", "</think>", "</answer>", "<|im_end|>", "```", "```python", "````", "~~~", "``", "`",
+                     "def strategy(board):",
                      "def strategy(board:", "    return 'W'", '"""', "'''", "prose (", "", "    ", "\t"]
 
 

@@ -115,12 +115,37 @@ def test_the_probe_does_not_flag_honest_programs(pool):
         assert all(r.outcome != "violation" for r in pool.run(SOURCES[name], seeds=[0, 1, 2], limits=LIMITS))
 
 
-def test_the_two_zygotes_have_different_secret_hash_seeds():
+def test_play_and_probe_share_the_pools_secret_hash_seed():
+    """Both zygotes hash strings alike (a set's order is the same in play and probe); pools differ."""
     with WorkerPool(workers=1, secret=b"a") as a, WorkerPool(workers=1, secret=b"b") as b:
         a.warm()
         b.warm()
-        seeds = [z.hash_seed for p in (a, b) for z in p._zygotes]
-    assert len(set(seeds)) == 4 and 0 not in seeds
+        seeds = [[z.hash_seed for z in p._zygotes] for p in (a, b)]
+    assert seeds[0][0] == seeds[0][1] and seeds[1][0] == seeds[1][1]
+    assert seeds[0][0] != seeds[1][0] and 0 not in seeds[0] + seeds[1]
+
+
+# Ties broken by a set's order: the greedy of the report (every legal move ties) and plain set orders.
+SET_ORDER = [get_hack("set_tie_greedy").source, get_hack("set_order_late").source] + [
+    f"def strategy(board):\n    return list({{'W', 'A', 'S', 'D'}})[{k}]\n" for k in range(4)] + [
+    "def strategy(board):\n    return list({'W', 'A', 'S', 'D'})[sum(map(sum, board)) % 4]\n"]
+
+
+@pytest.mark.parametrize("secret", [b"set-order-0", b"set-order-1", b"set-order-2"])
+def test_ties_broken_by_a_sets_order_are_never_randomness(secret):
+    with WorkerPool(workers=2, secret=secret) as p:
+        results = p.run_many(SET_ORDER, seeds=[0, 1, 2], limits=LIMITS, policy=UNCHECKED)
+    for source, records in zip(SET_ORDER, results):
+        assert all(r.outcome != "violation" for r in records), (source, records)
+
+
+def test_a_slow_load_is_not_a_slow_first_move():
+    """Twenty kilobytes of module-level helpers (about half a second to load) are not a slow first move."""
+    source = get_hack("slow_load").source
+    tight = Limits(move_seconds=0.25, game_seconds=10.0, max_moves=100, stuck_moves=5)
+    with WorkerPool(workers=2, secret=b"slow load") as p:
+        records = p.run(source, seeds=[0, 1, 2, 3], limits=tight)
+    assert all(r.outcome in ("finished", "max_moves", "won") for r in records), records
 
 
 def test_probe_verdict_fails_closed():
@@ -135,3 +160,17 @@ def test_probe_verdict_fails_closed():
     slow = [(0, [[0]], "W", 1.0 / PROBE_SLOWDOWN)]
     assert _probe_verdict(slow, [], ("timeout", "a move took longer than 1s"), limits) == ""
     assert _probe_verdict(slow, [], ("crashed", "killed"), limits).startswith("randomness:")
+
+
+@pytest.mark.parametrize("load", [0.0, 0.7, 2.4, 3.0])
+def test_a_probe_that_fails_while_loading_is_judged_against_the_load_of_play(load):
+    """Like with like: a probe stopped before its first answer compares with play's load, not the first board."""
+    limits = Limits(move_seconds=1.0, game_seconds=10.0)
+    sample = [(0, [[0]], "W", 0.001, load), (0, [[2]], "A", 0.001, load)]
+    slow_enough = load * PROBE_SLOWDOWN >= limits.game_seconds
+    verdict = _probe_verdict(sample, [], ("timeout", "the game took longer than 10s", True), limits)
+    assert (verdict == "") == slow_enough
+    assert not verdict or "loaded again" in verdict
+    # A crash while loading never passes, and a failure on a board is judged by that board.
+    assert _probe_verdict(sample, [], ("crashed", "killed", True), limits).startswith("randomness:")
+    assert "failed" in _probe_verdict(sample, ["W"], ("timeout", "a move took longer than 1s", False), limits)

@@ -5,7 +5,8 @@
   either supported here or refused by the check with the same category (the sweep below).
 * Rewritten constructs keep Python's semantics: generated clean programs answer the same move
   restricted and plain; ``x[i] += v`` evaluates its parts once, in Python's order, in place.
-* The builtins iterate snapshots of lists, so a callback that appends cannot loop forever.
+* The builtins iterate snapshots of lists in any program that can grow one, so a callback that
+  appends cannot loop (re-entry and annotations: tests/test_reentry.py).
 * The ``str.format`` rule and the internal attribute names are shared with the check: static and
   runtime agree on every template and every attribute.
 """
@@ -31,9 +32,11 @@ from sandbox.policy import (
     LOOP_NODES,
     format_problem,
     is_internal_attribute,
+    is_private_name,
 )
 from sandbox.restricted import (
     GUARD,
+    RUNTIME_NAMES,
     SAFE_BUILTIN_NAMES,
     LoadError,
     SandboxViolation,
@@ -41,6 +44,7 @@ from sandbox.restricted import (
     _guarded_getattr,
     load_strategy,
     make_builtins,
+    restricted_globals,
     set_allowed_attributes,
 )
 from sandbox.strategies import clean_strategies
@@ -129,7 +133,21 @@ SWEEP = [
     ("runs", "def strategy(board):\n    x__roles__ = 'S'\n    return x__roles__\n"),
     ("runs", "def strategy(board):\n    def eval(x):\n        return x\n    exec = eval\n    return exec(eval('A'))\n"),
     ("escape", "def strategy(board):\n    return eval('1')\n"),
-    ("escape", "def strategy(board):\n    _x = 1\n    return 'W'\n"),
+    # the program's own private names, everywhere a name can be bound or read
+    ("runs", "def strategy(board):\n    _x = 1\n    return 'WASD'[_x]\n"),
+    ("runs", "_SIZE = 4\ndef _corner_score(_row, _w=2):\n    return _row[0] * _w\n"
+             "def strategy(board):\n    _f = lambda _v: _v + 1\n    _s = _corner_score(board[0], _w=3)\n"
+             "    try:\n        _q = 1 // 0\n    except ZeroDivisionError as _e:\n        _q = len(str(_e))\n"
+             "    match board[0]:\n        case [_a, *_rest]:\n            _q += _a + len(_rest)\n"
+             "    return 'WASD'[(_f(_s) + _q + (_n := _SIZE)) % 4]\n"),
+    ("escape", "def strategy(board):\n    __x = 1\n    return 'W'\n"),
+    ("escape", "def strategy(board):\n    _active_ = [True]\n    return 'W'\n"),
+    # type: one argument is the class of a value; anything else builds classes
+    ("runs", "def strategy(board):\n    return 'W' if type(board) is list and type(board[0][0]) == int else 'A'\n"),
+    ("runs", "def strategy(board):\n    return 'S' if type(map(abs, board[0])) is map else 'A'\n"),
+    ("escape", "def strategy(board):\n    t = type\n    return 'W'\n"),
+    ("escape", "def strategy(board):\n    return type('T', (), {}) and 'W'\n"),
+    ("escape", "def strategy(board):\n    return type(int)('T', (), {}) and 'W'\n"),
     # print evaluated where a def runs (defaults) and through lambdas
     ("runs", "def helper(x, out=print):\n    out(x)\n    return x\n"
              "def strategy(board):\n    return helper('W')\n"),
@@ -418,7 +436,7 @@ def test_unknown_attributes_are_a_milder_category_and_still_stopped_at_run_time(
 
 def test_load_errors_name_their_outcome():
     with pytest.raises(LoadError) as exc:
-        load_strategy("def strategy(board):\n    return _x\n")
+        load_strategy("def strategy(board):\n    return __x\n")
     assert exc.value.outcome == "violation"
     with pytest.raises(LoadError) as exc:
         load_strategy("def strategy(board) return\n")
@@ -449,19 +467,164 @@ def test_module_level_helpers_and_constants_run():
     "r = list(map(xs.append, xs))",                      # a growing method as the callback itself
     "f = lambda v: xs.insert(0, v)",
     "xs.extend(ys := zip(xs))",
+    "xs.append(4)",                                      # the strategy's own body counts like any other
+    "xs += [4]",
+    "xs *= 2",
+    "xs[1:] = [5, 6]",
+    "xs[0] += [7]",
+    "n = 1\n    n += n",
+    "s = slice(0, 1)\n    xs[s] = [4, 5]",                # a slice object: the only other way to store into a slice
 ])
-def test_programs_that_may_grow_a_list_while_it_is_read_get_the_stand_ins(statement):
+def test_programs_that_may_grow_a_list_get_the_stand_ins(statement):
     from sandbox.restricted import needs_snapshots
 
     source = f"def strategy(board):\n    xs = [1, 2, 3]\n    {statement}\n    return 'W'\n"
     assert needs_snapshots(ast.parse(source))
 
 
-def test_programs_that_cannot_grow_a_list_while_it_is_read_get_the_real_builtins():
+def test_programs_that_cannot_grow_a_list_get_the_real_builtins():
     from envs.baselines import SOURCES
     from sandbox.restricted import needs_snapshots
 
-    # The baselines only build new lists; the strategy's own body may grow its lists with literals.
-    for source in [*SOURCES.values(), "def strategy(board):\n    xs = [1]\n    xs.append(2)\n    xs += [3]\n"
-                   "    n = 0\n    n += len(xs)\n    return 'WASD'[n % 4]\n"]:
+    # The baselines only build new lists; counters and item stores grow nothing.
+    for source in [*SOURCES.values(), "def strategy(board):\n    xs = [1]\n    xs[0] = 2\n    n = 0\n"
+                   "    n += 1\n    n -= 2.5\n    n += -3\n    del xs[0:1]\n    return 'WASD'[n % 4]\n"]:
         assert not needs_snapshots(ast.parse(source)), source
+
+
+# -- private names: the program's own `_helper` runs; nothing the runtime injects can be named ------
+
+# Every way a program can bind or read a name; `{n}` is the name.
+NAME_SITES = (
+    "def strategy(board):\n    {n} = 1\n    return 'W'\n",
+    "def strategy(board):\n    return 'WASD'[len(str({n})) % 4]\n",
+    "{n} = 1\ndef strategy(board):\n    return 'W'\n",
+    "def strategy(board, {n}=1):\n    return 'W'\n",
+    "def {n}(board):\n    return 'W'\ndef strategy(board):\n    return 'W'\n",
+    "def strategy(board):\n    f = lambda {n}: 'W'\n    return f(1)\n",
+    "def strategy(board):\n    return 'W' if dict({n}=1) else 'A'\n",
+    "def strategy(board):\n    try:\n        x = 1 // 0\n    except ZeroDivisionError as {n}:\n        x = 0\n"
+    "    return 'W'\n",
+    "def strategy(board):\n    match board[0]:\n        case [{n}, *rest]:\n            return 'W'\n    return 'A'\n",
+    "def strategy(board):\n    match board[0]:\n        case [a, *{n}]:\n            return 'W'\n    return 'A'\n",
+    "def strategy(board):\n    return 'W' if ({n} := 1) else 'A'\n",
+    "def strategy(board):\n    del {n}\n    return 'W'\n",
+)
+
+
+def _fullwidth(name: str, underscores: bool) -> str:
+    """A look-alike of ``name`` that NFKC (Python's identifier normalisation) folds back to it."""
+    return "".join(chr(ord(c) + 0xFEE0) if c.isalpha() or (underscores and c == "_" and i) else c
+                   for i, c in enumerate(name))
+
+
+# The names the runtime binds in a strategy's module and the temporaries of its rewrites (the print
+# collector's `_call_print` is an attribute: refused with every `_` attribute).
+INJECTED = sorted(RUNTIME_NAMES | {"_tmp0", "_tmp1"})
+
+
+def test_every_runtime_name_is_listed():
+    module = restricted_globals()
+    assert set(module) <= RUNTIME_NAMES
+    assert {"_active_", "_reentered_", "_guard_lambda_"} <= RUNTIME_NAMES
+    assert not [n for n in INJECTED if is_private_name(n)]
+
+
+@pytest.mark.parametrize("name", INJECTED)
+def test_no_program_binds_or_reads_a_runtime_name_checked_or_not(name):
+    variants = {name, "_" + name, _fullwidth(name, False), _fullwidth(name, True)}
+    for spelled in sorted(variants):
+        for site in NAME_SITES:
+            source = site.format(n=spelled)
+            try:
+                ast.parse(source)
+            except SyntaxError:
+                continue  # a look-alike Python does not take where an identifier starts
+            verdict = check(source)
+            assert not verdict.ok and "escape" in verdict.categories, (source, verdict.violations)
+            with pytest.raises(LoadError) as refused:  # the runtime alone, as with policy=UNCHECKED
+                load_strategy(source)
+            assert refused.value.outcome == "violation", (source, refused.value.message)
+
+
+@pytest.mark.parametrize("site", NAME_SITES)
+def test_private_names_run_everywhere_a_name_can_be(site):
+    source = site.format(n="_corner_score").replace("del _corner_score\n", "_corner_score = 1\n    del _corner_score\n")
+    if site == NAME_SITES[1]:  # a read: of a module-level constant
+        source = "_corner_score = 3\n" + source
+    assert check(source).ok, check(source).violations
+    value, violation = run_restricted(source)
+    assert violation == "" and value == run_plain(source)
+
+
+_underscore_names = st.from_regex(r"_{1,3}[A-Za-z0-9]{0,6}_{0,2}", fullmatch=True).filter(
+    lambda n: n.isidentifier() and n != "_")
+
+
+@settings(max_examples=150, deadline=None)
+@given(_underscore_names, st.sampled_from(NAME_SITES))
+def test_check_and_runtime_agree_on_every_underscore_name(name, site):
+    source = site.format(n=name)
+    accepted = check(source).ok
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            load_strategy(source)
+        loaded = True
+    except LoadError as exc:
+        assert exc.outcome == "violation", exc.message
+        loaded = False
+    assert accepted == loaded == is_private_name(name), source
+
+
+def test_private_names_are_the_default_policy_and_switchable():
+    program = "def _score(board):\n    return 1\ndef strategy(board):\n    _x = _score(board)\n    return 'W'\n"
+    assert DEFAULT_POLICY.allow_private_names and check(program).ok
+    strict = dataclasses.replace(DEFAULT_POLICY, allow_private_names=False)
+    assert {v.rule for v in check(program, strict).violations} == {"private-name"}
+
+
+# -- type: the class of a value, never a class builder ----------------------------------------------
+
+def test_type_stand_in_answers_one_argument_only():
+    table = make_builtins()
+    type_ = table["type"]
+    assert call_armed(type_, [1]) is list and call_armed(type_, 2.0) is float and call_armed(type_, None) is type(None)
+    # The class of a class is the stand-in itself (no metaclass to call); iterators' classes are the program's.
+    assert call_armed(type_, int) is type_ and call_armed(type_, type_) is type_ and call_armed(type_, table["max"]) is type_
+    assert call_armed(type_, call_armed(table["map"], abs, [1])) is table["map"]
+    assert isinstance(int, type_) and not isinstance(3, type_) and repr(type_) == repr(type)
+    for args, kwargs in [(("T", (), {}), {}), ((), {}), ((1, 2), {}), ((1,), {"x": 1})]:
+        with pytest.raises(SandboxViolation):
+            call_armed(lambda: type_(*args, **kwargs))
+        assert "type" in GUARD.violation
+
+
+def test_a_policy_without_type_refuses_it_in_both_layers():
+    narrow = dataclasses.replace(DEFAULT_POLICY, allowed_builtins=DEFAULT_POLICY.allowed_builtins - {"type"})
+    source = "def strategy(board):\n    return 'W' if type(board) is list else 'A'\n"
+    assert "escape" in check(source, narrow).categories
+    fn = load_strategy(source, sorted(narrow.allowed_builtins))
+    with pytest.raises(SandboxViolation):
+        call_armed(fn, BOARD)
+
+
+@pytest.mark.parametrize("expr", [
+    "type('T', (), {})", "type(int)('T', (), {})", "type(type(1))('T', (), {})", "(lambda t: t)(type)('T', (), {})",
+    "[type][0]('T', (object,), {})", "type(board, x=1)", "type(*board[:3])",
+])
+def test_class_building_through_type_is_an_escape_at_run_time(expr):
+    source = f"def strategy(board):\n    c = {expr}\n    return 'W'\n"
+    assert not check(source).ok
+    value, violation = run_restricted(source)
+    assert value is None and "type" in violation
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["board", "board[0]", "board[0][0]", "1.5", "'x'", "None", "True", "(1, 2)", "{1: 2}",
+                        "set()", "len", "map(abs, board[0])", "zip(board, board)", "range(3)", "lambda: 0"]),
+       st.sampled_from(["int", "float", "bool", "str", "list", "tuple", "dict", "set", "map", "zip", "range"]))
+def test_type_compares_as_in_python(value, cls):
+    source = f"def strategy(board):\n    return 'W' if type({value}) is {cls} else 'A' if type({value}) == {cls} else 'S'\n"
+    assert check(source).ok, check(source).violations
+    assert run_restricted(source) == (run_plain(source), "")

@@ -220,6 +220,46 @@ def test_single_move_strategy_gets_the_diversity_penalty():
     assert rules.diversity(rejected("loop")) == 0.0
 
 
+_HISTOGRAMS = st.lists(st.dictionaries(st.sampled_from("WASD"), st.integers(0, 400)), min_size=1, max_size=6)
+
+
+def _relabelled(hist: dict, order: str) -> dict:
+    """``hist`` with its moves renamed: the k-th most used move becomes ``order[k]`` (one plan's orientation)."""
+    ranked = sorted("WASD", key=lambda m: (-hist.get(m, 0), "WASD".index(m)))
+    return {order[k]: hist.get(m, 0) for k, m in enumerate(ranked)}
+
+
+def _games(hists: list) -> Evaluation:
+    return ran(*(game(moves=sum(h.values()), hist=dict(h), moved=dict(h), seed=i) for i, h in enumerate(hists)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(hists=_HISTOGRAMS, order=st.permutations("WASD"))
+def test_switching_plans_between_games_never_beats_one_plan_played_consistently(hists, order):
+    """Each game's moves renamed into one orientation (the same plan every game) scores the same diversity."""
+    consistent = [_relabelled(h, "".join(order)) for h in hists]
+    assert rules.diversity(_games(hists)) == pytest.approx(rules.diversity(_games(consistent)), abs=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(hists=_HISTOGRAMS)
+def test_diversity_never_exceeds_its_most_varied_game(hists):
+    """Judged per game: the value is a mean of the games' own values, so never above the best game."""
+    played = [h for h in hists if sum(h.values()) > 0]
+    value = rules.diversity(_games(hists))
+    if played:
+        assert min(rules.diversity(_games([h])) for h in played) - 1e-12 <= value
+        assert value <= max(rules.diversity(_games([h])) for h in played) + 1e-12
+
+
+def test_a_corner_per_game_is_as_one_sided_as_a_fixed_corner():
+    """Four lopsided games pointing four ways are four lopsided games, not a varied program."""
+    fixed = [{"A": 70, "W": 20, "D": 6, "S": 4}] * 4
+    switching = [{"A": 70, "W": 20, "D": 6, "S": 4}, {"D": 70, "W": 20, "A": 6, "S": 4},
+                 {"A": 70, "S": 20, "D": 6, "W": 4}, {"D": 70, "S": 20, "A": 6, "W": 4}]
+    assert rules.diversity(_games(switching)) == rules.diversity(_games(fixed)) < 0.0
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.dictionaries(st.sampled_from("WASD"), st.integers(0, 1000)))
 def test_diversity_is_bounded(hist):

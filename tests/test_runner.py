@@ -217,15 +217,17 @@ def test_validation_refuses_malformed_records(change):
         _validate_game({**good, **change}, 0, [0], SPEC, 1.0)
 
 
-def test_hash_dependent_strategy_is_a_randomness_violation(pool):
-    # Set order of strings depends on PYTHONHASHSEED, and the two zygotes have different secret seeds:
-    # the position of a board-chosen letter in the set's order differs on most of the sampled boards.
+def test_hash_dependent_strategy_is_deterministic_within_a_pool(pool):
+    # Set order of strings depends on PYTHONHASHSEED; play and probe share the pool's secret seed, so
+    # the order is the same in both and the program is as deterministic as any other.
     source = ("def strategy(board):\n    order = list(set('abcdefghij'))\n"
               "    return 'WASD'[order.index('abcdefghij'[sum(map(sum, board)) % 10]) % 4]\n")
     records = pool.run(source, seeds=[0, 1], limits=FAST, policy=UNCHECKED)
-    assert all(r.outcome == "violation" and r.error.startswith("randomness:") for r in records), records
-    # A deterministic program on the same boards is not flagged.
-    assert all(r.outcome != "violation" for r in pool.run(CYCLE, seeds=[0, 1], limits=FAST, policy=UNCHECKED))
+    assert all(r.outcome != "violation" for r in records), records
+    # State kept between calls is still caught on the same boards.
+    counter = "def strategy(board, seen=[]):\n    seen.append(1)\n    return 'WASD'[len(seen) % 4]\n"
+    assert all(r.outcome == "violation" and r.error.startswith("randomness:")
+               for r in pool.run(counter, seeds=[0, 1], limits=FAST, policy=UNCHECKED))
 
 
 def test_a_named_violation_is_not_renamed_randomness(pool):
@@ -265,3 +267,69 @@ def test_every_source_gets_a_record_per_seed(pool, picks, seeds):
     for records in results:
         assert [r.seed for r in records] == seeds
         assert all(r.outcome in OUTCOMES for r in records)
+
+
+# -- a relaxed policy's recursion runs; the default policy's never does --------------------------------
+
+RECURSIVE = '''def depth(n):
+    return 0 if n <= 0 else depth(n - 1) + 1
+
+def strategy(board):
+    return "WASD"[depth(sum(map(sum, board)) % 7) % 4]
+'''
+
+
+def test_recursion_runs_exactly_where_the_policy_allows_it(pool):
+    from sandbox.check import check
+    from sandbox.policy import DEFAULT_POLICY
+
+    relaxed = dataclasses.replace(DEFAULT_POLICY, allow_recursion=True)
+    assert check(RECURSIVE, relaxed).ok and not check(RECURSIVE).ok
+    # What the relaxed check accepts, the runtime runs: the same game as plain Python.
+    (r,) = pool.run(RECURSIVE, seeds=[2], limits=FAST, policy=relaxed)
+    assert r.outcome in ("max_moves", "stuck", "finished"), r
+    assert (r.score, r.max_tile, r.moves, r.illegal_moves) == plain_play(RECURSIVE, 2, FAST)
+    (r,) = pool.run(RECURSIVE, seeds=[2], limits=FAST)
+    assert r.outcome == "violation" and "static check" in r.error
+    (r,) = pool.run(RECURSIVE, seeds=[2], limits=FAST, policy=UNCHECKED)  # the default runtime alone
+    assert r.outcome == "violation" and "loop" in r.error
+
+
+def test_a_relaxed_policy_bounds_recursion_by_depth(pool):
+    from sandbox.policy import DEFAULT_POLICY
+
+    endless = "def down(n):\n    return down(n + 1)\n\ndef strategy(board):\n    return down(0)\n"
+    (r,) = pool.run(endless, seeds=[0], limits=FAST, policy=dataclasses.replace(DEFAULT_POLICY, allow_recursion=True))
+    assert r.outcome == "error" and "RecursionError" in r.error
+
+
+# -- recording every call of a game ----------------------------------------------------------------------
+
+def test_recorded_calls_are_every_call_of_each_game_in_order(pool):
+    from envs.play import play_trusted
+    from sandbox.records import RecordedGame
+
+    strip = lambda r: dataclasses.replace(r, wall_seconds=0.0)  # noqa: E731
+    seeds = [4, 4, 9]  # a repeated seed has its own calls
+    namespace: dict = {}
+    exec(compile(LEFT_UP, "<plain>", "exec"), namespace)  # our own program, trusted
+    plain = pool.run(LEFT_UP, seeds=seeds, limits=FAST)
+    recorded = pool.run(LEFT_UP, seeds=seeds, limits=FAST, record_calls=True)
+    assert [type(g) for g in recorded] == [RecordedGame] * len(seeds)
+    for game, record in zip(recorded, plain):
+        assert strip(game.record) == strip(record)
+        asked: list = []
+
+        def spy(view, asked=asked):
+            asked.append((tuple(map(tuple, view)), namespace["strategy"](view)))
+            return asked[-1][1]
+
+        play_trusted(spy, seeds=[record.seed], max_moves=FAST.max_moves, stuck_moves=FAST.stuck_moves)
+        assert list(game.calls) == asked
+        assert len(game.calls) == record.moves + record.illegal_moves
+
+
+def test_recorded_calls_of_programs_that_never_ran_are_empty(pool):
+    rejected, unloadable = "import os\ndef strategy(board):\n    return 'W'\n", "x = 1 // 0\ndef strategy(board):\n    return 'W'\n"
+    for game in pool.run_many([rejected, unloadable], seeds=[0, 1], limits=FAST, record_calls=True):
+        assert [g.calls for g in game] == [(), ()] and {g.record.outcome for g in game} <= {"violation", "error"}

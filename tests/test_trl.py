@@ -6,6 +6,8 @@ import inspect
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rewards
 from rewards.records import Breakdown
@@ -60,19 +62,65 @@ def test_rules_share_one_evaluation_per_batch():
     assert len(fake.calls) == 2
 
 
+class State:
+    """Stands in for the transformers TrainerState TRL passes as ``trainer_state``."""
+
+    def __init__(self, global_step):
+        self.global_step = global_step
+
+
 def test_groups_share_seeds_and_seed_column_wins():
     fake = FakeRewardFn()
     f = rewards.trl_reward_funcs(SPEC, reward_fn=fake, games=3)[0]
-    f(prompts=["one", "one", "two", "two"], completions=["a", "b", "c", "d"])
+    f(prompts=["one", "one", "two", "two"], completions=["a", "b", "c", "d"], trainer_state=State(5))
     assert len(fake.calls) == 2  # one call per group: common random numbers within a group
     (c1, s1), (c2, s2) = fake.calls
     assert c1 == ["a", "b"] and c2 == ["c", "d"] and len(s1) == 3 and s1 != s2
-    assert s1 == list(prompt_seeds("one", 3))  # stable across processes: from the prompt text
+    assert s1 == list(prompt_seeds("one", 3, step=5))  # stable across processes: prompt text and step
     fake.calls.clear()
-    f(prompts=["one", "one"], completions=["a", "b"], seed=[100, 100])
-    assert fake.calls == [(["a", "b"], [100, 101, 102])]
+    f(prompts=["one", "one"], completions=["a", "b"], seed=[[100, 7, 9]] * 2, trainer_state=State(5))
+    assert fake.calls == [(["a", "b"], [100, 7, 9])]  # a list fixes the row's games
     with pytest.raises(ValueError, match="2 prompts for 3 completions"):
         f(prompts=["x", "y"], completions=["a", "b", "c"])
+
+
+def test_one_prompt_plays_new_games_at_every_step():
+    """One fixed prompt, no seed column: the trainer's step changes the games, as in the native loop."""
+    fake = FakeRewardFn()
+    funcs = rewards.trl_reward_funcs(SPEC, reward_fn=fake, games=8)
+    seen = []
+    for step in (0, 1, 2):
+        for f in funcs:  # TRL calls every rule's function on the batch: one evaluation, one seed set
+            f(prompts=["p"] * 4, completions=["a", "b", "c", "d"], trainer_state=State(step))
+        seen.append(fake.calls[-1][1])
+    assert len(fake.calls) == 3 and len({tuple(s) for s in seen}) == 3
+    assert all(len(s) == 8 and all(0 <= x < 2**31 - 1 for x in s) for s in seen)
+    # An int seed column is the row's key: other games than the prompt's, still new at each step.
+    f = funcs[0]
+    f(prompts=["p"] * 2, completions=["a", "b"], seed=[7, 7], trainer_state=State(1))
+    f(prompts=["p"] * 2, completions=["a", "b"], seed=[7, 7], trainer_state=State(2))
+    assert fake.calls[-1][1] != fake.calls[-2][1] and fake.calls[-2][1] != seen[1]
+
+
+def test_without_a_trainer_step_each_new_batch_is_a_new_step():
+    """An older TRL passes no trainer_state: the adapter counts batches, and every rule's call of one batch is one."""
+    fake = FakeRewardFn()
+    funcs = rewards.trl_reward_funcs(SPEC, reward_fn=fake, games=2)
+    for f in funcs:
+        f(prompts=["p", "p"], completions=["a", "b"])
+    for f in funcs:
+        f(prompts=["p", "p"], completions=["a", "c"])
+    assert [s for _, s in fake.calls] == [list(prompt_seeds("p", 2, step=0)), list(prompt_seeds("p", 2, step=1))]
+
+
+@settings(max_examples=50, deadline=None)
+@given(prompt=st.text(max_size=30), seed=st.none() | st.integers(0, 2**40), step=st.integers(0, 10**6),
+       games=st.integers(1, 16))
+def test_prompt_seeds_are_a_function_of_row_and_step(prompt, seed, step, games):
+    a = prompt_seeds(prompt, games, seed, step)
+    assert a == prompt_seeds(prompt, games, seed, step) and len(a) == games
+    assert all(0 <= x < 2**31 - 1 for x in a)
+    assert a != prompt_seeds(prompt, games, seed, step + 1)  # 8-byte draws: a clash is about 2**-31
 
 
 def test_completion_text_forms():

@@ -41,8 +41,9 @@ def test_grpo_trainer_runs_a_step_with_our_reward_functions(tmp_path):
     model, tokenizer = tiny_model_and_tokenizer(0)
     scorer = CountingRewardFn()
     funcs = rewards.trl_reward_funcs(SPEC, game="2048", games=1, reward_fn=scorer)
-    # Two prompts (groups) of 4 samples; the seed column reaches the reward functions as a keyword.
-    data = Dataset.from_dict({"prompt": [PROMPT + " (a)", PROMPT + " (b)"], "seed": [11, 22]})
+    # Two prompts (groups) of 4 samples; the seed column (a list: the row's games, fixed) reaches the
+    # reward functions as a keyword.
+    data = Dataset.from_dict({"prompt": [PROMPT + " (a)", PROMPT + " (b)"], "seed": [[11], [22]]})
     config = GRPOConfig(
         output_dir=str(tmp_path), per_device_train_batch_size=8, gradient_accumulation_steps=1,
         num_generations=4, max_completion_length=8, temperature=1.0, max_steps=1, learning_rate=1e-4,
@@ -62,3 +63,28 @@ def test_grpo_trainer_runs_a_step_with_our_reward_functions(tmp_path):
     # One evaluation per group of the batch, not one per rule function; each group plays its row's seed.
     assert sorted(s for _, s in scorer.calls) == [[11], [22]]
     assert all(n == 4 for n, _ in scorer.calls)
+
+
+def test_one_prompt_plays_new_games_at_each_trl_step(tmp_path):
+    """One fixed prompt and no seed column: TRL's trainer_state.global_step gives each step new games."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    torch.manual_seed(0)
+    model, tokenizer = tiny_model_and_tokenizer(0)
+    scorer = CountingRewardFn()
+    funcs = rewards.trl_reward_funcs(SPEC, game="2048", games=2, reward_fn=scorer)
+    data = Dataset.from_dict({"prompt": [PROMPT] * 8})
+    config = GRPOConfig(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, gradient_accumulation_steps=1,
+        num_generations=4, max_completion_length=8, temperature=1.0, max_steps=2, learning_rate=1e-4,
+        logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, beta=0.0,
+        reward_weights=rewards.trl_reward_weights(SPEC), seed=0,
+    )
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=config, train_dataset=data, processing_class=tokenizer)
+    trainer.train()
+    assert trainer.state.global_step == 2
+    steps = [tuple(s) for _, s in scorer.calls]
+    print("TRL game seeds per step:", steps)  # recorded for the record; -s shows them
+    assert len(steps) == 2 and steps[0] != steps[1]  # one group a step, each on its own games
+    assert steps == [rewards.trl.prompt_seeds(PROMPT, 2, step=k) for k in (0, 1)]
