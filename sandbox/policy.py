@@ -85,8 +85,8 @@ _RULE_LIST = (
           "No `iter()` or `next()` (`iter(f, sentinel)` is an unbounded loop).",
           names="iter next aiter anext"),
     _rule("no-underscore", "escape",
-          "No attribute that starts with `_`, and no name that starts with `__` or ends with `_` "
-          "(`__class__`, `_getattr_`): the sandbox keeps those for itself."),
+          "No attribute that starts with `_`, and no name that starts with `__` or starts and ends "
+          "with `_` (`__class__`, `_getattr_`): the sandbox keeps those for itself; `_helper` is fine."),
     # Harmless in itself (the program's own `_helper`): a policy that switches private names off
     # (allow_private_names=False) grades them as a mistake, not an escape.
     _rule("private-name", "structure",

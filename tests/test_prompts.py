@@ -127,12 +127,14 @@ COMPACT_CLAIMS = {
     "no-iter": [_body("iter(board)"), _body("next(board)")],
     "builtin-not-allowed": [_body("bytes(1)")],
     "unknown-attribute": [_body("board.size")],
-    "no-underscore": [_body("_x = 1"), _body("board.__len__()")],
+    "no-underscore": [_body("__x = 1"), _body("_x_ = 1"), _body("board.__len__()"), _body("board._x")],
     "no-dynamic-code": [_body("eval('1')"), _body("exec('1')"), _body("getattr(board, 'x')"),
-                        _body("type(board)"), _body("globals()")],
-    "no-base-exception": ["def strategy(board):\n    try:\n        return 'A'\n    except:\n        return 'W'\n"],
+                        _body("t = type"), _body("type(board, board, board)"), _body("globals()")],
+    "no-base-exception": ["def strategy(board):\n    try:\n        return 'A'\n    except BaseException:\n        return 'W'\n",
+                          "def strategy(board):\n    try:\n        return 'A'\n    except SystemExit:\n        return 'W'\n"],
     "no-global": ["def strategy(board):\n    global x\n    return 'A'\n"],
-    "no-mutable-default": ["def strategy(board, seen=[]):\n    return 'A'\n", "def strategy(board, s={}):\n    return 'A'\n"],
+    "no-mutable-default": ["def strategy(board, seen=[]):\n    seen.append(1)\n    return 'A'\n",
+                           "def strategy(board, s={}):\n    s[1] = 2\n    return 'A'\n"],
     "no-attribute-assign": [_body("strategy.calls = 1")],
     "module-level-code": ["X = [1]\n" + _body("pass"), "print(1)\n" + _body("pass")],
     "no-class": ["class A:\n    pass\n" + _body("pass")],
@@ -140,6 +142,7 @@ COMPACT_CLAIMS = {
     "no-async": ["async def f():\n    pass\n" + _body("pass")],
     "no-generator": [_body("yield 1")],
     "syntax-not-allowed": [_body("with board: pass")],
+    "annotation-not-type": ["def strategy(board: len(1)):\n    return 'A'\n"],
     "too-long": [_body("pass") + "# " + "x" * 20_001 + "\n"],
     "no-big-number": [_body("x = 2 ** 10000")],
     "no-big-sequence": [_body("x = [0] * 1000000")],
@@ -174,8 +177,10 @@ def test_what_the_compact_text_recommends_passes_the_check():
     text = compact_rules()
     builtins = re.search(r"Only these builtins: (.*?), and exceptions", text).group(1).split(", ")
     assert set(builtins) == {n for n in sandbox.DEFAULT_POLICY.allowed_builtins if n[:1].islower()}
-    # Called by name (pow may not be used as a value: pow-by-name, left out of the compact text).
-    assert sandbox.check(_body("x = (" + ", ".join(f"{name}(board, 2)" for name in builtins) + ", Exception)")).ok
+    # Called by name (pow may not be used as a value: pow-by-name, left out of the compact text);
+    # `type` with one argument, as the text says.
+    calls = [f"{name}(board)" if name == "type" else f"{name}(board, 2)" for name in builtins]
+    assert sandbox.check(_body("x = (" + ", ".join(calls) + ", Exception)")).ok
     assert sandbox.check(_body("x = sorted(map(lambda r: max(r), filter(None, zip(*board))))")).ok
     methods = re.findall(r"`(\w+)`", text[text.index("Only methods"):text.index("no other attributes")])
     assert methods and sandbox.check(_body("; ".join(f"x = board.{m}" for m in methods))).ok

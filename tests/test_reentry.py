@@ -17,13 +17,14 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
-import signal
 import textwrap
 import warnings
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from alarm import time_limit
 
 from sandbox.restricted import GUARD, LoadError, SandboxViolation, _is_leaf, load_strategy, needs_snapshots
 from sandbox.strategies import clean_strategies
@@ -35,20 +36,6 @@ boards = st.lists(st.lists(st.sampled_from(TILES), min_size=4, max_size=4), min_
 
 def src(text: str) -> str:
     return textwrap.dedent(text).strip("\n") + "\n"
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float):
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def load(source: str):

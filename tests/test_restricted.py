@@ -16,13 +16,14 @@ import ast
 import contextlib
 import dataclasses
 import io
-import signal
 import textwrap
 import warnings
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from alarm import time_limit
 
 from sandbox.check import check
 from sandbox.policy import (
@@ -85,20 +86,6 @@ def run_plain(source: str, board=None):
     exec(compile(source, "<plain>", "exec"), namespace)  # our own test programs, trusted
     with contextlib.redirect_stdout(io.StringIO()):
         return namespace["strategy"]([row[:] for row in (board or BOARD)])
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float):
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 # -- structure: the transformer covers the policy ---------------------------------------------------

@@ -109,13 +109,13 @@ _COMPACT_LINES: tuple[tuple[str, tuple[tuple[str, str], ...], str], ...] = (
                                "no other attributes such as `board.size`")),
     ), "."),
     ("", (
-        ("no-underscore", "no name or attribute starting with `_`"),
-        ("no-dynamic-code", "no `eval`, `exec`, `getattr`, `type` or `globals`"),
-        ("no-base-exception", "no bare `except:`"),
+        ("no-underscore", "no attribute starting with `_` and no name like `__x` or `_x_`"),
+        ("no-dynamic-code", "no `eval`, `exec`, `getattr` or `globals`, and `type` only as `type(x)`"),
+        ("no-base-exception", "no `BaseException` or `SystemExit`"),
     ), "."),
     ("Keep nothing between moves: ", (
         ("no-global", "no `global` or `nonlocal`"),
-        ("no-mutable-default", "no list, dict or set default arguments"),
+        ("no-mutable-default", "no default argument that is changed"),
         ("no-attribute-assign", "no assigning attributes"),
     ), "."),
     ("", (
@@ -125,6 +125,7 @@ _COMPACT_LINES: tuple[tuple[str, tuple[tuple[str, str], ...], str], ...] = (
         ("no-async", "no `async`"),
         ("no-generator", "no `yield`"),
         ("syntax-not-allowed", "no `with`"),
+        ("annotation-not-type", "annotations only name types"),
     ), "."),
     ("Keep it small: ", (
         ("too-long", "under {max_source_bytes} bytes"),
@@ -142,6 +143,7 @@ COMPACT_OMITTED: dict[str, str] = {
     "no-match-class": "class patterns in match statements: an escape detail",
     "too-deep": "200 levels of nesting: no honest program comes near",
     "pow-by-name": "pow through an alias: only a program hiding a huge power does that",
+    "too-complex": "a budget of static analysis steps: honest programs under the size limit use a small part of it",
 }
 """Rules the ``compact`` text leaves out on purpose (rule id -> why); every other active rule is named."""
 
