@@ -21,6 +21,7 @@ from rewards.records import Breakdown, Evaluation
 from rewards.score import score
 from rewards.spec import RewardSpec, default_spec
 from sandbox.records import FormatError, GameRecord, Limits, Verdict
+from sandbox.text import parse_program
 
 __all__ = ["evaluate", "evaluate_many", "evaluate_group", "source_hash", "RecordCache"]
 
@@ -28,7 +29,7 @@ __all__ = ["evaluate", "evaluate_many", "evaluate_group", "source_hash", "Record
 def source_hash(source: str) -> str:
     """SHA-256 of the program's AST dump: comments, blank lines and layout do not change it."""
     try:
-        text = ast.dump(ast.parse(source))
+        text = ast.dump(parse_program(source, "<unknown>"))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         # Not parseable (the sandbox will say so); fall back to the text without trailing blanks.
         text = "\n".join(line.rstrip() for line in source.strip().splitlines())

@@ -46,6 +46,7 @@ from typing import Iterable
 
 from sandbox.policy import DEFAULT_POLICY, Policy, format_problem, is_internal_attribute, is_private_name
 from sandbox.records import Verdict, Violation
+from sandbox.text import parse_program
 
 __all__ = ["check"]
 
@@ -161,7 +162,7 @@ def _check(source: object, policy: Policy) -> list[Violation]:
         return [_violation(policy, "syntax-error", 1, 1,
                            f"the program must be text, not {type(source).__name__}")]
     try:
-        tree = ast.parse(text, "<strategy>")
+        tree = parse_program(text, "<strategy>")
     except SyntaxError as exc:
         return [_violation(policy, "syntax-error", exc.lineno, exc.offset, f"syntax error: {exc.msg}")]
     except (RecursionError, MemoryError):

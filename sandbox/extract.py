@@ -39,6 +39,7 @@ import functools
 import re
 
 from sandbox.records import FORMAT_REASONS, FormatError
+from sandbox.text import parse_program
 
 __all__ = ["extract", "MAX_SOURCE_BYTES"]
 
@@ -303,7 +304,7 @@ class _Judge:
             return _NOT_IT
         self._parse_budget -= len(source)
         try:
-            tree = ast.parse(source)
+            tree = parse_program(source, "<unknown>")
         except SyntaxError as exc:
             if not self._def_name.search(source):
                 return _NOT_IT

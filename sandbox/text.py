@@ -1,4 +1,4 @@
-"""Text that came from a program, made safe to show on a terminal.
+"""Text that came from a program, made safe to show on a terminal, and parsed without a word to it.
 
 A strategy controls the text of its exceptions, its wrong answers and its source, and all of
 it ends up in records, tables and log lines. Printed raw, an ANSI escape sequence can forge
@@ -6,12 +6,33 @@ or hide result lines, a carriage return can overwrite one, and a lone surrogate 
 ``print`` raise ``UnicodeEncodeError`` halfway through a report. :func:`safe_text` turns
 every such character into a visible escape; JSON output needs nothing from here
 (``json.dumps`` with its default ``ensure_ascii=True`` is already exact and ASCII).
+
+Parsing a program can make CPython warn (``SyntaxWarning: 'int' object is not callable``,
+``DeprecationWarning: invalid escape sequence``): the program's text would then reach the
+trainer's stderr as a warning line. :func:`parse_program` parses with those warnings silenced.
 """
 from __future__ import annotations
 
+import ast
 import re
+import threading
+import warnings
 
-__all__ = ["safe_text"]
+__all__ = ["safe_text", "parse_program"]
+
+# warnings.catch_warnings swaps process-wide state: two threads interleaving it could leave the
+# filters silenced for good. Every quiet parse holds this lock, so ours never interleave.
+_QUIET = threading.Lock()
+
+
+def parse_program(text: str, filename: str = "<strategy>") -> ast.Module:
+    """``ast.parse(text, filename)`` with the parser's warnings about the program kept from the caller's stderr.
+
+    Raises what ``ast.parse`` raises (SyntaxError, ValueError, RecursionError, MemoryError).
+    """
+    with _QUIET, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(text, filename)
 
 # C0 controls and DEL, C1 controls (0x9b is a one-byte CSI), lone surrogates; the bidirectional
 # marks, overrides and isolates that reorder what a terminal shows; and the line and paragraph

@@ -100,3 +100,21 @@ def test_json_needs_no_help():
 def test_a_long_text_is_escaped_in_one_pass():
     text = "x" * 1_000_000 + "\x1b"
     assert safe_text(text) == "x" * 1_000_000 + "\\x1b"
+
+
+def test_parsing_a_program_never_warns_on_the_callers_stderr():
+    # Odd but valid programs make CPython's parser warn; the program's text must not reach the
+    # trainer's stderr as a warning line, from the checker, extraction or the source hash.
+    import warnings
+
+    from rewards.evaluate import source_hash
+    from sandbox import check, extract
+
+    odd = "def strategy(board):\n    x = '\\-'\n    return 1(2) or 'W'\n"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        verdict = check(odd)
+        assert "def strategy" in extract("```python\n" + odd + "```")
+        source_hash(odd)
+    assert not [str(w.message) for w in seen]
+    assert "syntax-error" not in {v.rule for v in verdict.violations}
