@@ -194,7 +194,7 @@ def test_replay_writes_html_and_gif(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["missing.py"], "no such file or run folder"),
+    (["missing.py"], "program, completion or run folder 'missing.py' does not exist"),
     (["."], "not a run folder"),
     ([str(EXAMPLE), "--size", "9"], "board size"),
     ([str(EXAMPLE), "--delay", "-1"], "--delay"),

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sandbox.text import safe_text
+from codepolicy.files import read_text
+from sandbox.text import parse_program, safe_text
 
 __all__ = ["add_commands", "load_strategy_source", "PLAYED"]
 
@@ -47,17 +48,6 @@ def add_commands(subparsers: Any) -> None:
     p.set_defaults(handler=_run_replay)
 
 
-def _read_text(path: str) -> str:
-    if path == "-":
-        return sys.stdin.buffer.read().decode("utf-8", errors="replace")
-    try:
-        return Path(path).read_bytes().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file or run folder") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-
-
 def load_strategy_source(path: str) -> tuple[str, str]:
     """(strategy source, what it is) for a program file, a completion text or a run folder.
 
@@ -75,10 +65,10 @@ def load_strategy_source(path: str) -> tuple[str, str]:
         if not best.is_file():
             raise FileNotFoundError(f"{path}: a folder without {BEST_DIR}/best-1.py: not a run folder, "
                                     "or no step of the run kept a program yet")
-        return _read_text(str(best)), f"the best program of run {path}"
-    text = _read_text(path)
+        return read_text(best, "best program"), f"the best program of run {path}"
+    text = read_text(path, "program, completion or run folder")
     try:
-        tree = ast.parse(text)
+        tree = parse_program(text, "<unknown>")
     except (SyntaxError, ValueError):  # not a program as it stands: a completion holding one?
         tree = None
     if tree is not None and any(isinstance(node, ast.FunctionDef) and node.name == "strategy" for node in tree.body):
