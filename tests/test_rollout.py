@@ -69,7 +69,7 @@ def test_eos_cuts_completions_and_clears_truncation(tiny, backend_cls):
 
 def test_lean_backend_is_deterministic_and_pads_the_batch_to_a_bucket(tiny):
     model, tok = tiny
-    backend = LeanBackend(model, tok, batch_buckets=(4, 8), prompt_bucket=16)
+    backend = LeanBackend(model, tok, batch_buckets=(4, 8), prompt_bucket=16, fused=False)
     sp = SamplingParams(max_new_tokens=8)
     a = backend.generate(PROMPTS[:1], 3, sp, seed=5)  # 3 rows -> bucket 4
     b = backend.generate(PROMPTS[:1], 3, sp, seed=5)  # the cache is reused and reset
@@ -84,8 +84,8 @@ def test_lean_backend_is_deterministic_and_pads_the_batch_to_a_bucket(tiny):
 def test_lean_shared_prefill_samples_what_the_batched_prefill_samples(tiny, prompts, n):
     model, tok = tiny
     sp = SamplingParams(max_new_tokens=12, temperature=0.9)
-    a = LeanBackend(model, tok, share_prompt=False).generate(prompts, n, sp, seed=1)
-    shared = LeanBackend(model, tok)
+    a = LeanBackend(model, tok, share_prompt=False, fused=False).generate(prompts, n, sp, seed=1)
+    shared = LeanBackend(model, tok, fused=False)
     b = shared.generate(prompts, n, sp, seed=1)
     # Same sampling stream, same logits up to float rounding: the same tokens.
     assert torch.equal(a.completion_ids, b.completion_ids) and torch.equal(a.prompt_ids, b.prompt_ids)
@@ -94,12 +94,14 @@ def test_lean_shared_prefill_samples_what_the_batched_prefill_samples(tiny, prom
     assert torch.equal(b.completion_ids, c.completion_ids) and torch.equal(b.logprobs, c.logprobs)
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("prompts,n", [(PROMPTS, 3), ([PROMPTS[0]] * 4, 2)])
-def test_lean_share_of_a_batch_samples_what_the_whole_batch_samples(tiny, prompts, n):
+def test_lean_share_of_a_batch_samples_what_the_whole_batch_samples(tiny, prompts, n, fused):
     # A rank samples its prompts' rows with stream=(first row, batch rows): the same tokens as one call.
     model, tok = tiny
     sp = SamplingParams(max_new_tokens=10, temperature=0.9)
-    backend = LeanBackend(model, tok)
+    backend = LeanBackend(model, tok, fused=fused)
+    assert backend.fused == fused
     whole = backend.generate(prompts, n, sp, seed=3)
     half, rows = len(prompts) // 2, len(prompts) * n
     parts = [backend.generate(prompts[:half], n, sp, seed=3, stream=(0, rows)),
@@ -120,10 +122,11 @@ def test_hf_shared_prefill_samples_what_plain_generate_samples(tiny):
     assert torch.allclose(a.logprobs, b.logprobs, atol=1e-5)
 
 
-def test_lean_backend_with_eager_attention(tiny):
+@pytest.mark.parametrize("fused", [True, False])
+def test_lean_backend_with_eager_attention(tiny, fused):
     model, tok = tiny_model_and_tokenizer(1)
     model.set_attn_implementation("eager")
-    r = LeanBackend(model, tok).generate(PROMPTS, 2, SamplingParams(max_new_tokens=6), seed=0)
+    r = LeanBackend(model, tok, fused=fused).generate(PROMPTS, 2, SamplingParams(max_new_tokens=6), seed=0)
     lp = batched_logprobs(model, r.input_ids, r.attention_mask, r.completion_ids.shape[1], 4)
     assert torch.allclose(lp * r.completion_mask, r.logprobs, atol=1e-4)
 
@@ -212,7 +215,7 @@ class _CountingBackend:
 def test_compiled_decode_matches_eager_and_never_recompiles(fresh_dynamo, capfd):
     policy, tok = _policy()
     sp = SamplingParams(max_new_tokens=10, temperature=0.9)
-    eager = LeanBackend(policy, tok, compile=False, pack_gqa=False)  # transformers' own attention path
+    eager = LeanBackend(policy, tok, compile=False, pack_gqa=False, fused=False)  # transformers' own attention path
     counting = _CountingBackend()
     comp = LeanBackend(policy, tok, compile=True, compile_backend=counting)
     a = eager.generate(PROMPTS[:1], 4, sp, seed=7)
@@ -238,7 +241,7 @@ def test_compiled_decode_matches_eager_and_never_recompiles(fresh_dynamo, capfd)
 
     # A smaller rollout runs in the same cache at the same shape: still no recompile, still the same samples.
     c = comp.generate(PROMPTS[:1], 2, SamplingParams(max_new_tokens=6, temperature=0.9), seed=3)
-    c_ref = LeanBackend(policy, tok, compile=False).generate(PROMPTS[:1], 2,
+    c_ref = LeanBackend(policy, tok, compile=False, fused=False).generate(PROMPTS[:1], 2,
                                                              SamplingParams(max_new_tokens=6, temperature=0.9), seed=3)
     assert counting.graphs == 1 and comp._cache_shape == (4, 64 + 10)
     assert torch.equal(c.completion_ids, c_ref.completion_ids) and torch.allclose(c.logprobs, c_ref.logprobs, atol=1e-5)
@@ -262,7 +265,7 @@ def test_compiled_decode_matches_eager_and_never_recompiles(fresh_dynamo, capfd)
     assert err.count("\n") == 1 and "decoding eagerly" in err and "recompile" in err.lower(), err
     assert not [r for r in records if r.levelno >= logging.WARNING]
     assert comp._compiled is None and comp._cache_shape == (8, 74)
-    d_ref = LeanBackend(policy, tok, compile=False).generate(PROMPTS, 4, sp, seed=9)
+    d_ref = LeanBackend(policy, tok, compile=False, fused=False).generate(PROMPTS, 4, sp, seed=9)
     assert torch.equal(d.completion_ids, d_ref.completion_ids) and torch.allclose(d.logprobs, d_ref.logprobs, atol=1e-5)
     comp.close()
     assert comp._cache is None
@@ -278,7 +281,7 @@ def test_a_failing_compile_falls_back_to_eager_with_one_line(fresh_dynamo, capfd
     r = LeanBackend(policy, tok, compile=True, compile_backend=broken).generate(PROMPTS, 2, sp, seed=1)
     err = capfd.readouterr().err
     assert err.count("\n") == 1 and "C compiler" in err and "decoding eagerly" in err, err
-    ref = LeanBackend(policy, tok, compile=False).generate(PROMPTS, 2, sp, seed=1)
+    ref = LeanBackend(policy, tok, compile=False, fused=False).generate(PROMPTS, 2, sp, seed=1)
     assert torch.equal(r.completion_ids, ref.completion_ids) and torch.allclose(r.logprobs, ref.logprobs)
     # An unknown backend name fails at construction: the same one line, an eager backend.
     b = LeanBackend(policy, tok, compile=True, compile_backend="no-such-backend")
@@ -295,7 +298,7 @@ def test_make_backend_compiles_on_cpu_only_when_a_backend_is_named(tiny):
 
 def test_one_static_cache_grows_to_the_largest_shape_and_close_frees_it(tiny):
     model, tok = tiny
-    backend = LeanBackend(model, tok, batch_buckets=(2, 4, 8), prompt_bucket=16)
+    backend = LeanBackend(model, tok, batch_buckets=(2, 4, 8), prompt_bucket=16, fused=False)
     shapes = []
     for prompts, n, new in [(PROMPTS[:1], 2, 4), (PROMPTS, 3, 4), (PROMPTS[:1], 1, 24), (PROMPTS[:1], 2, 4)]:
         r = backend.generate(prompts, n, SamplingParams(max_new_tokens=new), seed=0)
@@ -308,7 +311,7 @@ def test_one_static_cache_grows_to_the_largest_shape_and_close_frees_it(tiny):
     assert backend._cache is None and backend._cache_shape == (0, 0)
     backend.generate(PROMPTS[:1], 2, SamplingParams(max_new_tokens=4), seed=0)  # usable again after close
     backend.close()
-    reserved = LeanBackend(model, tok, batch_buckets=(2, 4, 8), prompt_bucket=16)
+    reserved = LeanBackend(model, tok, batch_buckets=(2, 4, 8), prompt_bucket=16, fused=False)
     reserved.reserve(rows=6, prompt_tokens=20, new_tokens=12)
     reserved.generate(PROMPTS[:1], 2, SamplingParams(max_new_tokens=4), seed=0)
     assert reserved._cache_shape == (8, 32 + 12)  # the run's largest shape from the first rollout on
@@ -318,8 +321,8 @@ def test_one_static_cache_grows_to_the_largest_shape_and_close_frees_it(tiny):
 def test_a_larger_cache_samples_what_a_fitted_one_samples(tiny, share):
     model, tok = tiny
     sp = SamplingParams(max_new_tokens=10, temperature=0.9)
-    fitted = LeanBackend(model, tok, share_prompt=share).generate(PROMPTS, 2, sp, seed=4)
-    big = LeanBackend(model, tok, share_prompt=share)
+    fitted = LeanBackend(model, tok, share_prompt=share, fused=False).generate(PROMPTS, 2, sp, seed=4)
+    big = LeanBackend(model, tok, share_prompt=share, fused=False)
     big.reserve(rows=64, prompt_tokens=200, new_tokens=40)  # 16x the rows, 4x the slots
     padded = big.generate(PROMPTS, 2, sp, seed=4)
     assert big._cache_shape == (64, 256 + 40)
@@ -331,7 +334,7 @@ def test_a_larger_cache_samples_what_a_fitted_one_samples(tiny, share):
 def test_packed_gqa_decode_equals_the_stock_attention(tiny, monkeypatch):
     model, tok = tiny
     sp = SamplingParams(max_new_tokens=8, temperature=0.9)
-    stock = LeanBackend(model, tok, pack_gqa=False).generate(PROMPTS, 3, sp, seed=2)
+    stock = LeanBackend(model, tok, pack_gqa=False, fused=False).generate(PROMPTS, 3, sp, seed=2)
     calls = []
     real = torch.nn.functional.scaled_dot_product_attention
 
@@ -340,7 +343,7 @@ def test_packed_gqa_decode_equals_the_stock_attention(tiny, monkeypatch):
         return real(q, k, v, *a, **kw)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
-    packed = LeanBackend(model, tok).generate(PROMPTS, 3, sp, seed=2)
+    packed = LeanBackend(model, tok, fused=False).generate(PROMPTS, 3, sp, seed=2)
     assert torch.equal(stock.completion_ids, packed.completion_ids)
     assert torch.allclose(stock.logprobs, packed.logprobs, atol=1e-5)
     # Decode calls: the 4 query heads ride as 2 rows on each of the 2 KV heads, which are never copied.
@@ -433,7 +436,7 @@ def test_inductor_compiled_decode_on_cpu_matches_eager(fresh_dynamo):
     sp = SamplingParams(max_new_tokens=12, temperature=0.9)
     comp = LeanBackend(policy, tok, compile=True, compile_backend="inductor")
     for step in range(2):
-        ref = LeanBackend(policy, tok, compile=False).generate(PROMPTS[:1], 4, sp, seed=3)
+        ref = LeanBackend(policy, tok, compile=False, fused=False).generate(PROMPTS[:1], 4, sp, seed=3)
         got = comp.generate(PROMPTS[:1], 4, sp, seed=3)
         assert comp._compiled is not None  # no fallback
         assert torch.equal(ref.completion_ids, got.completion_ids)

@@ -134,7 +134,7 @@ def test_eval_help_states_every_default(capsys):
         main(["eval", "--help"])
     text = " ".join(capsys.readouterr().out.split()).split("options:", 1)[1]  # the options, not the usage line
     for flag, default in (("--samples N", "(default 16)"), ("--batch-size N", "(default 16)"),
-                          ("--backend {hf,lean}", "(default hf)"), ("--dtype DTYPE", "(default auto"),
+                          ("--backend {hf,lean}", "(default lean)"), ("--threads N", "(default 0"), ("--dtype DTYPE", "(default auto"),
                           ("--device DEVICE", "(default auto"), ("--seed SEED", "(default 0)")):
         after = text.split(flag, 1)[1]
         assert default in after.split(" --", 1)[0], flag

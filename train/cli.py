@@ -266,9 +266,11 @@ def _add_eval(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=16, metavar="N",
                    help="completions sampled at once (default 16)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed, the same for both models (default 0)")
-    p.add_argument("--backend", default="hf", choices=("hf", "lean"),
-                   help="rollout backend used to sample: hf (transformers' generate) or lean (our static-cache "
-                        "loop) (default hf)")
+    p.add_argument("--backend", default="lean", choices=("hf", "lean"),
+                   help="rollout backend used to sample: lean (our decoding loop: the fused CPU decoder, or CUDA "
+                        "graphs on a GPU) or hf (transformers' generate) (default lean)")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="CPU threads for sampling (default 0: torch's default, every core or OMP_NUM_THREADS)")
     p.add_argument("--dtype", default="auto",
                    help="weights' dtype: auto, float32 (fp32), bfloat16 (bf16) or float16 (fp16) "
                         "(default auto: bfloat16 on a GPU, float32 on the CPU)")
@@ -283,7 +285,11 @@ def _add_eval(subparsers: Any) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from train.evaluate import evaluate_models, format_report, parse_seeds
 
+    from train.threads import use_threads
+
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
     if args.json:  # refused now, not after minutes of sampling
         from codepolicy.files import FileError, MissingFileError, check_writable_dir
 
@@ -293,6 +299,7 @@ def _eval(args: argparse.Namespace) -> int:
             raise MissingFileError(f"folder of --json {quote(Path(args.json).parent)} does not exist")
         check_writable_dir(Path(args.json).parent, "folder of --json")
     _quiet_transformers()
+    use_threads(args.threads)
     result = evaluate_models(model=args.model, adapter=args.adapter, base_vs_adapter=args.base_vs_adapter,
                              samples=args.samples, seeds=seeds, game=args.game, template=args.template,
                              spec=args.spec, max_new_tokens=args.max_new_tokens, temperature=args.temperature,

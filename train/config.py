@@ -108,9 +108,9 @@ class TrainConfig:
     warmup_steps: int = _f(0, "steps of linear warm-up from 0 to lr")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     max_grad_norm: float = _f(1.0, "gradient-norm clip")
-    # 18 steps of the cpu preset make a run of 10 to 15 minutes on 2 CPU cores (measured step times: README,
-    # "The default run on CPU").
-    steps: int = _f(18, "optimizer steps of the run (each samples a fresh batch)")
+    # 15 steps of the cpu preset make the README's main job fit 10 minutes on 2 CPU cores, model conversion
+    # included (measured: README, "The default run on CPU").
+    steps: int = _f(15, "optimizer steps of the run (each samples a fresh batch)")
     # The prompt is shared by every row, so it runs once per micro-batch (batch 1) and only the
     # completions run at batch 8: the whole batch fits one micro-batch (peak memory: README, "Training on CPU").
     grad_accum: int = _f(1, "micro-batches per step (the batch is split into this many forward/backward passes)")
@@ -152,7 +152,10 @@ class TrainConfig:
     dtype: str = _f("auto", "weights' dtype (auto: bfloat16 on a GPU, float32 on the CPU; float16 is refused "
                             "for training)")
     device: str = _f("auto", "where the model runs (auto: cuda when available)")
-    gradient_checkpointing: bool = _f(True, "recompute activations in the backward pass (less memory, more time)")
+    # Beside another busy process, fewer threads than cores is faster (README, "Training on CPU").
+    threads: int = _f(0, "CPU threads for sampling and the update (torch and the Numba kernels); 0: torch's "
+                         "default (every core, or OMP_NUM_THREADS)")
+    gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass (less memory, more time)")
     rollout_backend: str = _f("auto", "sampler: lean (our static-cache loop), hf (generate), vllm, or auto "
                                       "(vllm when installed, else lean)")
     # The lean backend's decode step: compiled with inductor + CUDA graphs on a GPU when rollout_compile;
@@ -254,6 +257,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "sampler_correction_cap": (0.0, None, False, True),
     "games_per_completion": (0, None, True, True),
     "reward_workers": (0, None, True, True),
+    "threads": (0, None, True, True),
     "vllm_gpu_memory_utilization": (0.0, 1.0, False, True),
     "log_interval": (1, None, True, True),
     "save_interval": (0, None, True, True),

@@ -124,7 +124,7 @@ def attach_adapter(model: Any, adapter_dir: Path | None, state: dict | None) -> 
 
 def sample_completions(model: Any, tokenizer: Any, prompt: str, n: int, *, max_new_tokens: int = 256,
                        temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 16,
-                       backend: str = "hf", on_batch: Callable[[int, int], None] | None = None) -> list[str]:
+                       backend: str = "lean", on_batch: Callable[[int, int], None] | None = None) -> list[str]:
     """``n`` sampled completions of ``prompt``, ``batch_size`` at a time; the same seed gives the same samples.
 
     ``on_batch(done, batches)`` is called after each batch (progress for the caller to show).
@@ -206,7 +206,7 @@ def evaluate_models(*, model: str | None = None, adapter: str | None = None, bas
                     samples: int = 16, seeds: Sequence[int] | None = None, game: str | None = None,
                     template: str | None = None, spec: str | None = None, max_new_tokens: int | None = None,
                     temperature: float | None = None, top_p: float | None = None, batch_size: int = 16,
-                    seed: int = 0, backend: str = "hf", dtype: str = "auto", device: str = "auto",
+                    seed: int = 0, backend: str = "lean", dtype: str = "auto", device: str = "auto",
                     progress: Callable[[str], None] | None = _say) -> dict[str, Any]:
     """Sample and score a model (and/or its adapter) on held-out games; the result ``codepolicy eval`` prints.
 

@@ -443,6 +443,7 @@ def _train(config: TrainConfig, ranks: Ranks, device: str, reward_fn: "RewardFn 
     from train.checkpoint import load_latest, restore_training_state, save_checkpoint, training_state
     from train.evaluate import evaluate_policy
     from train.monitor import RunLogger
+    from train.threads import use_threads
 
     started = time.perf_counter()
     ranks.groups(config.prompts_per_step)  # a batch that does not split over the ranks fails here, not mid-run
@@ -453,6 +454,7 @@ def _train(config: TrainConfig, ranks: Ranks, device: str, reward_fn: "RewardFn 
     if ranks.main:
         run_dir.mkdir(parents=True, exist_ok=True)
 
+    use_threads(config.threads)
     # Model and LoRA policy (the reference is the same weights with the adapter off), optimizer.
     if model is None:
         from train.model import is_tiny, load_model, resolve_model

@@ -4,7 +4,9 @@ One interface, three backends:
 
 - ``HFBackend``: transformers ``generate`` (left-padded batch, sampling, dynamic KV cache). The reference
   implementation; its per-token log-probs are recomputed with the trainer's own function.
-- ``LeanBackend``: our own decoding loop over the model's forward with one preallocated ``StaticCache``.
+- ``LeanBackend``: our own decoding loop. On the CPU it runs Llama-family models through the fused decoder
+  of ``train.fused_decode`` (merged LoRA weights, Numba kernels, one copy of each prompt's keys and values).
+  Otherwise it runs the model's forward with one preallocated ``StaticCache``.
   The batch and the prompt length are padded to buckets and the cache is kept at the largest shape of
   the run, so every step of every rollout has the same shapes; on a GPU the one-token decode step is
   compiled with CUDA graphs (``torch.compile`` mode "reduce-overhead"), which removes the per-step
@@ -38,6 +40,8 @@ from typing import Any, Callable, Collection, Iterator, Sequence
 import torch
 
 from train.compat import cache_keyword, kv_cache_unsupported
+from train.fused_decode import FusedDecoder, padded_rows
+from train.fused_decode import unsupported as fused_unsupported
 from train.logprobs import batched_logprobs, position_ids_from_mask
 
 __all__ = [
@@ -214,21 +218,26 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float,
         drop = (sorted_p.cumsum(-1) - sorted_p) >= top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-    # Exponential race: argmax(p / E), E ~ Exp(1), is an exact draw from p, with no host sync
-    # (cheaper than multinomial on the CPU, and capturable in a CUDA graph).
+    # Inverse-CDF draw: one uniform per row against the cumulative mass, in float64 so that each token's
+    # interval is its own probability to ~1e-16. An exact draw from p with no host sync, and one random
+    # number per row (the exponential race it replaces drew one per vocabulary entry: 30% of a CPU decode step).
+    B = probs.shape[0]
+    real = B if rows is None else min(rows, B)
     if stream is not None:
         first, total = stream
-        rows = probs.shape[0] if rows is None else rows
-        noise = torch.empty((total, probs.shape[1]), dtype=probs.dtype, device=probs.device)
-        noise.exponential_(generator=generator)
-        race = torch.ones_like(probs)
-        race[:rows] = noise[first:first + rows]
-    elif rows is None or rows >= probs.shape[0]:
-        race = torch.empty_like(probs).exponential_(generator=generator)
+        u = torch.rand(total, dtype=torch.float64, device=probs.device, generator=generator)[first:first + real]
     else:
-        race = torch.ones_like(probs)
-        race[:rows].exponential_(generator=generator)
-    tok = (probs / race).argmax(dim=-1)
+        u = torch.rand(real, dtype=torch.float64, device=probs.device, generator=generator)
+    cdf = probs.double().cumsum_(-1)
+    # u < 1, so u * total mass < the last entry and the first entry above it has positive mass (the clamp
+    # only guards float rounding of that product).
+    drawn = torch.searchsorted(cdf[:real], (u * cdf[:real, -1])[:, None], right=True).squeeze(-1)
+    drawn = drawn.clamp_(max=probs.shape[1] - 1)
+    if real < B:  # batch padding rows take their most likely token and draw nothing
+        tok = probs.argmax(dim=-1)
+        tok[:real] = drawn
+    else:
+        tok = drawn
     return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
 
 
@@ -436,6 +445,11 @@ class LeanBackend(RolloutBackend):
     run that fails (no C compiler for triton's launcher, dynamo's recompile limit, ...) switches to eager
     decoding with one line on stderr; the rollout in progress continues. ``pack_gqa``: decode attention
     with grouped-query heads packed (sdpa models only).
+
+    ``fused``: on the CPU, uncompiled, a model :mod:`train.fused_decode` supports decodes through its
+    fused decoder instead of the transformers forward and the static cache above (None: whenever it can;
+    False: never; True: always, an error where it cannot). Rows are then padded to a multiple of 8, each
+    distinct prompt is prefilled once, and the loop stops as soon as every row has ended.
     """
 
     name = "lean"
@@ -443,13 +457,22 @@ class LeanBackend(RolloutBackend):
     def __init__(self, model: Any, tokenizer: Any, compile: bool | None = None,
                  batch_buckets: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
                  prompt_bucket: int = 64, check_every: int = 16, share_prompt: bool = True,
-                 compile_backend: str | Callable[..., Any] | None = None, pack_gqa: bool = True):
+                 compile_backend: str | Callable[..., Any] | None = None, pack_gqa: bool = True,
+                 fused: bool | None = None):
         super().__init__(model, tokenizer)
         why = kv_cache_unsupported(model)
         if why is not None:
             raise ValueError(f"lean rollout backend: {why}")
         on_gpu = self.device.type == "cuda"
         self.compile = on_gpu if compile is None else bool(compile)
+        # On the CPU, uncompiled, a Llama-family model decodes through train.fused_decode (merged LoRA weights,
+        # Numba kernels, one copy of each prompt's keys and values); fused=False keeps the transformers forward.
+        self._fused: FusedDecoder | None = None
+        why_not = fused_unsupported(model) if fused is not False else "turned off"
+        if fused and why_not is not None:
+            raise ValueError(f"lean rollout backend: the fused CPU decoder cannot run this model: {why_not}")
+        if why_not is None and (fused or not self.compile):
+            self._fused = FusedDecoder(model)
         self.compile_backend = compile_backend if compile_backend is not None else "inductor"
         # CUDA graphs are what make the compiled step fast; they exist for CUDA tensors under inductor only.
         self._cudagraphs = self.compile and on_gpu and self.compile_backend == "inductor"
@@ -545,9 +568,11 @@ class LeanBackend(RolloutBackend):
         return self._cache, B, L
 
     def close(self) -> None:
-        """Free the static cache and the compiled step's code cache (the backend stays usable: both are rebuilt)."""
+        """Free the static cache, the fused decoder's buffers and the compiled step's code cache (all rebuilt on use)."""
         self._cache = None
         self._cache_shape = (0, 0)
+        if self._fused is not None:
+            self._fused.release()
         if self._compiled is not None:
             try:
                 # Dynamo keeps compiled graphs (and what they reference) per code object, across instances.
@@ -606,11 +631,57 @@ class LeanBackend(RolloutBackend):
                          position_ids=pos[:, None], use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
         return out.logits[:, -1]
 
+    @property
+    def fused(self) -> bool:
+        """True when rollouts decode through the fused CPU decoder (``train.fused_decode``)."""
+        return self._fused is not None
+
+    @torch.no_grad()
+    def _generate_fused(self, rows: list[list[int]], sampling: SamplingParams, seed: int,
+                        stream: tuple[int, int] | None, start: float) -> Rollout:
+        """The decoding loop over the fused CPU decoder: each distinct prompt prefilled once, rows padded to 8."""
+        dec = self._fused
+        assert dec is not None
+        dec.refresh()  # a no-op unless the weights changed since the last rollout
+        N = len(rows)
+        distinct: dict[tuple[int, ...], int] = {}
+        row_prompt = [distinct.setdefault(tuple(r), len(distinct)) for r in rows]
+        first_logits = dec.prefill(list(distinct))
+        B = padded_rows(N)
+        row_prompt += [row_prompt[0]] * (B - N)  # padding rows repeat row 0 and are dropped
+        T = sampling.max_new_tokens
+        dec.start(row_prompt, T)
+        logits = first_logits[row_prompt]
+        gen = torch.Generator().manual_seed(int(seed))
+        eos = torch.tensor(self.eos)
+        tokens = torch.full((B, T), self.pad, dtype=torch.long)
+        logps = torch.zeros((B, T), dtype=torch.float32)
+        done = torch.zeros(B, dtype=torch.bool)
+        next_pos = torch.tensor([len(rows[i if i < N else 0]) for i in range(B)])  # position of the first new token
+        pad_tok = torch.full((B,), self.pad, dtype=torch.long)
+        steps = 0
+        for t in range(T):
+            tok, lp = sample_tokens(logits, sampling.temperature, sampling.top_p, gen, rows=N, stream=stream)
+            tok = torch.where(done, pad_tok, tok)
+            tokens[:, t] = tok
+            logps[:, t] = lp
+            done = done | torch.isin(tok, eos)
+            steps = t + 1
+            if t == T - 1 or bool(done[:N].all()):  # no device to sync with: check every step
+                break
+            logits = dec.step(tok, next_pos + t, t)
+        ids, pmask = _left_pad(rows, max(len(r) for r in rows), self.pad)
+        c_ids, c_mask, c_lp, texts, lengths, truncated = _finish(tokens[:N, :steps], logps[:N, :steps], self.eos,
+                                                                 self.pad, self.tokenizer)
+        return Rollout(ids, pmask, c_ids, c_mask, c_lp, texts, lengths, truncated, time.perf_counter() - start)
+
     @torch.no_grad()
     def generate(self, prompts, n, sampling, seed, stream=None):
         start = time.perf_counter()
         dev = self.device
         rows = [r for r in encode_prompts(self.tokenizer, prompts) for _ in range(n)]
+        if self._fused is not None:
+            return self._generate_fused(rows, sampling, seed, stream, start)
         N = len(rows)
         P = self._prompt_width(max(len(r) for r in rows))
         T = sampling.max_new_tokens
