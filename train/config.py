@@ -108,9 +108,9 @@ class TrainConfig:
     warmup_steps: int = _f(0, "steps of linear warm-up from 0 to lr")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     max_grad_norm: float = _f(1.0, "gradient-norm clip")
-    # 15 steps of the cpu preset make the README's main job fit 10 minutes on 2 CPU cores, model conversion
+    # 10 steps of the cpu preset make the README's main job fit 10 minutes on 2 CPU cores, model conversion
     # included (measured: README, "The default run on CPU").
-    steps: int = _f(15, "optimizer steps of the run (each samples a fresh batch)")
+    steps: int = _f(10, "optimizer steps of the run (each samples a fresh batch)")
     # The prompt is shared by every row, so it runs once per micro-batch (batch 1) and only the
     # completions run at batch 8: the whole batch fits one micro-batch (peak memory: README, "Training on CPU").
     grad_accum: int = _f(1, "micro-batches per step (the batch is split into this many forward/backward passes)")
