@@ -1,15 +1,20 @@
-"""Prompt study: what each prompt template makes the untrained model write, and what it earns.
+"""Prompt study: what each prompt condition makes the untrained model write, and what it earns.
 
-For each template of ``train.prompts`` the untrained model (SmolLM2-135M-Instruct by default) samples
+A condition is a template of ``train.prompts``, an answer prefill (the text that opens the model's answer,
+``train.prompts.PREFILLS``) and whether rows stop at the closing code fence, written
+``template+prefill`` (stop on) or ``template+prefill/nostop``; a bare template name is ``template+none/nostop``.
+Templates that list the game's API are scored with it switched on, the others with it off.
+For each condition the untrained model (SmolLM2-135M-Instruct by default) samples
 ``--samples`` completions of its chat prompt at the cpu preset's temperature, top-p and length
 (``train.config``), in batches of 16 through the lean rollout backend; groups of 8 consecutive samples
 are scored the way training scores them (``rewards.evaluate_group``, the game's default reward spec) on
 held-out game seeds ``2**31 + k`` (training draws its game seeds below ``2**31 - 1``, so it never
-plays these). Per template it reports:
+plays these). Per condition it reports:
 
 - samples; shares extractable (``format_ok``), compliant, ``played`` (the reward's own fact: every game
   made a move or ended honestly), honest end (every game finished, won or hit max_moves: no game
-  ``stuck`` and no runtime error), any game stuck, truncated at max_new_tokens;
+  ``stuck`` and no runtime error), any game stuck, truncated at max_new_tokens; how the completions
+  ended (EOS, the closing fence, the length limit);
 - zero-variance groups (all 8 totals equal: no GRPO learning signal), reward mean, std and the mean
   of the per-group std;
 - prompt tokens, sampling and scoring seconds;
@@ -21,7 +26,7 @@ plays these). Per template it reports:
   the gaps between these programs are smaller than four games' noise), so "copying is not the best a
   sample can do" can be read off.
 
-Results go to ``--out`` (JSON, written again after each template, so a stopped run keeps what it
+Results go to ``--out`` (JSON, written again after each condition, so a stopped run keeps what it
 finished), every completion to ``<out>.samples.jsonl``, and a markdown table to stdout and
 ``<out>.md``.
 
@@ -50,8 +55,10 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DEFAULT_TEMPLATES = ("default", "compact", "example_only", "moves", "moves_only", "moves_full_rules")
-QUICK_TEMPLATES = ("default", "moves")
+# Prefill and stop, without and with the game API: the rows of the table that chooses each template's prefill.
+DEFAULT_CONDITIONS = ("compact+none/nostop", "compact+none", "compact+fence", "compact+signature", "compact+indent",
+                      "api+none", "api+signature", "api+indent", "api+moves", "api+return")
+QUICK_CONDITIONS = ("compact+none/nostop", "api+return")
 GROUP = 8             # the GRPO group the zero-variance count is about (the gpu preset's group_size)
 BATCH = 16            # completions sampled per generate call
 HELD_OUT_BASE = 2**31  # game seeds 2**31 + k: above every seed training draws (rng.integers(0, 2**31 - 1))
@@ -141,6 +148,31 @@ def _fence(source: str) -> str:
     return f"```python\n{source.strip()}\n```"
 
 
+def parse_condition(text: str) -> tuple[str, str, bool]:
+    """``template[+prefill][/nostop]`` -> (template, prefill name, stop at fence); a bare template: no prefill, no stop."""
+    from train.prompts import PREFILLS, TEMPLATES, answer_prefill
+
+    head, _, tail = text.strip().partition("/")
+    template, plus, prefill = head.partition("+")
+    if template not in TEMPLATES:
+        raise ValueError(f"condition {text!r}: unknown template {template!r}; choose from {', '.join(TEMPLATES)}")
+    if tail not in ("", "nostop"):
+        raise ValueError(f"condition {text!r}: only '/nostop' may follow the prefill")
+    prefill = prefill if plus else "none"
+    if prefill not in PREFILLS:
+        raise ValueError(f"condition {text!r}: unknown prefill {prefill!r}; choose from {', '.join(PREFILLS)}")
+    try:
+        answer_prefill(template, prefill)  # an API prefill with a template that does not show the API fails here
+    except ValueError as exc:
+        raise ValueError(f"condition {text!r}: {exc}") from None
+    return template, prefill, bool(plus) and tail != "nostop"
+
+
+def condition_name(template: str, prefill: str, stop: bool) -> str:
+    """The condition's name, as :func:`parse_condition` reads it."""
+    return f"{template}+{prefill}" + ("" if stop else "/nostop")
+
+
 def _sample_facts(breakdown: Any, text: str, truncated: bool, examples: Sequence[str]) -> dict[str, Any]:
     import sandbox
     from sandbox.records import FormatError
@@ -180,9 +212,9 @@ def _share(rows: Sequence[dict[str, Any]], key: str) -> float:
     return sum(1 for r in rows if r[key]) / len(rows) if rows else 0.0
 
 
-def summarise(template: str, rows: list[dict[str, Any]], prompt_tokens: int, sample_s: float, score_s: float,
+def summarise(condition: str, rows: list[dict[str, Any]], prompt_tokens: int, sample_s: float, score_s: float,
               group: int = GROUP) -> dict[str, Any]:
-    """The per-template figures from per-sample facts (``rows`` in sampling order, groups consecutive)."""
+    """The per-condition figures from per-sample facts (``rows`` in sampling order, groups consecutive)."""
     totals = [r["total"] for r in rows]
     groups = [totals[i:i + group] for i in range(0, len(totals) - group + 1, group)]
     zero_var = sum(1 for g in groups if max(g) - min(g) <= 1e-9)
@@ -190,7 +222,7 @@ def summarise(template: str, rows: list[dict[str, Any]], prompt_tokens: int, sam
     copies = Counter(r["copy"] for r in rows if r["copy"])
     played = [r for r in rows if r["honest_end"]]
     return {
-        "template": template,
+        "condition": condition,
         "samples": len(rows),
         "extractable": _share(rows, "format_ok"),
         "compliant": _share(rows, "compliant"),
@@ -198,6 +230,8 @@ def summarise(template: str, rows: list[dict[str, Any]], prompt_tokens: int, sam
         "honest_end": _share(rows, "honest_end"),
         "stuck": _share(rows, "stuck"),
         "truncated": _share(rows, "truncated"),
+        "ends": {reason: sum(1 for r in rows if r.get("end") == reason) / len(rows) if rows else 0.0
+                 for reason in ("eos", "fence", "length")},
         "groups": len(groups),
         "zero_variance_groups": zero_var,
         "reward_mean": statistics.fmean(totals) if totals else 0.0,
@@ -218,52 +252,69 @@ def summarise(template: str, rows: list[dict[str, Any]], prompt_tokens: int, sam
     }
 
 
-def run_template(template: str, *, game: str, model: Any, tok: Any, backend: Any, sampling: Any, samples: int,
-                 seed: int, seeds: list[int], spec: Any, pool: Any, batch: int = BATCH,
-                 log: Any = print) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Sample, score and summarise one template; -> (summary, per-sample facts)."""
+def run_condition(condition: str, *, game: str, model: Any, tok: Any, backend: Any, sampling: Any, samples: int,
+                  seed: int, seeds: list[int], pool: Any, batch: int = BATCH,
+                  log: Any = print) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Sample, score and summarise one condition; -> (summary, per-sample facts).
+
+    The answer scored is the prefill followed by the completion, as in training; ``sampling`` gives the
+    length, temperature and top-p, the condition the prefill and the stop.
+    """
+    import dataclasses
+
     import rewards
-    from train.prompts import build_prompt, template_examples
+    from train.prompts import answer_prefill, build_prompt, template_examples, uses_api
     from train.rollout import encode_prompts
 
-    prompt = build_prompt(game, tok, template=template)
+    template, prefill_name, stop = parse_condition(condition)
+    prefill = answer_prefill(template, prefill_name)
+    sampling = dataclasses.replace(sampling, prefill=prefill, stop_at_fence=stop)
+    spec = dataclasses.replace(rewards.load_spec(None, game=game), game_api=uses_api(template))
+    prompt = build_prompt(game, tok, template=template, prefill=prefill)
     prompt_tokens = len(encode_prompts(tok, [prompt])[0])
     examples = template_examples(game, template)
     texts: list[str] = []
     truncated: list[bool] = []
+    ends: list[str] = []
     sample_s = 0.0
     for b in range(math.ceil(samples / batch)):
         n = min(batch, samples - b * batch)
-        # Batch b draws with seed + b whatever the template: same seeds, so templates differ only by prompt.
+        # Batch b draws with seed + b whatever the condition: same seeds, so conditions differ only by prompt.
         start = time.perf_counter()
         out = backend.generate([prompt], n, sampling, seed + b)
         sample_s += time.perf_counter() - start
-        texts += out.texts
+        texts += [prefill + t for t in out.texts]
         truncated += [bool(t) for t in out.truncated]
-        log(f"  {template}: sampled {len(texts)}/{samples} ({sample_s:.0f} s)")
+        ends += out.ends
+        log(f"  {condition}: sampled {len(texts)}/{samples} ({sample_s:.0f} s)")
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
-    cache: dict = {}  # per template: a program the model repeats runs once, as in training
+    cache: dict = {}  # per condition: a program the model repeats runs once, as in training
     for g in range(0, len(texts), GROUP):
         group = texts[g:g + GROUP]
         breakdowns = rewards.evaluate_group(group, game=game, seeds=seeds, spec=spec, pool=pool, cache=cache)
-        rows += [_sample_facts(bd, t, tr, examples) for bd, t, tr in zip(breakdowns, group, truncated[g:g + GROUP])]
+        rows += [_sample_facts(bd, t, tr, examples) | {"end": e}
+                 for bd, t, tr, e in zip(breakdowns, group, truncated[g:g + GROUP], ends[g:g + GROUP])]
     score_s = time.perf_counter() - start
-    summary = summarise(template, rows, prompt_tokens, sample_s, score_s)
-    summary["examples"] = examples
+    summary = summarise(condition, rows, prompt_tokens, sample_s, score_s)
+    summary.update(examples=examples, prefill=prefill, stop_at_fence=stop, game_api=spec.game_api)
     return summary, rows
 
 
 def references(game: str, seeds: list[int], spec: Any, pool: Any, templates: Sequence[str]) -> dict[str, Any]:
-    """Totals of the templates' examples and of honest baselines on the same held-out seeds."""
+    """Totals of the templates' examples and of honest baselines on the same held-out seeds (API switched on)."""
+    import dataclasses
+
     import rewards
     from envs.baselines import SOURCES
-    from train.prompts import MOVES_EXAMPLES, template_examples
+    from train.prompts import API_EXAMPLES, MOVES_EXAMPLES, template_examples
 
+    spec = dataclasses.replace(spec, game_api=True)  # the API example needs it; the others never call it
     programs: dict[str, str] = {}
     for t in templates:
         for e in template_examples(game, t):
-            name = "moves example" if e == MOVES_EXAMPLES.get(game) else "game example"
+            name = ("moves example" if e == MOVES_EXAMPLES.get(game)
+                    else "api example" if e == API_EXAMPLES.get(game) else "game example")
             programs[name] = e
     if game in MOVES_EXAMPLES:
         # The moves example with a corner order (A, W, D, S instead of A, D, W, S): one edit away from a copy.
@@ -287,7 +338,7 @@ def references(game: str, seeds: list[int], spec: Any, pool: Any, templates: Seq
 # --- the table -----------------------------------------------------------------------------------
 
 COLUMNS = (
-    ("template", "template", "{}"),
+    ("condition", "condition", "{}"),
     ("samples", "n", "{}"),
     ("extractable", "extract", "{:.0%}"),
     ("compliant", "compliant", "{:.0%}"),
@@ -295,6 +346,7 @@ COLUMNS = (
     ("honest_end", "honest end", "{:.0%}"),
     ("stuck", "stuck", "{:.0%}"),
     ("truncated", "truncated", "{:.0%}"),
+    ("ends", "ends e/f/l", None),
     ("zero_variance_groups", "0-var groups", "{}"),
     ("reward_mean", "reward mean", "{:.3f}"),
     ("reward_std", "std", "{:.3f}"),
@@ -312,6 +364,8 @@ def _cell(summary: dict[str, Any], key: str, fmt: str | None) -> str:
         c = summary["copies"]
         best = " (best is one)" if summary["best_is_copy"] else ""
         return f"{c['exact']}/{c['renamed']}/{c['near']}{best}" if summary["examples"] else "-"
+    if key == "ends":
+        return "/".join(f"{summary['ends'][r]:.0%}" for r in ("eos", "fence", "length"))
     if key == "zero_variance_groups":
         return f"{summary[key]}/{summary['groups']}"
     value = summary[key]
@@ -319,7 +373,7 @@ def _cell(summary: dict[str, Any], key: str, fmt: str | None) -> str:
 
 
 def markdown_table(summaries: Sequence[dict[str, Any]]) -> str:
-    """The per-template figures as a markdown table."""
+    """The per-condition figures as a markdown table."""
     head = "| " + " | ".join(h for _, h, _ in COLUMNS) + " |"
     rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
     rows = ["| " + " | ".join(_cell(s, k, f) for k, _, f in COLUMNS) + " |" for s in summaries]
@@ -330,12 +384,13 @@ def markdown_table(summaries: Sequence[dict[str, Any]]) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--samples", type=int, default=128, help="completions per template (multiple of 8; default 128)")
-    p.add_argument("--templates", default=",".join(DEFAULT_TEMPLATES), help="comma-separated template names")
+    p.add_argument("--samples", type=int, default=128, help="completions per condition (multiple of 8; default 128)")
+    p.add_argument("--conditions", "--templates", dest="conditions", default=",".join(DEFAULT_CONDITIONS),
+                   help="comma-separated conditions, template[+prefill][/nostop] (a bare template: no prefill, no stop)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     p.add_argument("--out", default="benchmarks/results/prompt_study.json", help="results JSON")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 8 samples of default and moves, 2 games, results to /tmp unless --out is given")
+                   help="smoke run: 8 samples of two conditions, 2 games, results to /tmp unless --out is given")
     p.add_argument("--model", default="smollm2-135m", help="model name (tiny: the random test model)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--games", type=int, default=4, help="held-out games per completion (the gpu preset's seeds_per_eval)")
@@ -349,8 +404,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.samples = 8 if args.samples == 128 else args.samples
-        if args.templates == ",".join(DEFAULT_TEMPLATES):
-            args.templates = ",".join(QUICK_TEMPLATES)
+        if args.conditions == ",".join(DEFAULT_CONDITIONS):
+            args.conditions = ",".join(QUICK_CONDITIONS)
         args.games = 2 if args.games == 4 else args.games
         args.reference_games = 2 if args.reference_games == 32 else args.reference_games
         if args.out == p.get_default("out"):
@@ -370,13 +425,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import rewards
     from sandbox.runner import WorkerPool
     from train.config import make_config
-    from train.prompts import TEMPLATES
     from train.rollout import SamplingParams, make_backend
 
-    templates = [t.strip() for t in args.templates.split(",") if t.strip()]
-    unknown = [t for t in templates if t not in TEMPLATES]
-    if unknown:
-        raise SystemExit(f"prompt_study: unknown template {unknown[0]!r}; choose from {', '.join(TEMPLATES)}")
+    conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    try:
+        parsed = [parse_condition(c) for c in conditions]
+    except ValueError as exc:
+        raise SystemExit(f"prompt_study: {exc}") from None
+    conditions = [condition_name(*c) for c in parsed]
+    templates = list(dict.fromkeys(t for t, _, _ in parsed))
     cfg = make_config(preset="cpu")
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens or cfg.max_new_tokens, temperature=cfg.temperature,
                               top_p=cfg.top_p)
@@ -409,12 +466,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "preset": f"cpu, max_new_tokens {args.max_new_tokens}" if args.max_new_tokens else "cpu",
             "temperature": sampling.temperature, "top_p": sampling.top_p,
             "max_new_tokens": sampling.max_new_tokens, "samples": args.samples, "group": GROUP, "batch": BATCH,
-            "sampling_seeds": f"batch b of every template: {args.seed} + b",
+            "sampling_seeds": f"batch b of every condition: {args.seed} + b",
             "game": game, "game_seeds": seeds,
             "game_seeds_note": "2**31 + k: training draws game seeds in [0, 2**31 - 1) and never plays these",
             "reward_spec": f"rewards/default_{game}.toml (the game's default)",
             "rollout_backend": "lean, eager (compile=False)", "torch_threads": torch.get_num_threads(),
-            "sandbox_workers": args.workers, "templates": templates,
+            "sandbox_workers": args.workers, "conditions": conditions,
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
             "load_average_at_start": os.getloadavg(), "machine": args.note,
@@ -424,22 +481,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "played": "the reward's info['played']: every game made a move or ended honestly (a stuck game with "
                       "moves counts); honest_end: every game finished, won or hit max_moves",
         },
-        "templates": {},
+        "conditions": {},
     }
     summaries: list[dict[str, Any]] = []
     with WorkerPool(workers=args.workers) as pool, open(samples_path, "w") as samples_file:
         reference_seeds = [HELD_OUT_BASE + k for k in range(max(args.reference_games, 1))]
         result["config"]["reference_seeds"] = f"2**31 + k for k < {len(reference_seeds)}"
         result["references"] = references(game, reference_seeds, spec, pool, templates)
-        for template in templates:
-            say(f"template {template}")
-            summary, rows = run_template(template, game=game, model=model, tok=tok, backend=backend,
-                                         sampling=sampling, samples=args.samples, seed=args.seed, seeds=seeds,
-                                         spec=spec, pool=pool, log=say)
+        for condition in conditions:
+            say(f"condition {condition}")
+            summary, rows = run_condition(condition, game=game, model=model, tok=tok, backend=backend,
+                                          sampling=sampling, samples=args.samples, seed=args.seed, seeds=seeds,
+                                          pool=pool, log=say)
             summaries.append(summary)
-            result["templates"][template] = summary
+            result["conditions"][condition] = summary
             for i, row in enumerate(rows):
-                samples_file.write(json.dumps({"template": template, "index": i, **row}) + "\n")
+                samples_file.write(json.dumps({"condition": condition, "index": i, **row}) + "\n")
             samples_file.flush()
             result["config"]["wall_seconds"] = time.perf_counter() - start
             result["config"]["load_average_at_end"] = os.getloadavg()

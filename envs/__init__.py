@@ -8,11 +8,11 @@ import importlib
 import pkgutil
 
 from envs.play import DEFAULT_MAX_MOVES
-from envs.registry import GameSpec, UnknownGameError, get, names, register
+from envs.registry import ApiFunction, GameSpec, UnknownGameError, get, names, register
 
 # Every subpackage of envs is a game; importing it registers it.
 for _game in pkgutil.iter_modules(__path__):
     if _game.ispkg:
         importlib.import_module(f"{__name__}.{_game.name}")
 
-__all__ = ["DEFAULT_MAX_MOVES", "GameSpec", "UnknownGameError", "get", "names", "register"]
+__all__ = ["ApiFunction", "DEFAULT_MAX_MOVES", "GameSpec", "UnknownGameError", "get", "names", "register"]

@@ -15,6 +15,9 @@ moves change the board by sliding in pure Python (a strategy has no other way to
 - ``greedy``: one ply: the move that changes the board and maximises points merged plus
   empty cells afterwards (weighted), ties broken in the order A, W, D, S.
 
+:data:`API_SOURCES` holds ``corner`` and ``greedy`` again, each one line written against the
+game's API (``legal_moves``, ``slide``); they play the same games as the long versions.
+
 Trusted-only baselines (plain Python callables, not in :data:`SOURCES`):
 
 - :func:`random_strategy` ``(seed)``: a uniformly random move among those that change the
@@ -37,7 +40,7 @@ from envs.game2048 import ACTIONS, slide
 from envs.play import DEFAULT_MAX_MOVES, play_trusted
 
 __all__ = [
-    "SOURCES", "NAMES", "TRUSTED_ONLY", "REACH_TILES", "Strategy", "BaselineSummary",
+    "SOURCES", "API_SOURCES", "NAMES", "TRUSTED_ONLY", "REACH_TILES", "Strategy", "BaselineSummary",
     "load", "random_strategy", "make", "play_games", "summarize", "run_baselines",
 ]
 
@@ -128,6 +131,23 @@ SOURCES: dict[str, str] = {
     "greedy": GREEDY_SOURCE,
 }
 """Sandboxable baselines: name -> source text defining ``def strategy(board)``."""
+
+# The same two baselines written against the game's API (envs.game2048.api: legal_moves, slide),
+# one line each: they need a policy with the API on (rewards.RewardSpec.policy, sandbox.game_policy)
+# and play exactly the games of CORNER_SOURCE and GREEDY_SOURCE (the tie-breaks A, W, D, S included).
+CORNER_API_SOURCE = '''def strategy(board):
+    return (lambda ms: (list(filter(lambda m: (lambda b: b[0][0] == max(map(max, b)))(slide(board, m)[0]), ms)) + ms + ["A"])[0])(sorted(legal_moves(board), key="AWDS".index))
+'''
+
+GREEDY_API_SOURCE = '''def strategy(board):
+    return max(sorted(legal_moves(board), key="AWDS".index), key=lambda m: (lambda r: r[1] + 4 * sum(map(lambda row: row.count(0), r[0])))(slide(board, m)), default="A")
+'''
+
+API_SOURCES: dict[str, str] = {
+    "corner": CORNER_API_SOURCE,
+    "greedy": GREEDY_API_SOURCE,
+}
+"""Baselines written against the game's API: name -> source (the games of ``SOURCES[name]``)."""
 
 TRUSTED_ONLY: tuple[str, ...] = ("random", "expectimax")
 """Baselines that are trusted Python (seeded RNG, Numba) and cannot run in the sandbox."""

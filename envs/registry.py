@@ -6,11 +6,11 @@ needs no change outside its own folder: write the spec, call :func:`register`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["GameSpec", "register", "get", "names", "UnknownGameError"]
+__all__ = ["ApiFunction", "GameSpec", "register", "get", "names", "UnknownGameError"]
 
 
 class UnknownGameError(KeyError):
@@ -18,6 +18,24 @@ class UnknownGameError(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; we want a plain sentence
         return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class ApiFunction:
+    """A pure helper a game publishes to strategies (its API), e.g. 2048's ``legal_moves(board)``.
+
+    ``make(options)`` builds the function for the game's options (over the spec's defaults),
+    e.g. for a board size. The function must be pure and deterministic, validate every
+    argument before using it (a ValueError or TypeError with a one-line message for anything
+    that is not a well-formed argument of this game), cost bounded time, and return fresh
+    plain Python values. The sandbox gives it to a program as a builtin when the reward
+    spec's ``game_api`` is on; ``signature`` and ``doc`` (one line) are what the prompt shows.
+    """
+
+    name: str
+    signature: str
+    doc: str
+    make: Callable[[Mapping[str, Any]], Callable[..., Any]]
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,16 @@ class GameSpec:
     """The Gymnasium id this game is also registered under, if any."""
     describe: Callable[[Any], str] | None = None
     """Optional state -> short text rendering (for ``--show``)."""
+    api: tuple[ApiFunction, ...] = ()
+    """Helper functions strategies may call (see :class:`ApiFunction`), in the order the prompt lists them."""
+    seed_programs: Callable[[bool], Sequence[str]] | None = None
+    """Optional: sources of honest strategies (each a lone ``def strategy(board):`` that plays every game to its
+    end) a warm start may fill its first round with; the argument says whether the game's API is switched on."""
+
+    def api_functions(self, **options: Any) -> dict[str, Callable[..., Any]]:
+        """The game's API built for ``options`` over the spec's defaults: name -> function."""
+        merged = {**self.options, **options}
+        return {f.name: f.make(merged) for f in self.api}
 
     def make(self, seed: int, **options: Any) -> Any:
         """Create a state from a seed, with ``options`` over the spec's defaults."""

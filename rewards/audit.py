@@ -11,6 +11,9 @@ the spec's rules, on a few common seeds:
   histogram padding, state between calls, probe evasion, loops and recursion by indirect
   routes, a program that stalls the static check, deterministic programs the determinism probe
   must not flag, a plan that switches between games);
+- where the spec's ``game_api`` is on, abuses of the game's API (:data:`sandbox.hacks.API_HACKS`:
+  junk and huge arguments, a flood of calls, recursion through it, mutating what it returns;
+  and a sample of :func:`sandbox.cheats.api_abuse_programs`' malformed calls);
 - the sandboxable baselines (:data:`envs.baselines.SOURCES`); ``corner`` and ``greedy``
   are the honest ones (they check their moves and play to the game's end), ``fixed``
   (always left) is a constant move.
@@ -236,21 +239,53 @@ def _hacks_2048() -> list[Program]:
     return [Program(f"hack:{h.name}", h.kind, h.earns, h.source) for h in HACKS]
 
 
+def _api_hacks_2048() -> list[Program]:
+    from sandbox.hacks import API_HACKS
+
+    return [Program(f"hack:{h.name}", h.kind, h.earns, h.source) for h in API_HACKS]
+
+
+def _api_abuses(game: str, per_technique: int, seed: int) -> list[Program]:
+    """A fixed sample of every technique of :func:`sandbox.cheats.api_abuse_programs` (malformed API calls)."""
+    from sandbox import cheats
+
+    programs = []
+    for technique in cheats.API_TECHNIQUES:
+        for k, abuse in enumerate(fixed_examples(cheats.api_abuse_programs(game, technique), per_technique, seed)):
+            programs.append(Program(f"api:{technique}#{k}", "error",
+                                    f"a game API call with a malformed argument ({technique})", abuse.source))
+    return programs
+
+
 # Per game: its honest baselines and its reward hacks (both need the game's move names).
 _GAME_CATALOGUES: dict[str, tuple[Callable[[], list[Program]], Callable[[], list[Program]]]] = {
     "2048": (_baselines_2048, _hacks_2048),
 }
 
 
+# Per game: the reward hacks that abuse its API (played only where the spec's game_api is on).
+_API_CATALOGUES: dict[str, Callable[[], list[Program]]] = {
+    "2048": _api_hacks_2048,
+}
+
+
 def catalogue(game: str = "2048", *, library: bool = True, per_technique: int = 1, seed: int = 0,
-              side_effect_path: str = "/nonexistent/codepolicy-audit/canary") -> list[Program]:
-    """Every program the audit plays for ``game``: baselines, reward hacks, then library cheats; deduplicated by AST."""
+              side_effect_path: str = "/nonexistent/codepolicy-audit/canary", game_api: bool = True) -> list[Program]:
+    """Every program the audit plays for ``game``: baselines, reward hacks, then library cheats; deduplicated by AST.
+
+    ``game_api`` (a spec's switch) adds the abuses of the game's API: its API hacks, and with
+    ``library`` a sample of the malformed calls of :func:`sandbox.cheats.api_abuse_programs`.
+    """
     if game not in _GAME_CATALOGUES:
         raise ValueError(f"audit: no baselines and hacks for game {game!r}; known: {', '.join(_GAME_CATALOGUES)}")
     baselines, hacks = _GAME_CATALOGUES[game]
     programs = baselines() + hacks()
+    if game_api and game in _API_CATALOGUES:
+        programs += _API_CATALOGUES[game]()
     if library:
         programs += _library_cheats(per_technique, seed, side_effect_path)
+        if game_api and game in _API_CATALOGUES:
+            programs += _api_abuses(game, per_technique, seed)
     out, seen = [], set()
     for p in programs:
         key = source_hash(p.source)
@@ -402,12 +437,12 @@ def _consistent(ev: Evaluation) -> Evaluation:
     return dataclasses.replace(ev, records=tuple(records))
 
 
-def _check_cpu_seconds(source: str) -> float:
+def _check_cpu_seconds(source: str, policy: Any = None) -> float:
     """CPU seconds (this thread's: other processes' load does not count) the static check takes on ``source``."""
     from sandbox.check import check
 
     start = time.thread_time()
-    check(source)
+    check(source, policy)
     return time.thread_time() - start
 
 
@@ -632,9 +667,13 @@ def audit(spec: RewardSpec | str | Path | None = None, game: str | None = None, 
     scratch = tempfile.mkdtemp(prefix="codepolicy-audit-")
     own_pool = None
     try:
+        # The policy of the spec's game_api switch: the game's API on (its abuses are played) or off.
+        from sandbox.policy import game_policy
+
+        policy = game_policy(game, spec.game_api)
         if programs is None:
             programs = catalogue(game, library=library, per_technique=per_technique, seed=draw_seed,
-                                 side_effect_path=str(Path(scratch) / "canary"))
+                                 side_effect_path=str(Path(scratch) / "canary"), game_api=spec.game_api)
         names = [p.name for p in programs]
         if len(set(names)) != len(names):
             raise ValueError("audit: program names must be unique")
@@ -643,8 +682,8 @@ def audit(spec: RewardSpec | str | Path | None = None, game: str | None = None, 
 
             pool = own_pool = sandbox.WorkerPool(workers)
         completions = [f"```python\n{p.source}\n```\n" for p in programs]
-        check_seconds = [_check_cpu_seconds(p.source) for p in programs]
-        evaluations = evaluate_many(completions, game, seeds, spec=spec, pool=pool)
+        check_seconds = [_check_cpu_seconds(p.source, policy) for p in programs]
+        evaluations = evaluate_many(completions, game, seeds, spec=spec, pool=pool, policy=policy)
     finally:
         if own_pool is not None:
             own_pool.close()

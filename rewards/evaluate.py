@@ -16,10 +16,12 @@ import hashlib
 from collections import OrderedDict
 from typing import Any, Mapping, MutableMapping, Sequence
 
+import envs
 import sandbox
 from rewards.records import Breakdown, Evaluation
 from rewards.score import score
 from rewards.spec import RewardSpec, default_spec
+from sandbox.policy import game_policy
 from sandbox.records import FormatError, GameRecord, Limits, Verdict
 from sandbox.text import parse_program
 
@@ -77,12 +79,23 @@ def _settings(game: str | None, seeds: Sequence[int] | None, spec: RewardSpec | 
     return game, seeds, spec, limits, merged
 
 
+def _policy(game: str, spec: RewardSpec, policy: Any) -> Any:
+    """The policy given, else the default one with the game's API as the spec's ``game_api`` switch says.
+
+    A game the registry does not know keeps the default policy: the sandbox names it when it runs.
+    """
+    if policy is not None or game not in envs.names():
+        return policy
+    return game_policy(game, spec.game_api)
+
+
 def evaluate_many(completions: Sequence[str], game: str | None = None, seeds: Sequence[int] | None = None,
                   *, spec: RewardSpec | None = None, limits: Limits | None = None,
                   options: Mapping[str, Any] | None = None, pool: Any = None, policy: Any = None,
                   cache: MutableMapping | None = None) -> list[Evaluation]:
     """Evaluations of many completions on the same seeds; each distinct compliant program runs once."""
     game, seeds, spec, limits, options = _settings(game, seeds, spec, limits, options)
+    policy = _policy(game, spec, policy)
     return _evaluate_many(completions, game, seeds, limits, options, pool, policy, cache)
 
 
@@ -163,5 +176,6 @@ def evaluate_group(completions: Sequence[str], *, game: str | None = None, seeds
     if isinstance(completions, str):
         raise TypeError("evaluate_group needs a list of completions, got one string")
     game, seeds, spec, limits, options = _settings(game, seeds, spec, limits, options)
+    policy = _policy(game, spec, policy)
     evaluations = _evaluate_many(completions, game, seeds, limits, options, pool, policy, cache)
     return [score(ev, spec) for ev in evaluations]

@@ -4,11 +4,17 @@ A spec file looks like ``rewards/default_2048.toml`` (copy it to start your own)
 
     game = "2048"
     games = 8                 # seeded games per completion
+    game_api = true           # strategies may call the game's helpers (2048: legal_moves, slide)
     [options]                 # game options (2048: size, target)
     [limits]                  # sandbox.Limits fields
     [rules.format]            # one table per rule: weight, then the rule's parameters
     weight = 1.0
     syntax_error = -0.4
+
+``game_api`` (default true): when the game declares an API (:attr:`envs.GameSpec.api`), the
+static check accepts calls to its functions and the sandbox gives them to the program; when
+false, a program naming one is rejected by the check (rule ``game-api-off``). Its effect goes
+through :meth:`RewardSpec.policy`, the sandbox policy every check and run of the spec uses.
 
 Validation names the file and the key: unknown rule, unknown parameter, wrong type.
 Reading, type checks and writing go through :mod:`codepolicy.tomlconfig`, the TOML helper
@@ -36,7 +42,7 @@ from sandbox.records import Limits
 
 __all__ = ["Term", "RewardSpec", "SpecError", "default_spec", "load_spec"]
 
-_TOP_KEYS = ("game", "games", "imports", "options", "limits", "rules")
+_TOP_KEYS = ("game", "games", "game_api", "imports", "options", "limits", "rules")
 
 
 class SpecError(ValueError):
@@ -71,6 +77,8 @@ class RewardSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     limits: Limits | None = None
     origin: str = "<spec>"
+    game_api: bool = True
+    """Whether strategies may call the game's API functions (see :meth:`policy`)."""
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.terms]
@@ -79,6 +87,18 @@ class RewardSpec:
             raise SpecError(f"{self.origin}: rule {dup!r} appears twice")
         if not isinstance(self.games, int) or isinstance(self.games, bool) or self.games < 1:
             raise SpecError(f"{self.origin}: games must be a positive integer, got {self.games!r}")
+        if not isinstance(self.game_api, bool):
+            raise SpecError(f"{self.origin}: game_api must be true or false, got {self.game_api!r}")
+
+    def policy(self, base: Any = None) -> Any:
+        """The sandbox policy for this spec: ``base`` (default: the mission's) with the game's API on or off.
+
+        Pass it to every check and run of programs scored by this spec (``rewards.evaluate_group``,
+        ``sandbox.run_many``), so that the check and the runtime agree with ``game_api``.
+        """
+        from sandbox.policy import game_policy
+
+        return game_policy(self.game, self.game_api, base)
 
     # ------------------------------------------------------------------ views
     @property
@@ -152,6 +172,9 @@ class RewardSpec:
         options = data.get("options", {})
         if not isinstance(options, Mapping):
             raise SpecError(f"{origin}: [options] must be a table")
+        game_api = data.get("game_api", True)
+        if not isinstance(game_api, bool):
+            raise SpecError(f"{origin}: game_api must be true or false, got {game_api!r}")
         limits = _limits(data.get("limits"), origin)
         rules = data.get("rules")
         if not isinstance(rules, Mapping) or not rules:
@@ -170,7 +193,7 @@ class RewardSpec:
                 raise SpecError(f"{origin}: rules.{name} has no weight")
             terms.append(_make_term(r, weight, table, origin))
         return cls(terms=tuple(terms), game=game, games=games, options=dict(options),
-                   limits=limits, origin=origin)
+                   limits=limits, origin=origin, game_api=game_api)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "RewardSpec":
@@ -185,7 +208,8 @@ class RewardSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The TOML structure of this spec: every parameter written out, defaults included, unset (None) ones left out."""
-        out: dict[str, Any] = {"game": self.game, "games": self.games, "options": dict(self.options)}
+        out: dict[str, Any] = {"game": self.game, "games": self.games, "game_api": self.game_api,
+                               "options": dict(self.options)}
         if self.limits is not None:
             out["limits"] = dataclasses.asdict(self.limits)
         out["rules"] = {t.name: {"weight": t.weight, **{k: _plain(v) for k, v in t.all_params().items()

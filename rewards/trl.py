@@ -13,6 +13,12 @@ else the prompt text) and the trainer's step (``trainer_state.global_step``, whi
 to reward functions; without it, the number of batches this adapter has scored). A list in
 the ``seed`` column fixes the row's games for every step. Seeds stay below 2**31 - 1, the
 range the native loop trains on, so held-out games (from 2**31 up) are never trained on.
+
+An answer prefill (``train.prompts.PREFILLS``: the prompt opens the model's answer, e.g. with the code
+fence and ``def strategy(board):``) is given to TRL as a final assistant message of a chat prompt, with
+``continue_final_message=True`` in the chat template call; TRL's completion is then only the
+continuation. The program is prefill + completion, so each function prepends the prompt's final
+assistant message (or the ``prefill`` given) before scoring, exactly as the native loop does.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from rewards.group import RewardFn, group_reward_fn
 from rewards.records import Breakdown
 from rewards.spec import RewardSpec, default_spec
 
-__all__ = ["trl_reward_funcs", "trl_reward_weights", "completion_text", "prompt_seeds"]
+__all__ = ["trl_reward_funcs", "trl_reward_weights", "completion_text", "prompt_seeds", "answer_prefix"]
 
 _SEED_LIMIT = 2**31 - 1  # train.config.TRAIN_SEED_LIMIT (rewards does not import train)
 
@@ -89,12 +95,22 @@ def _trainer_step(kwargs: dict) -> int | None:
     return int(step) if isinstance(step, int) and not isinstance(step, bool) else None
 
 
+def answer_prefix(prompt: Any) -> str:
+    """The answer prefill a prompt carries: the text of its final message when that is the assistant's, else ''."""
+    if isinstance(prompt, Sequence) and not isinstance(prompt, str) and prompt:
+        last = prompt[-1]
+        if isinstance(last, dict) and last.get("role") == "assistant":
+            return _content_text(last.get("content"))
+    return ""
+
+
 class _BatchScorer:
     """Scores a batch once and serves every rule's function from the result."""
 
-    def __init__(self, reward_fn: RewardFn, games: int) -> None:
+    def __init__(self, reward_fn: RewardFn, games: int, prefill: str | None = None) -> None:
         self.reward_fn = reward_fn
         self.games = games
+        self.prefill = prefill  # None: each prompt's own final assistant message
         self._key: tuple | None = None
         self._value: list[Breakdown] = []
         self._batch: tuple | None = None   # the last batch seen without a trainer step, and its number
@@ -107,6 +123,8 @@ class _BatchScorer:
         prompts = list(prompts) if prompts is not None else [""] * n
         if len(prompts) != n:
             raise ValueError(f"got {len(prompts)} prompts for {n} completions")
+        # The program is the answer's prefill followed by what the model wrote.
+        texts = [(self.prefill if self.prefill is not None else answer_prefix(p)) + t for p, t in zip(prompts, texts)]
         column = kwargs.get("seeds", kwargs.get("seed"))
         if column is not None and len(column) != n:
             raise ValueError(f"the seed column has {len(column)} values for {n} completions")
@@ -137,20 +155,22 @@ class _BatchScorer:
 
 
 def trl_reward_funcs(spec: RewardSpec | None = None, game: str | None = None, *, games: int | None = None,
-                     pool: Any = None, reward_fn: RewardFn | None = None) -> list[Callable[..., list[float]]]:
+                     pool: Any = None, reward_fn: RewardFn | None = None,
+                     prefill: str | None = None) -> list[Callable[..., list[float]]]:
     """One TRL reward function per rule of ``spec``: ``f(prompts, completions, **kwargs) -> list[float]``.
 
     Each returns the rule's raw value; pass :func:`trl_reward_weights` as GRPOConfig's
     ``reward_weights`` to get the spec's total. ``reward_fn`` (a :class:`rewards.RewardFn`:
     ``reward_fn(completions, *, seeds) -> list[Breakdown]``, called once per group) replaces the
-    default ``rewards.group_reward_fn(game, spec, pool=pool)``.
+    default ``rewards.group_reward_fn(game, spec, pool=pool)``. ``prefill``: the text each answer opens
+    with, prepended to every completion (None: a chat prompt's final assistant message, see the module doc).
     """
     spec = spec if spec is not None else default_spec(game or "2048")
     game = game or spec.game
     games = games or spec.games
     if reward_fn is None:
         reward_fn = group_reward_fn(game, spec, pool=pool)
-    scorer = _BatchScorer(reward_fn, games)
+    scorer = _BatchScorer(reward_fn, games, prefill)
     funcs = []
     for name in spec.names:
         funcs.append(_rule_func(name, scorer, spec.term(name).rule.doc))

@@ -13,13 +13,13 @@ from typing import Any
 
 from sandbox.check import check
 from sandbox.extract import extract
-from sandbox.policy import DEFAULT_POLICY, RULES, Policy, Rule
+from sandbox.policy import DEFAULT_POLICY, RULES, Policy, Rule, game_policy, with_game_api
 from sandbox.records import FORMAT_REASONS, FormatError, GameRecord, Limits, Verdict, Violation
 
 _RUNNER_NAMES = ("run", "run_many", "WorkerPool", "default_pool", "make_pool")
 _LAZY_MODULES = ("runner", "strategies", "cheats", "worker", "ray_pool")
 
-__all__ = ["extract", "check", "Policy", "Rule", "RULES", "DEFAULT_POLICY", "FormatError", "Verdict",
+__all__ = ["extract", "check", "Policy", "Rule", "RULES", "DEFAULT_POLICY", "game_policy", "with_game_api", "FormatError", "Verdict",
            "Violation", "Limits", "GameRecord", "FORMAT_REASONS", "OUTCOMES", "RayPool", *_RUNNER_NAMES]
 
 

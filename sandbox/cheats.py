@@ -10,6 +10,10 @@ for property tests of a policy (``sandbox.check``) and of the runner (``sandbox.
   aliases, nested helpers, lambdas, default arguments, containers, string building, unicode
   look-alikes (NFKC: ``ｏｐｅｎ`` is ``open``) and attribute chains. ``TECHNIQUES`` names, for
   each category of ``CATEGORIES``, the ways a violation is built.
+* ``api_abuse_programs(game)`` draws ``ApiAbuse(source, technique, call)``: programs the check
+  accepts with the game's API on that call it at once with a malformed argument (wrong type or
+  shape, huge lists, non-tiles, a move that is not an action, the wrong arity); each must end in
+  a runtime error of the program, never a crash or a hang.
 * ``side_effect_cheats(path, env_var)`` draws cheats that, if they ever ran unchecked, would
   create ``path`` or read ``env_var`` (a file in a test's temporary folder, a canary variable),
   and that answer ``"D"`` only when they managed to read the canary, so a test can see from the
@@ -48,6 +52,9 @@ __all__ = [
     "Cheat",
     "cheating_strategies",
     "side_effect_cheats",
+    "API_TECHNIQUES",
+    "ApiAbuse",
+    "api_abuse_programs",
 ]
 
 # The policy categories a cheat violates: those of ``sandbox.policy.CATEGORIES`` that a program
@@ -905,3 +912,99 @@ def side_effect_cheats(path: str, env_var: str, canary: str = "1") -> st.SearchS
     the environment leaked.
     """
     return _side_effect(path, env_var, canary)
+
+
+# -- abuses of the game's API ----------------------------------------------------------------------
+#
+# Programs that pass the static check with the game's API on (`legal_moves(board)`, `slide(board,
+# move)`: envs.game2048.api) and call it at their first statement with an argument that is not a
+# board (or move) of the game. The API checks every argument itself, so each must end its first
+# move with a runtime error of the program (a TypeError or ValueError naming the function): never
+# a crash of the worker, a sandbox violation or a hang. Sizes are written relative to
+# `len(board)`, so the programs stay malformed on any board size.
+
+API_TECHNIQUES = ("wrong_type", "wrong_shape", "huge", "bad_tile", "bad_move", "arity")
+"""How an API abuse builds its malformed call (a key of :func:`api_abuse_programs`)."""
+
+
+@dataclass(frozen=True)
+class ApiAbuse:
+    """A program that calls the game's API with ``call`` (source text) at its first statement."""
+
+    source: str
+    technique: str
+    call: str
+
+
+_NOT_BOARDS = ("None", "0", "1.5", "'WASD'", "{}", "(1, 2)", "board[0]", "board[0][0]", "lambda: 0", "legal_moves",
+               "map(len, board)", "range(len(board))", "set()", "{'board': board}", "b'row'", "[]", "[[]]", "True",
+               "zip(*board)", "reversed(board)", "enumerate(board)", "slice(4)")
+_NOT_TILES = ("-2", "1", "3", "6", "-0.0", "2.0", "True", "False", "None", "'2'", "[2]", "(2,)", "2 ** 18",
+              "2 ** 100", "-(2 ** 64)", "10 ** 90", "float('inf')", "float('nan')", "{}", "board")
+_NOT_MOVES = ("'w'", "'UP'", "'W '", "' W'", "'WASD'", "''", "0", "None", "['W']", "('W',)", "b'W'", "True",
+              "'Ｗ'", "'W' * 100000", "board", "'A\\n'", "1.0", "{'W'}")
+
+
+def _board_with(cell: str) -> str:
+    """A board of the right size whose first cell is ``cell`` (source text)."""
+    return f"[[{cell}] + board[0][1:]] + board[1:]"
+
+
+@st.composite
+def _api_call(draw, technique: str) -> str:
+    """The source text of one malformed call of the 2048 API."""
+    def on(arg: str) -> str:
+        # Either function, the board argument malformed.
+        return draw(st.sampled_from([f"legal_moves({arg})", f"slide({arg}, {draw(st.sampled_from(list('WASD')))!r})"]))
+
+    if technique == "wrong_type":
+        return on(draw(st.sampled_from(_NOT_BOARDS)))
+    if technique == "wrong_shape":
+        rows, cols = draw(st.tuples(st.integers(-3, 3), st.integers(-3, 3)).filter(lambda d: d != (0, 0)))
+        shape = draw(st.sampled_from([
+            f"[[0] * max(0, len(board) + {cols})] * max(0, len(board) + {rows})",
+            "board[:-1]", "board + [board[0]]", "list(map(lambda r: r[:-1], board))",
+            "list(map(lambda r: r + [0], board))", "[board] * len(board)", "[[board[0]] * len(board)] * len(board)",
+            "board[:-1] + [board[0][:-1]]", "list(map(lambda r: [r], board))",
+            "list(map(lambda r: tuple(map(lambda v: [v], r)), board))"]))
+        return on(shape)
+    if technique == "huge":
+        count = draw(st.sampled_from([4, 20, 100]))
+        arg = draw(st.sampled_from([
+            f"(lambda b: b * {count})([0] * 100000)",
+            f"(lambda r: [r * {count}] * len(board))([0] * 100000)",
+            f"[[0] * len(board)] * 100000",
+            f"[list(range(100000))] + board[1:]",
+            f"(lambda b: [b] * len(board))(board * 10000)"]))
+        return on(arg)
+    if technique == "bad_tile":
+        cell = draw(st.sampled_from(_NOT_TILES))
+        return on(_board_with(cell))
+    if technique == "bad_move":
+        return f"slide(board, {draw(st.sampled_from(_NOT_MOVES))})"
+    # arity: the wrong number of arguments, or a keyword the function does not take
+    return draw(st.sampled_from(["legal_moves()", "legal_moves(board, board)", "legal_moves(*board)",
+                                 "legal_moves(grid=board)", "slide(board)", "slide()", "slide(board, 'W', 'A')",
+                                 "slide(board, direction='W')", "slide('W', board)", "legal_moves(board, move='W')"]))
+
+
+@st.composite
+def _api_abuse(draw, technique: str) -> ApiAbuse:
+    call = draw(_api_call(technique))
+    use = draw(st.sampled_from([
+        "    return {call}[0]\n",
+        "    result = {call}\n    return 'A' if result else 'W'\n",
+        "    moves = legal_moves(board)\n    junk = {call}\n    return moves[0] if moves else 'A'\n",
+    ]))
+    source = "def strategy(board):\n    # Calls the game's API with a malformed argument.\n" + use.format(call=call)
+    return ApiAbuse(source, technique, call)
+
+
+def api_abuse_programs(game: str = "2048", technique: str | None = None) -> st.SearchStrategy[ApiAbuse]:
+    """Programs calling ``game``'s API with a malformed argument (any technique of API_TECHNIQUES when None)."""
+    if game != "2048":
+        raise ValueError(f"api_abuse_programs: no API abuses for game {game!r}; known: 2048")
+    if technique is not None and technique not in API_TECHNIQUES:
+        raise ValueError(f"api_abuse_programs: unknown technique {technique!r}; expected one of "
+                         f"{', '.join(API_TECHNIQUES)}")
+    return st.one_of([_api_abuse(t) for t in (API_TECHNIQUES if technique is None else (technique,))])

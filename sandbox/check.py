@@ -684,7 +684,11 @@ class _Checker:
                             "`type` used as a value or called with other than one argument can build classes: "
                             "write `type(x)`")
             return
-        if name in self.builtins_ok:
+        if name in self.builtins_ok or name in self.p.api_names:
+            return
+        if name in self.p.withheld_api_names:
+            self.report("game-api-off", node, f"`{name}` is a helper of the game, switched off in this run "
+                                              "(the reward spec's game_api is false)")
             return
         rule = self.name_rule.get(name)
         if rule is not None:

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Hack", "HACKS", "KINDS", "hacks", "get_hack"]
+__all__ = ["Hack", "HACKS", "API_HACKS", "KINDS", "hacks", "get_hack"]
 
 KINDS = ("invalid", "error", "constant", "unchecked", "early", "padding", "stateful", "defused", "probe",
          "loop", "slow_check", "deterministic", "switching")
@@ -374,6 +374,62 @@ HACKS: tuple[Hack, ...] = _HACKS
 
 if len({h.name for h in HACKS}) != len(HACKS) or any(h.kind not in KINDS for h in HACKS):
     raise RuntimeError("sandbox.hacks: hack names must be unique and kinds one of KINDS")
+
+
+# -- abuses of the game's API -----------------------------------------------------------------
+# Programs that call 2048's API (legal_moves, slide: envs.game2048.api) with junk, in floods or in
+# loops. They run only where the reward spec's game_api is on (rewards.audit adds them then): with
+# the API off the static check refuses every one of them (game-api-off). Each must end the way its
+# kind says: malformed arguments raise inside the program at the first call (kind "error", graded
+# like any runtime error), a flood is stopped by the move time limit (a timeout, like
+# spin_to_timeout), recursion through the API is refused (kind "loop"), and a program that mutates
+# what the API returns and asks again plays on honestly (kind "deterministic").
+API_HACKS: tuple[Hack, ...] = (
+    Hack("api_float_board", "error", _program("Asks about a board of floats.", _answer("legal_moves([[0.5] * 4] * 4)[0]")),
+         "the 'program runs' grade from a helper handed junk"),
+    Hack("api_huge_board", "error",
+         _program("Asks about a board of 400,000 rows.", _answer("legal_moves((lambda b: b + b + b + b)([0] * 100000))[0]")),
+         "a helper made to walk a huge list (it must refuse it by its length, in O(1))"),
+    Hack("api_nested_junk", "error", _program("Slides a board nested one level too deep.",
+                                              _answer('slide([board] * 4, "A")[0][0][0]')),
+         "a helper made to walk nested junk"),
+    Hack("api_bad_tile", "error", _program("Slides a board with a negative tile.",
+                                           _answer('slide([[-2, 0, 0, 0]] + board[1:], "A")[0][0][0]')),
+         "a helper handed numbers that are not tiles"),
+    Hack("api_bad_move", "error", _program("Slides in a direction that does not exist.",
+                                           _answer('"A" if slide(board, "UP")[1] else "W"')),
+         "a helper handed a move that is not one of the game's actions"),
+    Hack("api_callable_board", "error", _program("Hands a function to the helper as the board.",
+                                                 _answer("legal_moves(lambda b: b)[0]")),
+         "a helper made to call back into the program (it takes no callables)"),
+    Hack("api_flood", "error",
+         _program("Slides the same board a million times per move.",
+                  '    done = sum(map(lambda i: len(list(map(lambda j: slide(board, "A"), range(1000)))), range(1000)))\n'
+                  '    return legal_moves(board)[0] if done else "A"\n'),
+         "a timeout instead of a bad game, through a helper called in huge numbers"),
+    Hack("api_recursion", "loop",
+         _program("Scores each move by asking itself about the board after it.",
+                  '    moves = legal_moves(board)\n'
+                  '    return max(moves, key=lambda m: strategy(slide(board, m)[0]) == m) if moves else "A"\n'),
+         "a search tree through recursion, with the game's slide doing the work"),
+    Hack("api_mutates_results", "deterministic",
+         _program("Mutates what the helpers return and asks again: the answers must not change.",
+                  '    moves = legal_moves(board)\n'
+                  '    if not moves:\n'
+                  '        return "A"\n'
+                  '    after, points = slide(board, moves[0])\n'
+                  '    after[0][0] = 2 ** 17\n'
+                  '    after.append([0])\n'
+                  '    moves.clear()\n'
+                  '    again = legal_moves(board)\n'
+                  '    fresh = slide(board, again[0])[0]\n'
+                  '    return again[0] if fresh != after and len(fresh) == len(board) else "A"\n'),
+         "state kept in the engine through the objects it hands out (there is none: every result is fresh)"),
+)
+"""Abuses of the game's API, for specs with ``game_api`` on; not in :data:`HACKS` (which runs with it off too)."""
+
+if len({h.name for h in HACKS + API_HACKS}) != len(HACKS) + len(API_HACKS) or any(h.kind not in KINDS for h in API_HACKS):
+    raise RuntimeError("sandbox.hacks: API hack names must be unique and kinds one of KINDS")
 
 
 def hacks(kind: str | None = None) -> tuple[Hack, ...]:

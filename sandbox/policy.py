@@ -18,12 +18,13 @@ Tighten or relax a policy with :func:`dataclasses.replace`::
 from __future__ import annotations
 
 import _string  # the parser str.format itself uses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Iterable
 
 __all__ = ["Rule", "RULES", "CATEGORIES", "Policy", "DEFAULT_POLICY", "LOOP_NODES", "COMPREHENSION_NODES",
            "INTERNAL_ATTRIBUTES", "INTERNAL_ATTRIBUTE_PREFIXES", "is_internal_attribute", "is_private_name",
-           "format_problem"]
+           "format_problem", "with_game_api", "game_policy"]
 
 # ``attribute`` is a name outside the sandbox's API that reaches nothing internal: an attribute
 # or method (``board.size``: AttributeError at run time) or a builtin the runtime does not have
@@ -102,6 +103,10 @@ _RULE_LIST = (
           names="input breakpoint help exit quit copyright credits license"),
     _rule("builtin-not-allowed", "attribute",
           "Use only these builtins: {builtins}."),
+    # A game helper (envs.registry.ApiFunction) named while the reward spec switches the game's
+    # API off: the runtime would not have it (NameError), a hallucination like a builtin it lacks.
+    _rule("game-api-off", "attribute",
+          "The game's helper functions ({withheld}) are switched off in this run: do not call them."),
     _rule("internal-attribute", "escape",
           "No frame, code, generator or traceback attributes (`f_*`, `co_*`, `gi_*`, `tb_*`, ...) and no "
           "`mro`."),
@@ -233,6 +238,13 @@ class Policy:
     # The program's own `_name`s (not dunders, not the runtime's `_x_` / `_print` / `_tmpN`):
     # harmless, and the runtime's transformer accepts exactly these (see is_private_name).
     allow_private_names: bool = True
+    # The game's API (the names of its envs.registry.ApiFunction helpers) that the runtime gives the
+    # program as builtins: the check accepts them like allowed builtins. Only something that knows
+    # the game sets them: see with_game_api / game_policy. A program may bind the same names itself
+    # (a `def legal_moves(b):` of its own): its own binding is then what it calls, here as at run time.
+    api_names: frozenset[str] = frozenset()
+    # The game's API names while the API is switched off: naming one is a `game-api-off` violation.
+    withheld_api_names: frozenset[str] = frozenset()
     strategy_name: str = "strategy"
     max_source_bytes: int = 20_000
     max_depth: int = 200                 # AST nesting; deeper programs are rejected, not analysed
@@ -270,7 +282,8 @@ class Policy:
                 max_pow_exponent=self.max_pow_exponent, max_int_bits=self.max_int_bits,
                 max_sequence_length=self.max_sequence_length,
                 max_literal_length=self.max_literal_length, max_check_steps=self.max_check_steps,
-                module_level=self._module_level_text())
+                module_level=self._module_level_text(),
+                withheld=", ".join(f"`{n}`" for n in sorted(self.withheld_api_names)) or "none")
         except (KeyError, IndexError, ValueError):  # a user's rule text with other braces
             return text
 
@@ -291,7 +304,8 @@ class Policy:
 
     def active_rules(self) -> tuple[Rule, ...]:
         """The rules this policy enforces (switched-off ones and internal ones left out)."""
-        off = {"check-error", "syntax-error"}
+        # game-api-off: a prompt that does not list the game's API should not name it either.
+        off = {"check-error", "syntax-error", "game-api-off"}
         if self.allow_loops:
             off.add("no-loop")
         if self.allow_comprehensions:
@@ -315,6 +329,39 @@ def _builtin_order(name: str) -> tuple[int, str]:
 
 DEFAULT_POLICY = Policy()
 """The mission's policy: no imports, I/O, randomness, loops, recursion, escapes or state."""
+
+
+def with_game_api(policy: Policy | None, names: Iterable[str], enabled: bool = True) -> Policy:
+    """``policy`` (default: :data:`DEFAULT_POLICY`) with the game API ``names`` on or off.
+
+    On, the check accepts the names and the runner gives the program the game's functions of
+    those names; off, the check rejects a reference to one (``game-api-off``) and the runtime
+    has none of them.
+    """
+    policy = DEFAULT_POLICY if policy is None else policy
+    names = frozenset(names)
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+            raise ValueError(f"game API name {name!r} must be an identifier without a leading `_`")
+    if enabled:
+        return replace(policy, api_names=policy.api_names | names,
+                       withheld_api_names=policy.withheld_api_names - names)
+    return replace(policy, api_names=policy.api_names - names, withheld_api_names=policy.withheld_api_names | names)
+
+
+def game_policy(game: str, game_api: bool = True, policy: Policy | None = None) -> Policy:
+    """``policy`` (default: :data:`DEFAULT_POLICY`) with game ``game``'s declared API on or off.
+
+    What a reward spec's ``game_api`` switch means (:meth:`rewards.RewardSpec.policy`); a game
+    that declares no API gets ``policy`` unchanged.
+    """
+    import envs  # the registry; sandbox.policy itself stays importable without the engine
+
+    spec = envs.get(game)
+    policy = DEFAULT_POLICY if policy is None else policy
+    if not spec.api:
+        return policy
+    return with_game_api(policy, (f.name for f in spec.api), game_api)
 
 
 # -- what both the static check and the runtime guard refuse, kept in one place --------------------

@@ -43,7 +43,7 @@ from sandbox.policy import INTERNAL_ATTRIBUTES, format_problem, is_internal_attr
 __all__ = ["SAFE_BUILTIN_NAMES", "FORBIDDEN_BUILTIN_NAMES", "FORBIDDEN_EVENTS", "BLOCKED_ATTRIBUTES",
            "SandboxViolation", "GUARD", "set_allowed_attributes", "make_builtins", "needs_snapshots", "restricted_globals",
            "SNAPSHOT_BUILTINS", "StrategyTransformer", "compile_strategy", "LoadError", "load_strategy",
-           "describe_exception", "ERROR_CHARS", "RUNTIME_NAMES"]
+           "describe_exception", "ERROR_CHARS", "RUNTIME_NAMES", "GameFunction", "game_api_table"]
 
 ERROR_CHARS = 300                # error messages are truncated to this many characters
 
@@ -355,19 +355,57 @@ class _Type(_StandIn):
             GUARD.flag(f"builtin 'type' called with {len(args) + len(kwargs)} arguments "
                        "(only type(x) is allowed: three build a class)")
         kind = type(args[0])
-        if issubclass(kind, type) or issubclass(kind, _StandIn):
-            return self  # the class of a class: `type(int) is type`, and no metaclass to call
+        if issubclass(kind, type) or issubclass(kind, _StandIn) or issubclass(kind, GameFunction):
+            # The class of a class: `type(int) is type`, and no metaclass to call. A game function's
+            # class is answered the same way: calling it would build game functions of anything.
+            return self
         return self.classes.get(kind, kind)
 
     def __instancecheck__(self, obj: Any) -> bool:
         return isinstance(obj, (type, _StandIn))
 
 
-def make_builtins(names: Any = None, snapshots: bool = True) -> dict[str, Any]:
+class GameFunction:
+    """A function of the game's API (:class:`envs.registry.ApiFunction`) as a program sees it.
+
+    The game's function is trusted code: it checks its own arguments and returns fresh plain
+    values. This wrapper only hides it: its one attribute starts with ``_`` (refused by the
+    transformer and the attribute guard), it prints without an address (no randomness through
+    ``str(legal_moves)``), ``type()`` of it is the ``type`` stand-in, and it has no ``__globals__``,
+    ``__code__``, ``__closure__`` or ``__self__`` of its own to reach (those are refused anyway).
+    """
+
+    __slots__ = ("_function", "_name")
+
+    def __init__(self, name: str, function: Callable[..., Any]) -> None:
+        self._function = function
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<game function {self._name}>"
+
+
+def game_api_table(api: Any) -> dict[str, GameFunction]:
+    """``api`` (name -> the game's function) wrapped for a program; ValueError for a name a builtin has."""
+    table: dict[str, GameFunction] = {}
+    for name, function in dict(api or {}).items():
+        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_") \
+                or name in SAFE_BUILTIN_NAMES or name in FORBIDDEN_BUILTIN_NAMES or not callable(function):
+            raise ValueError(f"game API function {name!r} cannot be given to a strategy "
+                             "(it must be a callable under a new identifier without a leading `_`)")
+        table[name] = GameFunction(name, function)
+    return table
+
+
+def make_builtins(names: Any = None, snapshots: bool = True, api: Any = None) -> dict[str, Any]:
     """The builtins dict of a strategy: SAFE_BUILTIN_NAMES, narrowed to ``names`` when given.
 
     ``snapshots=False`` gives the real ``map``, ``filter``... instead of the stand-ins: only for a
-    program in which no callback can grow a list (see :func:`needs_snapshots`).
+    program in which no callback can grow a list (see :func:`needs_snapshots`). ``api`` (name ->
+    function) adds the game's API functions, wrapped (:class:`GameFunction`).
     """
     wanted = SAFE_BUILTIN_NAMES if names is None else [n for n in SAFE_BUILTIN_NAMES if n in set(names)]
     stand_ins = SNAPSHOT_BUILTINS if snapshots else {}
@@ -375,6 +413,7 @@ def make_builtins(names: Any = None, snapshots: bool = True) -> dict[str, Any]:
     table.update((n, stand_ins.get(n) or getattr(builtins, n)) for n in wanted if n not in ("print", "type"))
     # Never the real `type`; a policy without it refuses it as an escape, as its static check does.
     table["type"] = _Type(table) if "type" in wanted else _forbidden("type")
+    table.update(game_api_table(api))
     return table
 
 
@@ -609,12 +648,12 @@ def _guarded_iter(obj: Any) -> Any:
     return iter(tuple(obj)) if type(obj) is list else iter(obj)
 
 
-def restricted_globals(builtin_names: Any = None, snapshots: bool = True) -> dict[str, Any]:
-    """Fresh globals for a RestrictedPython-compiled strategy module (``snapshots``: see :func:`make_builtins`)."""
+def restricted_globals(builtin_names: Any = None, snapshots: bool = True, api: Any = None) -> dict[str, Any]:
+    """Fresh globals for a RestrictedPython-compiled strategy module (``snapshots``, ``api``: see :func:`make_builtins`)."""
     from RestrictedPython.Guards import full_write_guard, guarded_iter_unpack_sequence, guarded_unpack_sequence
 
     return {
-        "__builtins__": make_builtins(builtin_names, snapshots),
+        "__builtins__": make_builtins(builtin_names, snapshots, api),
         "__name__": "strategy_module",
         "_getattr_": _guarded_getattr,
         "_getitem_": operator.getitem,   # same semantics as RestrictedPython's default, in C
@@ -1096,12 +1135,13 @@ class LoadError(Exception):
 
 
 def load_strategy(source: str, builtin_names: Any = None, restricted: bool = True,
-                  recursion: bool = False) -> Callable:
+                  recursion: bool = False, api: Any = None) -> Callable:
     """Compile and execute ``source`` (armed) and return its ``strategy``; LoadError otherwise.
 
     ``restricted=False`` compiles with plain ``compile`` and full builtins: only the tests of
     the other layers (audit hook, process limits) use it, to show each layer holds alone.
-    ``recursion=True`` lets functions re-enter (see :func:`compile_strategy`).
+    ``recursion=True`` lets functions re-enter (see :func:`compile_strategy`). ``api`` (name ->
+    function) gives the program the game's API functions as builtins (see :func:`make_builtins`).
     """
     try:
         tree = ast.parse(source, "<strategy>")
@@ -1112,10 +1152,10 @@ def load_strategy(source: str, builtin_names: Any = None, restricted: bool = Tru
     if restricted:
         snapshots = needs_snapshots(tree)  # before compiling: the transformer rewrites the tree in place
         code = compile_strategy(tree, recursion)
-        namespace = restricted_globals(builtin_names, snapshots=snapshots)
+        namespace = restricted_globals(builtin_names, snapshots=snapshots, api=api)
     else:
         code = compile(source, "<strategy>", "exec")
-        namespace = {"__name__": "strategy_module"}
+        namespace = {"__name__": "strategy_module", **game_api_table(api)}
     GUARD.violation = ""
     GUARD.allowed_exec = code
     try:

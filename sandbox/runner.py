@@ -618,6 +618,7 @@ class _Planner:
         options = dict(options or {})
         spec.make(0, **options)  # unknown options: one clear ValueError now, not one per job
         builtin_names, methods = _policy_names(policy)
+        api = _policy_api(policy, spec)
         results: list[list[GameRecord]] = [[] for _ in sources]
         runnable = []
         for s, source in enumerate(sources):
@@ -644,10 +645,11 @@ class _Planner:
             base = {"game": game, "origin": origin, "options": options,
                     "limits": _limits_dict(limits), "source": sources[s],
                     "builtins": builtin_names, "methods": methods, "restricted": restricted,
-                    "recursion": recursion}
-            # (A relaxed policy's recursion changes what runs, so it is part of the program's key.)
+                    "recursion": recursion, "api": api}
+            # (A relaxed policy's recursion and the game's API change what runs, so they are part of
+            # the program's key.)
             key = self._derive("program", sources[s], game, options, builtin_names, methods, restricted,
-                               *(("recursion",) if recursion else ()))
+                               *(("recursion",) if recursion else ()), *(("api", *api) if api else ()))
             z = int(key[:2], 16) & 1  # which zygote plays and which probes: drawn per program
             jobs = [{**base, "seeds": part, "first": firsts[c], "id": self._next_id(),
                      "heap": self._derive(key, "heap", c), "sample": {"count": per_game, "key": key}}
@@ -955,6 +957,23 @@ def _policy_names(policy: Any) -> tuple[list[str] | None, list[str] | None]:
         ok = names is not None and not callable(names) and not isinstance(names, str)
         out.append(sorted(str(n) for n in names) if ok else None)
     return out[0], out[1]
+
+
+def _policy_api(policy: Any, spec: Any) -> list[str]:
+    """The game API functions the policy gives the program (sorted names; none for ``UNCHECKED``).
+
+    The worker builds them from the game's own spec (:attr:`envs.registry.GameSpec.api`) for the
+    job's options; a name the game does not declare is a caller's mistake, refused here at once.
+    """
+    if policy is None or policy is UNCHECKED:
+        return []
+    names = getattr(policy, "api_names", None) or frozenset()
+    declared = {f.name for f in getattr(spec, "api", ())}
+    unknown = sorted(str(n) for n in names if n not in declared)
+    if unknown:
+        raise ValueError(f"the policy gives the game API function {unknown[0]!r}, which game {spec.name!r} "
+                         f"does not declare; it declares: {', '.join(sorted(declared)) or 'none'}")
+    return sorted(str(n) for n in names)
 
 
 def _policy_recursion(policy: Any) -> bool:

@@ -189,7 +189,7 @@ def run_job(job: dict, send: Callable[[dict], None], hb: Any, baseline_as: int) 
     try:
         # `recursion`: only a policy whose static check allows recursion lets functions re-enter.
         fn = load_strategy(job["source"], job.get("builtins"), job.get("restricted", True),
-                           job.get("recursion") is True)
+                           job.get("recursion") is True, api=game_api(spec, job.get("api"), job.get("options") or {}))
     except LoadError as exc:
         if boards is not None:
             for k in range(len(boards)):
@@ -233,6 +233,18 @@ def _perturb_heap(key: Any) -> None:
     for size in range(0, 512, 8):
         _BALLAST.extend(bytes(size) for _ in range(rng.randrange(8)))
     _BALLAST.extend([None] * rng.randrange(1, 64) for _ in range(rng.randrange(1, 16)))
+
+
+def game_api(spec: Any, names: Any, options: dict) -> dict[str, Callable]:
+    """The game's API functions called ``names``, built for the job's ``options`` (none when ``names`` is empty).
+
+    The same functions in play and in the probe (both jobs carry the same names and options), and
+    no state: each job builds its own from the game's spec.
+    """
+    if not names:
+        return {}
+    wanted = set(names)
+    return {name: fn for name, fn in spec.api_functions(**options).items() if name in wanted}
 
 
 def game_spec(name: str, origin: list[str] | None) -> Any:

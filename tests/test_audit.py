@@ -93,6 +93,14 @@ def test_catalogue_covers_every_technique_once_deduplicated():
     assert len({n.split("#")[0] for n in names if n.startswith("cheat:side_effect_")}) >= 6
     assert {f"hack:{h.name}" for h in HACKS} <= names
     assert {"baseline:corner", "baseline:greedy", "baseline:fixed"} <= names
+    from sandbox.hacks import API_HACKS
+
+    assert {f"hack:{h.name}" for h in API_HACKS} <= names
+    for technique in cheats.API_TECHNIQUES:
+        assert f"api:{technique}#0" in names
+    # A spec with the game's API off plays none of its abuses.
+    assert not {p.name for p in catalogue(game_api=False)} & ({f"hack:{h.name}" for h in API_HACKS}
+                                                             | {f"api:{t}#0" for t in cheats.API_TECHNIQUES})
     hashes = [rewards.source_hash(p.source) for p in programs]
     assert len(set(hashes)) == len(hashes)
 
@@ -247,6 +255,21 @@ def test_new_rows_sit_in_their_checks(report):
     assert switching.ok and "1 switching" in switching.detail
     corner = report.row("hack:corner_per_game")
     assert corner.total == pytest.approx(corner.consistent_total, abs=1e-9)
+
+
+def test_api_abuses_sit_where_the_ladder_puts_them(report):
+    """Abuses of the game's API: junk arguments and floods end as runtime errors, recursion is caught,
+    mutating what the API returns changes nothing."""
+    raise_at_once = report.row("hack:raise_at_once").total
+    for r in report.rows:
+        if r.name.startswith("api:") or (r.name.startswith("hack:api_") and r.kind == "error"):
+            assert r.compliant and r.total == pytest.approx(raise_at_once, abs=1e-12), r.name
+            assert set(r.outcomes) <= {"error", "timeout"}, (r.name, r.outcomes)
+    assert set(report.row("hack:api_flood").outcomes) == {"timeout"}
+    loop = report.row("hack:api_recursion")
+    assert loop.kind == "loop" and not loop.compliant and loop.total < 0
+    honest = report.row("hack:api_mutates_results")
+    assert honest.compliant and set(honest.outcomes) == {"finished"}
 
 
 def _row(name, kind, total=1.0, outcomes=None, compliant=True, check_seconds=0.001, consistent=math.nan):

@@ -629,6 +629,8 @@ def test_every_rule_can_fire():
     fired |= {v.rule for v in check(src(CLEAN[1]), dataclasses.replace(DEFAULT_POLICY, max_check_steps=50)).violations}
     fired |= {v.rule for v in check(body("_x = 1"), dataclasses.replace(DEFAULT_POLICY, allow_private_names=False))
               .violations}
+    withheld = dataclasses.replace(DEFAULT_POLICY, withheld_api_names=frozenset({"legal_moves"}))
+    fired |= {v.rule for v in check(body("x = legal_moves(board)"), withheld).violations}
     assert set(RULES) - fired <= {"check-error"}, set(RULES) - fired
 
 

@@ -68,8 +68,11 @@ def test_toml_round_trip(tmp_path_factory, rank, lr, variant, gc, out):
 def test_replace_validates():
     cfg = TrainConfig()
     assert cfg.replace(steps=3).steps == 3
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="nothing to run"):
         cfg.replace(steps=0)
+    assert cfg.replace(steps=0, warm_start_rounds=2).steps == 0  # the warm start alone
+    with pytest.raises(ValueError, match="answer_prefill"):
+        cfg.replace(answer_prefill="return")  # calls the game API, which the compact template does not show
     assert cfg.batch_size == cfg.prompts_per_step * cfg.group_size
     assert cfg.replace(group_size=3, prompts_per_step=2, grad_accum=4).micro_batch_size == 2  # 6 rows: 2,2,2
 

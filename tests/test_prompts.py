@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 import envs
 from bench_module import load
 from train import prompts
-from train.prompts import (COMPACT_OMITTED, MOVES_EXAMPLES, SYSTEM_PROMPT, TEMPLATES, build_messages,
-                           build_prompt, compact_rules, prompt_text, template_examples)
+from train.prompts import (API_EXAMPLES, COMPACT_OMITTED, MOVES_EXAMPLES, PREFILLS, SYSTEM_PROMPT, TEMPLATES,
+                           answer_prefill, build_messages, build_prompt, compact_rules, prompt_text, template_examples,
+                           uses_api)
 
 
 class FakePolicy:
@@ -307,11 +308,69 @@ def test_prompt_study_smoke_with_the_tiny_model(tmp_path):
     finally:
         torch.set_num_threads(threads)
     saved = json.loads((tmp_path / "study.json").read_text())
-    assert set(saved["templates"]) == {"default", "moves"} and saved["config"]["samples"] == 8
+    assert set(saved["conditions"]) == {"compact+none/nostop", "api+return"} and saved["config"]["samples"] == 8
     assert saved["config"]["game_seeds"] == [2**31, 2**31 + 1] and saved["config"]["max_new_tokens"] == 128
-    row = saved["templates"]["moves"]
+    row = saved["conditions"]["api+return"]
     assert row["samples"] == 8 and row["groups"] == 1 and 0 <= row["zero_variance_groups"] <= 1
-    assert row["examples"] == [MOVES_EXAMPLES["2048"]] and row["prompt_tokens"] > 0
-    assert saved["references"]["moves example"]["honest_rate"] == 1.0
-    assert len((tmp_path / "study.samples.jsonl").read_text().splitlines()) == 16
-    assert "| moves |" in (tmp_path / "study.md").read_text() and result["templates"].keys() == saved["templates"].keys()
+    assert row["examples"] == [API_EXAMPLES["2048"]] and row["prompt_tokens"] > 0
+    assert row["prefill"] == PREFILLS["return"] and row["stop_at_fence"] and row["game_api"]
+    assert abs(sum(row["ends"].values()) - 1) < 1e-9
+    bare = saved["conditions"]["compact+none/nostop"]
+    assert bare["prefill"] == "" and not bare["stop_at_fence"] and not bare["game_api"]
+    assert saved["references"]["api example"]["honest_rate"] == 1.0
+    samples = [json.loads(line) for line in (tmp_path / "study.samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 16
+    # The answer scored is the prefill followed by the completion.
+    assert all(r["text"].startswith(PREFILLS["return"]) for r in samples if r["condition"] == "api+return")
+    assert "| api+return |" in (tmp_path / "study.md").read_text()
+    assert result["conditions"].keys() == saved["conditions"].keys()
+
+
+def test_prompt_study_reads_conditions():
+    study = load("prompt_study")
+    assert study.parse_condition("compact") == ("compact", "none", False)
+    assert study.parse_condition("compact+signature") == ("compact", "signature", True)
+    assert study.parse_condition("api+return/nostop") == ("api", "return", False)
+    for bad in ("nope", "compact+what", "compact+moves", "compact+fence/later"):
+        with pytest.raises(ValueError, match="condition"):
+            study.parse_condition(bad)
+
+
+# --- answer prefill and the API templates --------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(PREFILLS))
+def test_the_prefill_ends_the_prompt_the_model_reads(name):
+    from train.model import tiny_model_and_tokenizer
+
+    _, tok = tiny_model_and_tokenizer()
+    text = PREFILLS[name]
+    prompt = build_prompt("2048", tok, template="api", prefill=text)
+    assert prompt.endswith(text)
+    assert prompt[:len(prompt) - len(text)] == build_prompt("2048", tok, template="api")
+    messages = build_prompt("2048", None, template="api", prefill=text)
+    # Without a tokenizer: a final assistant message to continue (TRL's continue_final_message).
+    assert (messages[-1] == {"role": "assistant", "content": text}) if text else messages[-1]["role"] == "user"
+
+
+def test_answer_prefill_resolves_names_and_refuses_the_api_without_its_template():
+    assert answer_prefill("compact", "signature") == "```python\ndef strategy(board):\n"
+    assert answer_prefill("compact", "none") == ""
+    assert answer_prefill("api", "return").endswith("    return ")
+    for template in TEMPLATES:
+        assert answer_prefill(template, "auto") in PREFILLS.values()
+    with pytest.raises(ValueError, match="calls the game's API"):
+        answer_prefill("compact", "moves")
+    with pytest.raises(ValueError, match="unknown answer prefill"):
+        answer_prefill("compact", "everything")
+
+
+def test_api_templates_list_the_games_declared_functions():
+    spec = envs.get("2048")
+    assert spec.api, "2048 declares an API"
+    text = prompt_text("2048", template="api")
+    for f in spec.api:
+        assert f"`{f.signature}`: {f.doc}" in text
+    assert API_EXAMPLES["2048"].strip() in text
+    assert uses_api("api") and uses_api("api_only") and not uses_api("compact")
+    assert "legal_moves" not in prompt_text("2048", template="compact")
+    assert template_examples("2048", "api") == [API_EXAMPLES["2048"]]

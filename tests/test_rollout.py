@@ -152,7 +152,10 @@ def test_finish_cuts_after_first_eos(tiny):
     eos, pad = tok.eos_token_id, tok.pad_token_id
     tokens = torch.tensor([[5, eos, 7, eos], [5, 6, 7, 8], [eos, 9, 9, 9]])
     lps = -torch.ones(3, 4)
-    ids, mask, lp, texts, lengths, truncated = _finish(tokens, lps, [eos], pad, tok)
+    done = _finish(tokens, lps, [eos], pad, tok)
+    ids, mask, lp, texts, lengths, truncated = (done.ids, done.mask, done.logprobs, done.texts, done.lengths,
+                                                done.truncated)
+    assert done.ends == ["eos", "length", "eos"]
     assert lengths.tolist() == [2, 4, 1]
     assert truncated.tolist() == [False, True, False]
     assert ids[0].tolist() == [5, eos, pad, pad] and ids[2, 1:].eq(pad).all()
@@ -376,8 +379,9 @@ def test_finish_copies_the_batch_to_the_host_once(tiny):
     out = _finish(tokens.as_subclass(_SyncCounter), torch.zeros(16, 12).as_subclass(_SyncCounter), [eos], pad, tok)
     assert _SyncCounter.syncs == ["cpu"]
     plain = _finish(tokens, torch.zeros(16, 12), [eos], pad, tok)
-    assert out[3] == plain[3] and all(torch.equal(x, y) for x, y in zip(out[4:], plain[4:]))
-    assert out[4].device.type == "cpu" and out[4].tolist()[:4] == [5, 12, 12, 5]
+    assert out.texts == plain.texts and out.ends == plain.ends
+    assert torch.equal(out.lengths, plain.lengths) and torch.equal(out.truncated, plain.truncated)
+    assert out.lengths.device.type == "cpu" and out.lengths.tolist()[:4] == [5, 12, 12, 5]
 
 
 # ---------------------------------------------------------------- vLLM call building (no vLLM needed)

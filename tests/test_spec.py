@@ -1,6 +1,8 @@
 """RewardSpec: the shipped TOML, validation with clear errors, round trips and edits."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -63,6 +65,8 @@ def test_from_file_and_missing_file(tmp_path):
     ("[limits]\nmove_seconds = \"1\"\n[rules.format]\nweight = 1.0", r"limits.move_seconds must be a number"),
     ("imports = [\"no_such_module_xyz\"]\n[rules.format]\nweight = 1.0", r"cannot import 'no_such_module_xyz'"),
     ("[rules\nweight", r"not valid TOML"),
+    ("game_api = \"yes\"\n[rules.format]\nweight = 1.0", r"game_api must be true or false, got 'yes'"),
+    ("game_api = 1\n[rules.format]\nweight = 1.0", r"game_api must be true or false, got 1"),
 ])
 def test_invalid_specs_name_file_and_key(text, message):
     with pytest.raises(SpecError, match=message) as info:
@@ -117,3 +121,15 @@ def test_any_valid_numbers_round_trip(weights, plays, budget):
         spec = spec.with_rule(name, w)
     spec = spec.with_rule("format", weights[0], plays=plays).with_rule("length", weights[4], budget_lines=budget)
     assert RewardSpec.from_text(spec.to_toml()).to_dict() == spec.to_dict()
+
+
+def test_game_api_switch_round_trips_and_builds_the_policy():
+    spec = RewardSpec.from_text("game_api = false\n[rules.format]\nweight = 1.0", origin="off.toml")
+    assert spec.game_api is False and "game_api = false" in spec.to_toml()
+    assert RewardSpec.from_text(spec.to_toml()).game_api is False
+    assert rewards.default_spec().game_api is True
+    on, off = rewards.default_spec().policy(), spec.policy()
+    assert on.api_names == {"legal_moves", "slide"} and not on.withheld_api_names
+    assert off.withheld_api_names == {"legal_moves", "slide"} and not off.api_names
+    with pytest.raises(SpecError, match="game_api must be true or false"):
+        dataclasses.replace(spec, game_api="no")

@@ -52,6 +52,19 @@ def test_plain_and_chat_completions_give_the_same_values():
     assert all(isinstance(v, float) for row in chat for v in row)
 
 
+def test_the_prompts_answer_prefill_is_prepended_to_each_completion():
+    fake = FakeRewardFn()
+    funcs = rewards.trl_reward_funcs(SPEC, reward_fn=fake)
+    prefill = "```python\ndef strategy(board):\n"
+    prompt = [{"role": "user", "content": "p"}, {"role": "assistant", "content": prefill}]
+    funcs[0](prompts=[prompt, [{"role": "user", "content": "p"}]], completions=["    return 'W'\n```"] * 2)
+    # A GRPO group shares seeds: one call, in row order.
+    assert [c for call in fake.calls for c in call[0]] == [prefill + "    return 'W'\n```", "    return 'W'\n```"]
+    given = FakeRewardFn()
+    rewards.trl_reward_funcs(SPEC, reward_fn=given, prefill="X")[0](prompts=["p"], completions=["y"])
+    assert given.calls[0][0] == ["Xy"]
+
+
 def test_rules_share_one_evaluation_per_batch():
     fake = FakeRewardFn()
     funcs = rewards.trl_reward_funcs(SPEC, reward_fn=fake)

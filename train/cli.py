@@ -17,7 +17,7 @@ from typing import Any
 
 from codepolicy.files import quote  # every path in a message is quoted the same way
 from sandbox.text import safe_text  # program text and input names on the terminal
-from train.prompts import TEMPLATES
+from train.prompts import PREFILLS, TEMPLATES
 
 __all__ = ["add_commands", "run_report"]
 
@@ -259,6 +259,10 @@ def _add_eval(subparsers: Any) -> None:
     p.add_argument("--game", default=None, help="game (default: the run's, else 2048)")
     p.add_argument("--template", default=None, choices=tuple(TEMPLATES),
                    help="prompt template (default: the run's, else the cpu preset's)")
+    p.add_argument("--prefill", default=None, choices=("auto", *PREFILLS),
+                   help="text that opens the model's answer, by name (default: the run's, else auto: the template's)")
+    p.add_argument("--stop-at-fence", default=None, action=argparse.BooleanOptionalAction,
+                   help="end each completion at its closing code fence (default: the run's, else on)")
     p.add_argument("--spec", default=None, metavar="TOML", help="reward spec (default: the run's, else the game's)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the run's, else the cpu preset's")
     p.add_argument("--temperature", type=float, default=None, help="default: the run's, else the cpu preset's")
@@ -303,7 +307,8 @@ def _eval(args: argparse.Namespace) -> int:
     result = evaluate_models(model=args.model, adapter=args.adapter, base_vs_adapter=args.base_vs_adapter,
                              samples=args.samples, seeds=seeds, game=args.game, template=args.template,
                              spec=args.spec, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                             top_p=args.top_p, batch_size=args.batch_size, seed=args.seed, backend=args.backend,
+                             top_p=args.top_p, prefill=args.prefill, stop_at_fence=args.stop_at_fence,
+                             batch_size=args.batch_size, seed=args.seed, backend=args.backend,
                              dtype=args.dtype, device=args.device)
     seeds, sampling = result["seeds"], result["sampling"]
     print(f"model {safe_text(result['model'])}" + (f", adapter {safe_text(args.adapter)}" if args.adapter else "")

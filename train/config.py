@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from codepolicy import tomlconfig
 from codepolicy.files import quote, read_text
-from train.prompts import TEMPLATES
+from train.prompts import PREFILLS, TEMPLATES, answer_prefill
 
 __all__ = [
     "TrainConfig",
@@ -89,7 +89,11 @@ class TrainConfig:
     # compact: as often extractable and compliant as the full rules text for the untrained model, at half
     # its tokens (README, "The prompt, and what the untrained model makes of it").
     prompt_template: str = _f("compact", "prompt template of train.prompts (the game, the checker's rules in "
-                                         "full or compact, an example)")
+                                         "full or compact, an example; api templates also list the game's functions "
+                                         "and score programs with them switched on)")
+    answer_prefill: str = _f("auto", "text that opens the model's answer, by name (none, fence, signature, indent, "
+                                     "moves, return; auto: the template's choice): part of the prompt, never sampled "
+                                     "or trained; the reward reads prefill + completion")
     # LoRA adapter; "all-linear" targets every linear layer but the LM head.
     lora_rank: int = _f(16, "LoRA rank r")
     lora_alpha: int = _f(32, "LoRA alpha (the update is scaled by alpha / r)")
@@ -102,6 +106,8 @@ class TrainConfig:
     max_new_tokens: int = _f(128, "longest completion, in tokens")
     temperature: float = _f(1.0, "sampling temperature (log-probs are taken at this temperature too)")
     top_p: float = _f(1.0, "nucleus sampling threshold (1: off)")
+    stop_at_fence: bool = _f(True, "end a completion at the code fence that closes its answer, as at an EOS "
+                                   "(nothing after it is sampled, scored or trained)")
     # Optimisation.
     lr: float = _f(1e-4, "AdamW learning rate of the LoRA weights")
     schedule: str = _f("constant", "learning-rate schedule after warm-up")
@@ -110,7 +116,19 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "gradient-norm clip")
     # 10 steps of the cpu preset make the README's main job fit 10 minutes on 2 CPU cores, model conversion
     # included (measured: README, "The default run on CPU").
-    steps: int = _f(10, "optimizer steps of the run (each samples a fresh batch)")
+    steps: int = _f(10, "GRPO steps of the run (each samples a fresh batch; 0: the warm start alone)")
+    # Warm start (train.warm_start): rejection-sampling fine-tuning before GRPO, for a model whose samples
+    # almost never play a game to its end (then GRPO's performance rule is flat and only format is taught).
+    warm_start_rounds: int = _f(0, "rounds of rejection-sampling fine-tuning (RAFT) before GRPO: sample, keep the "
+                                   "compliant programs whose games all end honestly, a supervised LoRA update on "
+                                   "them (0: none)")
+    warm_start_samples: int = _f(32, "completions sampled per warm-start round")
+    warm_start_threshold: float = _f(0.0, "least reward total of a kept warm-start program (besides compliant and "
+                                          "every game ended honestly)")
+    warm_start_min_kept: int = _f(8, "when fewer programs than this are kept, the game's honest seed programs "
+                                     "fill up (logged as warm/seeded)")
+    warm_start_epochs: int = _f(2, "supervised passes over the kept programs per round")
+    warm_start_lr: float = _f(1e-4, "AdamW learning rate of the warm start's supervised updates")
     # The prompt is shared by every row, so it runs once per micro-batch (batch 1) and only the
     # completions run at batch 8: the whole batch fits one micro-batch (peak memory: README, "Training on CPU").
     grad_accum: int = _f(1, "micro-batches per step (the batch is split into this many forward/backward passes)")
@@ -243,7 +261,12 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "warmup_steps": (0, None, True, True),
     "weight_decay": (0.0, None, True, True),
     "max_grad_norm": (0.0, None, False, True),
-    "steps": (1, None, True, True),
+    "steps": (0, None, True, True),
+    "warm_start_rounds": (0, None, True, True),
+    "warm_start_samples": (1, None, True, True),
+    "warm_start_min_kept": (0, None, True, True),
+    "warm_start_epochs": (1, None, True, True),
+    "warm_start_lr": (0.0, None, False, True),
     "grad_accum": (1, None, True, True),
     "num_iterations": (1, None, True, True),
     "clip_eps_low": (0.0, 1.0, True, False),
@@ -267,6 +290,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "prompt_template": tuple(TEMPLATES),
+    "answer_prefill": ("auto", *PREFILLS),
     "reward_pool": REWARD_POOLS,
     "loss_variant": LOSS_VARIANTS,
     "advantage_scale": ADVANTAGE_SCALES,
@@ -300,6 +324,12 @@ def _validate(cfg: TrainConfig) -> None:
     if cfg.overlong_buffer > cfg.max_new_tokens:
         raise ValueError(f"config field 'overlong_buffer' ({cfg.overlong_buffer}) must be <= max_new_tokens "
                          f"({cfg.max_new_tokens})")
+    if cfg.steps == 0 and cfg.warm_start_rounds == 0:
+        raise ValueError("config field 'steps' is 0 and there is no warm start (warm_start_rounds = 0): nothing to run")
+    try:
+        answer_prefill(cfg.prompt_template, cfg.answer_prefill)
+    except ValueError as exc:
+        raise ValueError(f"config field 'answer_prefill': {exc}") from None
     if cfg.grad_accum > cfg.batch_size:
         raise ValueError(
             f"config field 'grad_accum' ({cfg.grad_accum}) must be <= prompts_per_step * group_size "

@@ -44,16 +44,16 @@ def evaluate_policy(policy: Any, backend: "RolloutBackend", config: TrainConfig,
     """Sample ``samples`` completions of the first prompt, score them on held-out games; figures as ``eval/*``."""
     import torch
 
-    from train.loop import resolve_games
+    from train.loop import resolve_games, sampling_params
     from train.policy import autocast
-    from train.rollout import SamplingParams
 
     n = samples or config.eval_samples
     policy.eval()
-    sampling = SamplingParams(config.max_new_tokens, config.temperature, config.top_p)
+    sampling = sampling_params(config)  # the training prompt's prefill and stop: held-out figures measure the same task
     with torch.no_grad(), autocast(policy):
         rollout = backend.generate([prompts[0]], n, sampling, seed)
-    breakdowns = reward_fn(list(rollout.texts), seeds=held_out_seeds(resolve_games(config)))
+    breakdowns = reward_fn([sampling.prefill + t for t in rollout.texts],
+                           seeds=held_out_seeds(resolve_games(config)))
     return {f"eval/{k}": v for k, v in reward_figures(breakdowns).items()}
 
 
@@ -124,24 +124,30 @@ def attach_adapter(model: Any, adapter_dir: Path | None, state: dict | None) -> 
 
 def sample_completions(model: Any, tokenizer: Any, prompt: str, n: int, *, max_new_tokens: int = 256,
                        temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 16,
-                       backend: str = "lean", on_batch: Callable[[int, int], None] | None = None) -> list[str]:
-    """``n`` sampled completions of ``prompt``, ``batch_size`` at a time; the same seed gives the same samples.
+                       backend: str = "lean", prefill: str = "", stop_at_fence: bool = False,
+                       on_batch: Callable[[int, int], None] | None = None) -> list[str]:
+    """``n`` answers to ``prompt``, sampled ``batch_size`` at a time; the same seed gives the same samples.
 
+    ``prompt`` ends with ``prefill`` (the answer's opening, see ``train.prompts.answer_prefill``); each answer
+    is the prefill followed by the sampled completion, which stops at its closing fence with ``stop_at_fence``.
     ``on_batch(done, batches)`` is called after each batch (progress for the caller to show).
     """
     import torch
 
     from train.rollout import SamplingParams, make_backend
 
+    if not prompt.endswith(prefill):
+        raise ValueError(f"sample_completions: the prompt does not end with the answer prefill {prefill!r}")
     sampler = make_backend(backend, model, tokenizer, compile=False, record_logprobs=False)
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                            stop_at_fence=stop_at_fence, prefill=prefill)
     texts: list[str] = []
     batches = -(-n // batch_size)
     try:
         with torch.no_grad():
             for chunk, start in enumerate(range(0, n, batch_size)):
                 size = min(batch_size, n - start)
-                texts.extend(sampler.generate([prompt], size, params, seed * 1_000_003 + chunk).texts)
+                texts.extend(prefill + t for t in sampler.generate([prompt], size, params, seed * 1_000_003 + chunk).texts)
                 if on_batch is not None:
                     on_batch(chunk + 1, batches)
     finally:
@@ -205,13 +211,15 @@ def _reward_fn(game: str, spec: Any) -> "RewardFn":
 def evaluate_models(*, model: str | None = None, adapter: str | None = None, base_vs_adapter: bool = False,
                     samples: int = 16, seeds: Sequence[int] | None = None, game: str | None = None,
                     template: str | None = None, spec: str | None = None, max_new_tokens: int | None = None,
-                    temperature: float | None = None, top_p: float | None = None, batch_size: int = 16,
+                    temperature: float | None = None, top_p: float | None = None, prefill: str | None = None,
+                    stop_at_fence: bool | None = None, batch_size: int = 16,
                     seed: int = 0, backend: str = "lean", dtype: str = "auto", device: str = "auto",
                     progress: Callable[[str], None] | None = _say) -> dict[str, Any]:
     """Sample and score a model (and/or its adapter) on held-out games; the result ``codepolicy eval`` prints.
 
     Settings left None come from the adapter's run (its config), else from the cpu preset (``TrainConfig()``:
-    model, game, template, new tokens, temperature, top-p) and the game's default spec; the games are
+    model, game, template, answer prefill, fence stop, new tokens, temperature, top-p) and the game's default spec,
+    its game API switched on exactly for the templates that list it; the games are
     ``held_out_seeds``, as many as the run's games per completion (else the spec's ``games``). Returns a JSON-ready dict: the settings,
     ``reports`` (name -> :func:`summarize`) and ``samples`` (name -> every completion with its scores).
     ``progress`` gets one line per phase and side (loading, each sampling batch, scoring; stderr by
@@ -241,12 +249,16 @@ def evaluate_models(*, model: str | None = None, adapter: str | None = None, bas
     sampling = dict(max_new_tokens=int(pick(max_new_tokens, "max_new_tokens", defaults.max_new_tokens)),
                     temperature=float(pick(temperature, "temperature", defaults.temperature)),
                     top_p=float(pick(top_p, "top_p", defaults.top_p)))
+    prefill_name = pick(prefill, "answer_prefill", defaults.answer_prefill)
+    stop = bool(pick(stop_at_fence, "stop_at_fence", defaults.stop_at_fence))
     import envs
     from rewards.cli import load_user_spec
+    from train.prompts import answer_prefill, uses_api
 
     envs.get(game)
     check_model(model_name)
-    reward_spec = load_user_spec(spec_path, game=game)
+    prefill_text = answer_prefill(template, prefill_name)
+    reward_spec = dataclasses.replace(load_user_spec(spec_path, game=game), game_api=uses_api(template))
     reward_fn = _reward_fn(game, reward_spec)
     if seeds is None:
         seeds = held_out_seeds(int(run_config.get("games_per_completion") or 0) or reward_spec.games)
@@ -257,7 +269,7 @@ def evaluate_models(*, model: str | None = None, adapter: str | None = None, bas
 
     say(f"loading {safe_text(model_name)}")
     loaded, tokenizer = load_model(model_name, dtype, device)
-    prompt = build_prompt(game, tokenizer, template=template)
+    prompt = build_prompt(game, tokenizer, template=template, prefill=prefill_text)
     plan = ([("base", False)] if base_vs_adapter or not adapter else []) + ([("adapter", True)] if adapter else [])
     reports: dict[str, dict[str, Any]] = {}
     scored: dict[str, list[dict]] = {}
@@ -273,14 +285,15 @@ def evaluate_models(*, model: str | None = None, adapter: str | None = None, bas
             say(f"{name}: sampled batch {done}/{batches} ({time.perf_counter() - t0:.0f} s)")
 
         texts = sample_completions(loaded, tokenizer, prompt, samples, seed=seed, batch_size=batch_size,
-                                   backend=backend, on_batch=batch_done, **sampling)
+                                   backend=backend, prefill=prefill_text, stop_at_fence=stop, on_batch=batch_done,
+                                   **sampling)
         t1 = time.perf_counter()
         say(f"{name}: scoring {len(texts)} completions on {len(seeds)} game{'s' if len(seeds) != 1 else ''} each")
         breakdowns = reward_fn(texts, seeds=seeds)
         t2 = time.perf_counter()
         reports[name] = summarize(breakdowns) | {"sample_seconds": t1 - t0, "reward_seconds": t2 - t1}
-        scored[name] = [{"completion": t, "total": float(b.total), "values": dict(b.values),
+        scored[name] = [{"answer": t, "total": float(b.total), "values": dict(b.values),
                          "info": dict(b.info or {}), "source": b.source} for t, b in zip(texts, breakdowns)]
         say(f"{name}: {len(texts)} samples in {t1 - t0:.1f} s, scored in {t2 - t1:.1f} s")
-    return {"model": model_name, "adapter": adapter, "game": game, "template": template, "seeds": seeds,
-            "sampling": sampling, "seed": seed, "reports": reports, "samples": scored}
+    return {"model": model_name, "adapter": adapter, "game": game, "template": template, "prefill": prefill_text,
+            "stop_at_fence": stop, "seeds": seeds, "sampling": sampling, "seed": seed, "reports": reports, "samples": scored}

@@ -47,9 +47,10 @@ from train.logprobs import batched_logprobs, micro_batches, sequence_logprobs
 from train.metrics import reward_figures
 from train.policy import add_lora, autocast, check_trainable_dtype, device_of, make_optimizer
 from train.rollout import Rollout, RolloutBackend, SamplingParams, encode_prompts, gather_rows, make_backend
+from train.stopping import END_REASONS
 
 if TYPE_CHECKING:
-    from rewards import Breakdown, RewardFn
+    from rewards import Breakdown, RewardFn, RewardSpec
 
 __all__ = [
     "RunSummary",
@@ -110,6 +111,27 @@ def resolve_games(config: TrainConfig) -> int:
     return rewards.load_spec(config.reward_spec or None, game=config.game).games
 
 
+def sampling_params(config: TrainConfig) -> SamplingParams:
+    """How the run samples: length, temperature, top-p, the answer prefill its prompts end with, the fence stop."""
+    from train.prompts import answer_prefill
+
+    return SamplingParams(config.max_new_tokens, config.temperature, config.top_p, stop_at_fence=config.stop_at_fence,
+                          prefill=answer_prefill(config.prompt_template, config.answer_prefill))
+
+
+def reward_spec(config: TrainConfig) -> "RewardSpec":
+    """The run's reward spec (the game's default when none is named), its game API switched as the template says.
+
+    A template that lists the game's functions scores programs with them callable; every other template keeps
+    the bare task, where a call to one is refused like any unknown name.
+    """
+    import rewards
+    from train.prompts import uses_api
+
+    spec = rewards.load_spec(config.reward_spec or None, game=config.game)
+    return dataclasses.replace(spec, game_api=uses_api(config.prompt_template))
+
+
 def default_reward_fn(config: TrainConfig, ranks: Ranks = SINGLE) -> "RewardFn":
     """The configured reward: ``rewards.group_reward_fn`` with the spec (the game's default when none).
 
@@ -122,7 +144,7 @@ def default_reward_fn(config: TrainConfig, ranks: Ranks = SINGLE) -> "RewardFn":
 
     import rewards
 
-    spec = rewards.load_spec(config.reward_spec or None, game=config.game)
+    spec = reward_spec(config)
     workers = config.reward_workers or None
     if workers is None and config.reward_pool == "local" and ranks.local_world > 1:
         workers = max(1, (os.cpu_count() or 1) // ranks.local_world)
@@ -178,16 +200,18 @@ def _sample_and_score(policy: Any, backend: RolloutBackend, config: TrainConfig,
     """This rank's groups of ``plan``: sampled, then scored one group per call; (rollout, breakdowns, seconds)."""
     G = config.group_size
     first_row = mine.start * G
-    sampling = SamplingParams(config.max_new_tokens, config.temperature, config.top_p)
+    sampling = sampling_params(config)
     with autocast(policy):
         rollout = backend.generate([prompts[plan.prompt_indices[g]] for g in mine], G, sampling, plan.sampling_seed,
                                    stream=(first_row, config.batch_size) if ranks.active else None)
     if stop is not None and ranks.any(stop.requested):
         raise Abandon
     t0 = time.perf_counter()
+    # The reward reads the whole answer: the prefill the prompts end with, then what the model wrote.
+    answers = [sampling.prefill + text for text in rollout.texts]
     local: list[Breakdown] = []
     for k, g in enumerate(mine):
-        group = reward_fn(rollout.texts[k * G:(k + 1) * G], seeds=list(plan.game_seeds[g]))
+        group = reward_fn(answers[k * G:(k + 1) * G], seeds=list(plan.game_seeds[g]))
         if len(group) != G:
             raise ValueError(f"reward_fn returned {len(group)} results for a group of {G} completions")
         local.extend(group)
@@ -260,10 +284,14 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
                                                        ranks, stop)
     metrics["peak_mem_rollout_gb"] = _peak_gb(dev)
     # Every rank gets every group's rewards: the logged figures describe the policy's fresh samples.
-    shares = ranks.gather((local, rollout.lengths.tolist(), rollout.truncated.tolist(), rollout.num_tokens))
+    shares = ranks.gather((local, rollout.lengths.tolist(), rollout.truncated.tolist(), rollout.num_tokens,
+                           rollout.ends))
     breakdowns = [b for share in shares for b in share[0]]
     lengths = torch.tensor([n for share in shares for n in share[1]], dtype=torch.float32)
     truncated = torch.tensor([t for share in shares for t in share[2]], dtype=torch.float32)
+    ends = [e for share in shares for e in share[4]]
+    for reason in END_REASONS:  # how the completions ended: EOS, the closing fence, the length limit
+        metrics[f"end_{reason}_share"] = ends.count(reason) / max(len(ends), 1)
     # A step waits for its slowest rank: times are maxima, counts are sums.
     rollout_seconds, metrics["reward_seconds"] = ranks.max([rollout.seconds, reward_seconds])
     metrics["rollout_seconds"] = rollout_seconds
@@ -412,7 +440,42 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
 def _default_prompts(config: TrainConfig, tokenizer: Any) -> list[str]:
     from train.prompts import build_prompt
 
-    return [build_prompt(config.game, tokenizer, template=config.prompt_template)]
+    return [build_prompt(config.game, tokenizer, template=config.prompt_template,
+                         prefill=sampling_params(config).prefill)]
+
+
+def _warm_start(policy: Any, backend: RolloutBackend, config: TrainConfig, prompt: str, reward_fn: "RewardFn",
+                logger: Any, done: int, kept_answers: list[str], stop: StopRequest, ranks: Ranks,
+                save: Any) -> int:
+    """The warm start's remaining rounds (``train.warm_start``), each logged and checkpointed; the rounds done.
+
+    Every rank runs the same rounds (same seeds, same weights, so the same samples and updates); rank 0 logs.
+    A stop request ends it at a round's boundary, with the checkpoint of the rounds done.
+    """
+    from rewards import source_hash
+    from sandbox import extract
+    from train.prompts import uses_api
+    from train.warm_start import seed_answers, warm_start_round
+
+    sampling = sampling_params(config)
+    kept = {source_hash(extract(a)): a for a in kept_answers}
+    seeds = lambda: seed_answers(config.game, sampling.prefill, uses_api(config.prompt_template))  # noqa: E731
+    for r in range(done, config.warm_start_rounds):
+        figures, breakdowns = warm_start_round(policy, backend, config, prompt, sampling, reward_fn, r, kept, seeds)
+        if logger is not None:
+            logger.log_warm_start(r, figures)
+        save(0, warm_start_rounds_done=r + 1, warm_start_kept=list(kept.values()))
+        if ranks.any(stop.requested):
+            return r + 1
+    return config.warm_start_rounds
+
+
+def _check_prefill(prompts: Sequence[str], prefill: str) -> None:
+    """Every prompt must end with the run's answer prefill: the reward prepends it to what the model wrote."""
+    for i, p in enumerate(prompts):
+        if isinstance(p, str) and not p.endswith(prefill):
+            raise ValueError(f"train: prompt {i} does not end with the run's answer prefill {prefill!r}; build it "
+                             f"with train.prompts.build_prompt(..., prefill=...) or set answer_prefill to none")
 
 
 def train(config: TrainConfig, reward_fn: "RewardFn | None" = None, model: Any = None, tokenizer: Any = None, *,
@@ -421,7 +484,8 @@ def train(config: TrainConfig, reward_fn: "RewardFn | None" = None, model: Any =
     """Run GRPO as configured; returns the run's summary (Ctrl-C saves a checkpoint and returns early).
 
     ``model``/``tokenizer`` default to ``train.model.load_model(config.model, ...)``; ``reward_fn`` to
-    :func:`default_reward_fn`; ``prompts`` to the game's prompt from ``train.prompts``. ``resume``
+    :func:`default_reward_fn`; ``prompts`` to the game's prompt from ``train.prompts`` (given prompts must end
+    with the configured answer prefill, which the reward prepends to each completion). ``resume``
     continues from the newest checkpoint in ``config.output_dir`` (the same next batch, bit for bit).
     Started by a launcher (``torchrun``), it joins the process group and trains data-parallel
     (``train.distributed``); ``model``, when given, must be the same on every rank.
@@ -476,16 +540,23 @@ def _train(config: TrainConfig, ranks: Ranks, device: str, reward_fn: "RewardFn 
     optimizer, scheduler = make_optimizer(policy, config)
 
     start_step = 0
+    state = None
     if resume:  # every rank reads the same checkpoint
         state = load_latest(run_dir)
         if state is not None:
             start_step = restore_training_state(state, policy, optimizer, scheduler)
+    # Warm-start rounds already done, and the answers they kept (a checkpoint without the key is past them).
+    warm_done = config.warm_start_rounds if state is not None else 0
+    warm_kept: list[str] = []
+    if state is not None and "warm_start_rounds_done" in state:
+        warm_done, warm_kept = int(state["warm_start_rounds_done"]), list(state.get("warm_start_kept", []))
     # Rank 0's adapter on every rank: the ranks start equal, and equal gradients keep them so.
     ranks.broadcast_params(p for group in optimizer.param_groups for p in group["params"])
     if ranks.main:
         save_config(config, run_dir / "config.toml")
 
     prompts = list(prompts) if prompts is not None else _default_prompts(config, tokenizer)
+    _check_prefill(prompts, sampling_params(config).prefill)
     own_pool = None  # a sandbox pool this run made for itself, closed when it ends
     if reward_fn is None:
         reward_fn = default_reward_fn(config, ranks)
@@ -507,14 +578,18 @@ def _train(config: TrainConfig, ranks: Ranks, device: str, reward_fn: "RewardFn 
               if ranks.main else None)
     summary = RunSummary(run_dir=str(run_dir), steps_done=start_step)
 
-    def save(step: int) -> None:
+    def save(step: int, **extra: Any) -> None:
         if ranks.main:
-            save_checkpoint(run_dir, training_state(policy, optimizer, scheduler, config, step))
+            save_checkpoint(run_dir, training_state(policy, optimizer, scheduler, config, step) | extra)
 
     try:
         # Under a launcher one Ctrl-C may reach a rank twice (the terminal's and the launcher's copy).
         with deferred_sigint(repeat_grace=2.0 if ranks.active else 0.0) as stop:
-            for step in range(start_step, config.steps):
+            if warm_done < config.warm_start_rounds:
+                warm_done = _warm_start(policy, backend, config, prompts[0], reward_fn, logger, warm_done, warm_kept,
+                                        stop, ranks, save)
+                summary.interrupted = warm_done < config.warm_start_rounds
+            for step in range(start_step, config.steps if not summary.interrupted else start_step):
                 try:
                     metrics, rollout, breakdowns = grpo_step(policy, backend, optimizer, scheduler, config,
                                                              prompts, reward_fn, step, stop, ranks)
@@ -553,7 +628,7 @@ def _train(config: TrainConfig, ranks: Ranks, device: str, reward_fn: "RewardFn 
     if not ranks.main:
         summary.seconds = time.perf_counter() - started
         return summary
-    if not summary.interrupted:
+    if not summary.interrupted and summary.steps_done:
         try:
             from train.monitor import plot_run
 

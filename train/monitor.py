@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 
 from sandbox.text import safe_text  # best-program headers hold figures of program runs
 
-__all__ = ["RunLogger", "read_metrics", "plot_run", "draw_run", "read_best", "moving_average", "METRICS_FILE", "BEST_DIR",
+__all__ = ["RunLogger", "read_metrics", "read_warm_start", "plot_run", "draw_run", "read_best", "moving_average", "METRICS_FILE", "BEST_DIR",
            "HEADLINE"]
 
 METRICS_FILE = "metrics.jsonl"
@@ -129,6 +129,25 @@ class RunLogger:
             self._tb.flush()
         self._update_bar(int(step), record)
         self._check_signal(int(step), record)
+        return record
+
+    def log_warm_start(self, index: int, metrics: Mapping[str, Any]) -> dict:
+        """Append one warm-start round's figures to metrics.jsonl as a record keyed ``warm_start_round`` (no step).
+
+        :func:`read_metrics` (the GRPO curves) skips these records; :func:`read_warm_start` reads them.
+        """
+        record = {"warm_start_round": int(index), "time": round(time.time() - self._start, 3)}
+        record.update(_plain(dict(metrics)))
+        self._file.write(json.dumps(record, sort_keys=False) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "warm_start_round":
+                    self._tb.add_scalar(key, value, int(index))
+            self._tb.flush()
+        kept, seeded = record.get("warm/kept_total"), record.get("warm/seeded")
+        self._say(f"warm start round {int(index) + 1}: kept {kept} programs ({seeded} seeded), "
+                  f"SFT loss {_fmt(record.get('warm/sft_loss'))}")
         return record
 
     def headline(self, metrics: Mapping[str, Any]) -> dict[str, str]:
@@ -290,6 +309,22 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
             if isinstance(record, dict) and isinstance(record.get("step"), int):
                 by_step[record["step"]] = record
     return [by_step[s] for s in sorted(by_step)]
+
+
+def read_warm_start(run_dir: str | os.PathLike) -> list[dict]:
+    """The run's warm-start records sorted by round, the last record of each round winning ([] when none)."""
+    path = Path(run_dir) / METRICS_FILE
+    by_round: dict[int, dict] = {}
+    if path.is_file():
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and isinstance(record.get("warm_start_round"), int):
+                    by_round[record["warm_start_round"]] = record
+    return [by_round[r] for r in sorted(by_round)]
 
 
 # (title, [(metric names to try, label)]) per panel.

@@ -23,13 +23,26 @@ rules, the board-changing example), ``moves_only`` (no rules) and ``moves_full_r
 combine them. Measured at the cpu preset's 128 new tokens, ``compact`` does as well as ``default``
 at half the prompt, and the moves example does not help yet: with its fence it takes 117 of the
 128 tokens, and this model wraps its code in prose.
+
+Two more levers, for a model that cannot find the first rung on its own:
+
+- the game's API (``api``, ``api_only``): the functions the game declares (``GameSpec.api``, for 2048
+  ``legal_moves`` and ``slide``) listed from that declaration, and an example written against them
+  (:data:`API_EXAMPLES`). Programs of these templates are scored with the API switched on
+  (:func:`uses_api`); every other template keeps the bare task, the harder benchmark.
+- an answer prefill (:data:`PREFILLS`): the prompt ends inside the model's answer, e.g. with the code
+  fence and ``def strategy(board):``. It is prompt text: never sampled, never in the loss, the same in
+  every backend; the reward reads prefill + completion. :func:`build_messages` gives it as a final
+  assistant message, which is how a TRL user gets the same (``continue_final_message=True``, and a
+  reward function that prepends the prefill to each completion).
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-__all__ = ["SYSTEM_PROMPT", "TEMPLATES", "MOVES_EXAMPLES", "COMPACT_OMITTED", "build_messages", "build_prompt",
-           "compact_rules", "prompt_text", "template_examples"]
+__all__ = ["SYSTEM_PROMPT", "TEMPLATES", "MOVES_EXAMPLES", "API_EXAMPLES", "PREFILLS", "TEMPLATE_PREFILLS",
+           "COMPACT_OMITTED", "build_messages", "build_prompt", "compact_rules", "prompt_text", "template_examples",
+           "answer_prefill", "api_text", "uses_api"]
 
 SYSTEM_PROMPT = ("You are an expert Python programmer. You answer with exactly one Python code block "
                  "and nothing else.")
@@ -44,6 +57,10 @@ _MOVES_EXAMPLE_HEADER = ("Example of the answer format. `moves(row)` says whethe
 _ANSWER = ("Answer with one ```python code block that defines `def strategy(board):` and returns "
            "one of {actions}. No explanation.")
 
+_API_HEADER = "Functions of the game your program may call (exact and fast; they are the only way into the game):"
+_API_EXAMPLE_HEADER = ("Example of the answer format: the strategy plays the first move, in a fixed order, that "
+                       "changes the board. The order is a weak plan: write a better one{rules}.")
+
 # Template name -> which parts the user message has.
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "default": ("game", "rules", "example", "answer"),
@@ -54,7 +71,29 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "moves": ("game", "compact_rules", "moves_example", "answer"),
     "moves_only": ("game", "moves_example", "answer"),
     "moves_full_rules": ("game", "rules", "moves_example", "answer"),
+    "api": ("game", "compact_rules", "api", "api_example", "answer"),
+    "api_only": ("game", "api", "api_example", "answer"),
 }
+
+# Named openings of the model's answer (an *answer prefill*): the prompt ends with this text inside the
+# assistant turn, so the model continues it. It is part of the prompt: never sampled, never in the loss or
+# the log-prob ratio; the reward reads prefill + completion. "auto" picks the template's entry of
+# TEMPLATE_PREFILLS.
+PREFILLS: dict[str, str] = {
+    "none": "",
+    "fence": "```python\n",
+    "signature": "```python\ndef strategy(board):\n",
+    "indent": "```python\ndef strategy(board):\n    ",
+    "moves": "```python\ndef strategy(board):\n    moves = legal_moves(board)\n",
+    "return": "```python\ndef strategy(board):\n    moves = legal_moves(board)\n    return ",
+}
+
+# Template -> the prefill "auto" gives it, chosen from the prompt study (benchmarks/prompt_study.py) on the
+# untrained default model; templates not named here open nothing.
+TEMPLATE_PREFILLS: dict[str, str] = {}
+
+# Prefills that call the game API: only templates that show the API may use them.
+_API_PREFILLS = frozenset({"moves", "return"})
 
 # Game -> an example strategy that only plays moves that change the board. It is text for the
 # model, so it lives with the prompts; a game without one cannot use the moves templates.
@@ -148,6 +187,16 @@ COMPACT_OMITTED: dict[str, str] = {
 """Rules the ``compact`` text leaves out on purpose (rule id -> why); every other active rule is named."""
 
 
+# Game -> an example strategy written against the game's API (the ``api`` templates), weak on purpose like
+# the moves example: the first legal move in the actions' order. Copying it plays every game to its end.
+API_EXAMPLES: dict[str, str] = {
+    "2048": '''def strategy(board):
+    moves = legal_moves(board)
+    return moves[0]
+''',
+}
+
+
 def _game_text(spec: Any, options: Mapping[str, Any]) -> str:
     values = {**dict(spec.options), **dict(options)}
     try:
@@ -205,6 +254,46 @@ def _moves_example(game: str, template: str) -> str:
                          f"none (train.prompts.MOVES_EXAMPLES); use the default template") from None
 
 
+def _api_example(game: str, template: str) -> str:
+    import envs
+
+    if not envs.get(game).api:
+        raise ValueError(f"prompt template {template!r} lists the game's functions and game {game!r} declares "
+                         f"none; use a template without the API, such as compact")
+    try:
+        return API_EXAMPLES[game]
+    except KeyError:
+        raise ValueError(f"prompt template {template!r} needs an example written against the API and game {game!r} "
+                         f"has none (train.prompts.API_EXAMPLES); use the compact template") from None
+
+
+def uses_api(template: str) -> bool:
+    """True when the template shows the game's API: its programs are scored with the API switched on."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    return "api" in TEMPLATES[template]
+
+
+def api_text(game: str = "2048") -> str:
+    """The game's API as prompt lines, from its declaration: one ``- `signature`: doc`` line per function."""
+    import envs
+
+    return "\n".join(f"- `{f.signature}`: {f.doc}" for f in envs.get(game).api)
+
+
+def answer_prefill(template: str = "default", prefill: str = "auto") -> str:
+    """The text that opens the model's answer for ``template``: :data:`PREFILLS` by name ("auto": the template's)."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    name = TEMPLATE_PREFILLS.get(template, "none") if prefill == "auto" else prefill
+    if name not in PREFILLS:
+        raise ValueError(f"unknown answer prefill {prefill!r}; choose auto or one of {', '.join(PREFILLS)}")
+    if name in _API_PREFILLS and not uses_api(template):
+        raise ValueError(f"answer prefill {name!r} calls the game's API, which template {template!r} does not show; "
+                         f"use an api template or another prefill")
+    return PREFILLS[name]
+
+
 def template_examples(game: str = "2048", template: str = "default") -> list[str]:
     """The example programs the ``template``'s prompt shows for ``game`` (none, or one)."""
     import envs
@@ -217,6 +306,8 @@ def template_examples(game: str = "2048", template: str = "default") -> list[str
         out.append(envs.get(game).example.strip() + "\n")
     if "moves_example" in parts:
         out.append(_moves_example(game, template))
+    if "api_example" in parts:
+        out.append(_api_example(game, template))
     return out
 
 
@@ -248,6 +339,13 @@ def prompt_text(game: str = "2048", policy: Any = None, *, template: str = "defa
         rules = " that keeps every rule above" if {"rules", "compact_rules"} & set(parts) else ""
         header = _MOVES_EXAMPLE_HEADER.format(rules=rules)
         blocks.append(f"{header}\n```python\n{_moves_example(game, template).strip()}\n```")
+    if "api" in parts:
+        _api_example(game, template)  # a clear error for a game without an API
+        blocks.append(f"{_API_HEADER}\n{api_text(game)}")
+    if "api_example" in parts:
+        rules = " that keeps every rule above" if {"rules", "compact_rules"} & set(parts) else ""
+        blocks.append(f"{_API_EXAMPLE_HEADER.format(rules=rules)}\n```python\n"
+                      f"{_api_example(game, template).strip()}\n```")
     if "answer" in parts:
         actions = ", ".join(f'"{a}"' for a in spec.actions)
         blocks.append(_ANSWER.format(actions=actions))
@@ -255,22 +353,32 @@ def prompt_text(game: str = "2048", policy: Any = None, *, template: str = "defa
 
 
 def build_messages(game: str = "2048", policy: Any = None, *, template: str = "default",
-                   options: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
-    """The prompt as chat messages: a short system message and the user message."""
-    return [{"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": prompt_text(game, policy, template=template, options=options)}]
+                   options: Mapping[str, Any] | None = None, prefill: str = "") -> list[dict[str, str]]:
+    """The prompt as chat messages: a short system message and the user message.
+
+    A non-empty ``prefill`` (the text itself, see :func:`answer_prefill`) is a final assistant message the
+    model continues: TRL's ``continue_final_message``, and what :func:`build_prompt` renders.
+    """
+    messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": prompt_text(game, policy, template=template, options=options)}]
+    if prefill:
+        messages.append({"role": "assistant", "content": prefill})
+    return messages
 
 
 def build_prompt(game: str = "2048", tokenizer: Any = None, policy: Any = None, *, template: str = "default",
-                 options: Mapping[str, Any] | None = None) -> str | list[dict[str, str]]:
+                 options: Mapping[str, Any] | None = None, prefill: str = "") -> str | list[dict[str, str]]:
     """The prompt for ``game``: chat messages without a tokenizer, else the text the model reads.
 
     With a tokenizer that has a chat template, the template is applied with the assistant turn
-    opened; without one, the system and user text are joined as plain text.
+    opened and ``prefill`` (the answer's opening text) written into it verbatim; without one, the
+    system and user text are joined as plain text and the prefill follows.
     """
-    messages = build_messages(game, policy, template=template, options=options)
     if tokenizer is None:
-        return messages
+        return build_messages(game, policy, template=template, options=options, prefill=prefill)
+    messages = build_messages(game, policy, template=template, options=options)
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return "\n\n".join(m["content"] for m in messages) + "\n\n"
+        # The prefill is appended to the rendered text rather than passed as a final assistant message: chat
+        # templates differ in what they add around a continued message, and this way the model reads exactly it.
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + prefill
+    return "\n\n".join(m["content"] for m in messages) + "\n\n" + prefill

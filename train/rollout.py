@@ -43,6 +43,7 @@ from train.compat import cache_keyword, kv_cache_unsupported
 from train.fused_decode import FusedDecoder, padded_rows
 from train.fused_decode import unsupported as fused_unsupported
 from train.logprobs import batched_logprobs, position_ids_from_mask
+from train.stopping import END_REASONS, FenceStop, fence_state
 
 __all__ = [
     "SamplingParams",
@@ -71,6 +72,10 @@ class SamplingParams:
     max_new_tokens: int = 128
     temperature: float = 1.0
     top_p: float = 1.0
+    stop_at_fence: bool = False
+    """Stop a row at the code fence that closes the answer's block (see ``train.stopping``), as at an EOS."""
+    prefill: str = ""
+    """The text the prompts end with inside the answer (an answer prefill): fences are counted from it."""
 
 
 @dataclass
@@ -84,8 +89,9 @@ class Rollout:
     logprobs: torch.Tensor | None  # [N, C] float32 log pi_old(token), 0 on padding; None if not recorded
     texts: list[str]  # decoded completions, special tokens skipped
     lengths: torch.Tensor  # [N] completion tokens (mask sum)
-    truncated: torch.Tensor  # [N] bool: hit max_new_tokens without an EOS
+    truncated: torch.Tensor  # [N] bool: hit max_new_tokens without an EOS (or a closing fence, when stopping there)
     seconds: float = 0.0  # wall time of the generation
+    ends: list[str] = dataclasses.field(default_factory=list)  # per row: "eos", "fence" or "length"
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -129,10 +135,11 @@ def gather_rows(rollouts: Sequence[Rollout], picks: Sequence[tuple[int, int]], p
         c_ids[i, :c], c_mask[i, :c] = r.completion_ids[row], r.completion_mask[row]
         if lp is not None:
             lp[i, :c] = r.logprobs[row]
+    ends = [rollouts[k].ends[row] for k, row in picks] if all(r.ends for r in rollouts) else []
     return Rollout(p_ids, p_mask, c_ids, c_mask, lp, [rollouts[k].texts[row] for k, row in picks],
                    torch.stack([rollouts[k].lengths[row] for k, row in picks]),
                    torch.stack([rollouts[k].truncated[row] for k, row in picks]),
-                   sum(r.seconds for r in rollouts))
+                   sum(r.seconds for r in rollouts), ends)
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -171,22 +178,39 @@ def _left_pad(rows: list[list[int]], width: int, pad: int) -> tuple[torch.Tensor
     return ids, mask
 
 
+@dataclass(frozen=True)
+class _Finished:
+    """Sampled tokens cut where each row ended (see :func:`_finish`)."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    logprobs: torch.Tensor | None
+    texts: list[str]
+    lengths: torch.Tensor
+    truncated: torch.Tensor
+    ends: list[str]
+
+
 def _finish(tokens: torch.Tensor, logprobs: torch.Tensor | None, eos: list[int], pad: int,
-            tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[str], torch.Tensor,
-                                      torch.Tensor]:
-    """Cut sampled tokens after the first EOS: (ids, mask, logprobs, texts, lengths, truncated).
+            tokenizer: Any, fence: FenceStop | None = None) -> _Finished:
+    """Cut sampled tokens after each row's end: its first EOS or, with ``fence``, the token closing the answer.
 
     ids, mask and logprobs stay on the tokens' device; lengths and truncated are CPU tensors. The whole
-    batch crosses to the host in one copy (tokens, lengths and EOS flags together), not one sync per row.
+    batch crosses to the host in one copy (tokens, lengths and end reasons together), not one sync per row.
     """
     N, T = tokens.shape
     dev = tokens.device
     is_eos = torch.isin(tokens, torch.tensor(eos, device=dev))
-    has_eos = is_eos.any(dim=1)
-    first = torch.where(has_eos, is_eos.int().argmax(dim=1), torch.full_like(has_eos, T, dtype=torch.long))
-    lengths = torch.where(has_eos, first + 1, first)
-    host = torch.cat([tokens.long(), lengths[:, None], has_eos.long()[:, None]], dim=1).cpu()
-    host_lengths, host_truncated = host[:, T].clone(), host[:, T + 1] == 0
+    no_end = torch.full((N,), T, dtype=torch.long, device=dev)
+    first_eos = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), no_end)
+    first_fence = fence.first_close(tokens) if fence is not None else no_end
+    end = torch.minimum(first_eos, first_fence)
+    lengths = torch.where(end < T, end + 1, end)
+    # 0: eos, 1: fence, 2: length (END_REASONS order); an EOS can hold no backtick, so the two never tie.
+    reason = torch.where(first_eos < T, torch.where(first_fence < first_eos, 1, 0),
+                         torch.where(first_fence < T, 1, 2))
+    host = torch.cat([tokens.long(), lengths[:, None], reason.long()[:, None]], dim=1).cpu()
+    host_lengths, host_reason = host[:, T].clone(), host[:, T + 1]
     width = max(int(host_lengths.max()) if N else 0, 1)
     mask = (torch.arange(width, device=dev)[None, :] < lengths[:, None]).long()
     ids = torch.where(mask.bool(), tokens[:, :width], torch.full_like(tokens[:, :width], pad)).contiguous()
@@ -194,7 +218,12 @@ def _finish(tokens: torch.Tensor, logprobs: torch.Tensor | None, eos: list[int],
         logprobs = (logprobs[:, :width] * mask).float().contiguous()
     texts = [tokenizer.decode(host[i, :n].tolist(), skip_special_tokens=True)
              for i, n in enumerate(host_lengths.tolist())]
-    return ids, mask, logprobs, texts, host_lengths, host_truncated
+    return _Finished(ids, mask, logprobs, texts, host_lengths, host_reason == 2,
+                     [END_REASONS[r] for r in host_reason.tolist()])
+
+
+def _fence(sampling: "SamplingParams", tokenizer: Any, device: torch.device | str = "cpu") -> FenceStop | None:
+    return FenceStop(tokenizer, sampling.prefill, device) if sampling.stop_at_fence else None
 
 
 def sample_tokens(logits: torch.Tensor, temperature: float, top_p: float,
@@ -316,23 +345,49 @@ class HFBackend(RolloutBackend):
             self.model(input_ids=ids[:1, :-1], use_cache=True, logits_to_keep=1, **{cache_keyword(self.model): cache})
             cache.batch_repeat_interleave(len(rows))
             extra[cache_keyword(self.model)] = cache
+        fence = _fence(sampling, self.tokenizer, self.device)
+        if fence is not None:
+            extra["stopping_criteria"] = _fence_criteria(fence, ids.shape[1])
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             # A share of a batch (stream) gets a stream of its own: the same seed on every rank would
             # sample the same completions of the same prompt.
             torch.manual_seed((int(seed) + (stream[0] if stream else 0)) % 2**63)
             out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg, **extra)
-        tokens = out[:, ids.shape[1]:]
-        c_ids, c_mask, _, texts, lengths, truncated = _finish(tokens, None, self.eos, self.pad, self.tokenizer)
+        done = _finish(out[:, ids.shape[1]:], None, self.eos, self.pad, self.tokenizer, fence)
         logprobs = None
         if self.record_logprobs:
             # generate's scores are post-filter; the trainer's function on the same rows is exact.
-            full_ids = torch.cat([ids, c_ids], 1)
-            full_mask = torch.cat([mask, c_mask], 1)
-            logprobs = batched_logprobs(self.model, full_ids, full_mask, c_ids.shape[1],
-                                        self.logprob_batch_size, sampling.temperature) * c_mask
-        return Rollout(ids, mask, c_ids, c_mask, logprobs, texts, lengths, truncated,
-                       time.perf_counter() - start)
+            full_ids = torch.cat([ids, done.ids], 1)
+            full_mask = torch.cat([mask, done.mask], 1)
+            logprobs = batched_logprobs(self.model, full_ids, full_mask, done.ids.shape[1],
+                                        self.logprob_batch_size, sampling.temperature) * done.mask
+        return Rollout(ids, mask, done.ids, done.mask, logprobs, done.texts, done.lengths, done.truncated,
+                       time.perf_counter() - start, done.ends)
+
+
+def _fence_criteria(fence: FenceStop, prompt_width: int) -> Any:
+    """transformers stopping criteria ending each row at its closing fence (generate has no counting stop)."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _CloseFence(StoppingCriteria):
+        def __init__(self) -> None:
+            self.state: tuple[torch.Tensor, torch.Tensor] | None = None
+            self.closed: torch.Tensor | None = None
+            self.seen = prompt_width
+
+        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+            if self.state is None:
+                self.state = fence.start(input_ids.shape[0], input_ids.device)
+                self.closed = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            # One call per generated token: count the tokens added since the last call.
+            for k in range(self.seen, input_ids.shape[1]):
+                self.state, hit = fence.advance(self.state, input_ids[:, k])
+                self.closed = self.closed | hit
+            self.seen = input_ids.shape[1]
+            return self.closed.clone()
+
+    return StoppingCriteriaList([_CloseFence()])
 
 
 def _bucket(x: int, buckets: Sequence[int]) -> int:
@@ -651,29 +706,49 @@ class LeanBackend(RolloutBackend):
         row_prompt += [row_prompt[0]] * (B - N)  # padding rows repeat row 0 and are dropped
         T = sampling.max_new_tokens
         dec.start(row_prompt, T)
-        logits = first_logits[row_prompt]
-        gen = torch.Generator().manual_seed(int(seed))
-        eos = torch.tensor(self.eos)
-        tokens = torch.full((B, T), self.pad, dtype=torch.long)
-        logps = torch.zeros((B, T), dtype=torch.float32)
-        done = torch.zeros(B, dtype=torch.bool)
         next_pos = torch.tensor([len(rows[i if i < N else 0]) for i in range(B)])  # position of the first new token
-        pad_tok = torch.full((B,), self.pad, dtype=torch.long)
+        # No device to sync with: the loop checks for "all rows ended" after every step.
+        tokens, logps = self._sample_loop(first_logits[row_prompt], lambda tok, t: dec.step(tok, next_pos + t, t),
+                                          N, T, sampling, seed, stream, check_every=1)
+        ids, pmask = _left_pad(rows, max(len(r) for r in rows), self.pad)
+        done = _finish(tokens, logps, self.eos, self.pad, self.tokenizer, _fence(sampling, self.tokenizer))
+        return Rollout(ids, pmask, done.ids, done.mask, done.logprobs, done.texts, done.lengths, done.truncated,
+                       time.perf_counter() - start, done.ends)
+
+    def _sample_loop(self, logits: torch.Tensor, next_logits: Callable[[torch.Tensor, int], torch.Tensor], N: int,
+                     T: int, sampling: SamplingParams, seed: int, stream: tuple[int, int] | None,
+                     check_every: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample up to T tokens for a batch whose first N rows are real; (tokens, log-probs) [N, steps].
+
+        ``logits`` are the first token's; ``next_logits(tok, t)`` runs the model on step t's tokens. A row is done
+        at its EOS or, with ``sampling.stop_at_fence``, at its closing fence; done rows take the pad token.
+        Whether every real row is done is checked every ``check_every`` steps (on a GPU each check is a sync).
+        """
+        B, dev = logits.shape[0], logits.device
+        gen = torch.Generator(device=dev).manual_seed(int(seed))
+        eos = torch.tensor(self.eos, device=dev)
+        fence = _fence(sampling, self.tokenizer, dev)
+        fence_state = fence.start(B, dev) if fence is not None else None
+        tokens = torch.full((B, T), self.pad, dtype=torch.long, device=dev)
+        logps = torch.zeros((B, T), dtype=torch.float32, device=dev)
+        done = torch.zeros(B, dtype=torch.bool, device=dev)
+        pad_tok = torch.full((B,), self.pad, dtype=torch.long, device=dev)
         steps = 0
         for t in range(T):
+            # Only the N real rows draw random numbers: the same seed samples the same tokens at any padding.
             tok, lp = sample_tokens(logits, sampling.temperature, sampling.top_p, gen, rows=N, stream=stream)
             tok = torch.where(done, pad_tok, tok)
             tokens[:, t] = tok
             logps[:, t] = lp
             done = done | torch.isin(tok, eos)
+            if fence is not None:
+                fence_state, closed = fence.advance(fence_state, tok)
+                done = done | closed
             steps = t + 1
-            if t == T - 1 or bool(done[:N].all()):  # no device to sync with: check every step
+            if t == T - 1 or ((t + 1) % check_every == 0 and bool(done[:N].all())):
                 break
-            logits = dec.step(tok, next_pos + t, t)
-        ids, pmask = _left_pad(rows, max(len(r) for r in rows), self.pad)
-        c_ids, c_mask, c_lp, texts, lengths, truncated = _finish(tokens[:N, :steps], logps[:N, :steps], self.eos,
-                                                                 self.pad, self.tokenizer)
-        return Rollout(ids, pmask, c_ids, c_mask, c_lp, texts, lengths, truncated, time.perf_counter() - start)
+            logits = next_logits(tok, t)
+        return tokens[:N, :steps], logps[:N, :steps]
 
     @torch.no_grad()
     def generate(self, prompts, n, sampling, seed, stream=None):
@@ -708,35 +783,16 @@ class LeanBackend(RolloutBackend):
                                 position_ids=position_ids_from_mask(pmask), **{self._cache_kw: cache},
                                 use_cache=True, logits_to_keep=1).logits[:, -1]
 
-        gen = torch.Generator(device=dev).manual_seed(int(seed))
-        eos = torch.tensor(self.eos, device=dev)
-        tokens = torch.full((B, T), self.pad, dtype=torch.long, device=dev)
-        logps = torch.zeros((B, T), dtype=torch.float32, device=dev)
-        done = torch.zeros(B, dtype=torch.bool, device=dev)
         next_pos = pmask.sum(1)  # position of the first generated token
-        pad_tok = torch.full((B,), self.pad, dtype=torch.long, device=dev)
         # Cache slots of the generated tokens, made once: no host-to-device copy inside the loop.
         slots = torch.arange(P, P + T, device=dev)
-        steps = 0
         with self._decoding():
-            for t in range(T):
-                # Only the N real rows draw random numbers: the same seed samples the same tokens at any padding.
-                tok, lp = sample_tokens(logits, sampling.temperature, sampling.top_p, gen, rows=N, stream=stream)
-                tok = torch.where(done, pad_tok, tok)
-                tokens[:, t] = tok
-                logps[:, t] = lp
-                done = done | torch.isin(tok, eos)
-                steps = t + 1
-                if t == T - 1:
-                    break
-                # Checking for "all done" syncs with the GPU: do it only every few steps.
-                if (t + 1) % self.check_every == 0 and bool(done[:N].all()):
-                    break
-                logits = self._decode_logits(tok, next_pos + t, slots[t], key_valid, cache, P + t)
-        tokens, logps = tokens[:N, :steps], logps[:N, :steps]
-        c_ids, c_mask, c_lp, texts, lengths, truncated = _finish(tokens, logps, self.eos, self.pad, self.tokenizer)
-        return Rollout(ids[:N], pmask[:N], c_ids, c_mask, c_lp, texts, lengths, truncated,
-                       time.perf_counter() - start)
+            tokens, logps = self._sample_loop(
+                logits, lambda tok, t: self._decode_logits(tok, next_pos + t, slots[t], key_valid, cache, P + t),
+                N, T, sampling, seed, stream, check_every=self.check_every)
+        done = _finish(tokens, logps, self.eos, self.pad, self.tokenizer, _fence(sampling, self.tokenizer, dev))
+        return Rollout(ids[:N], pmask[:N], done.ids, done.mask, done.logprobs, done.texts, done.lengths,
+                       done.truncated, time.perf_counter() - start, done.ends)
 
 
 def vllm_available() -> bool:
@@ -829,6 +885,13 @@ def vllm_sampling_kwargs(n: int, sampling: SamplingParams, seed: int, logprobs: 
                               max_tokens=sampling.max_new_tokens, seed=int(seed))
     if logprobs:
         kw["logprobs"] = 0
+    if sampling.stop_at_fence:
+        run, fences = fence_state(sampling.prefill)
+        if run == 0 and fences % 2 == 1:
+            # The prefill left the answer's block open: its next fence closes it. vLLM's stop strings cannot
+            # count fences, so an answer that must first open a block samples on and is cut after sampling.
+            kw["stop"] = ["```"]
+            kw["include_stop_str_in_output"] = True
     return kw
 
 
@@ -912,9 +975,9 @@ class VLLMBackend(RolloutBackend):
             tokens[i, :len(c)] = torch.tensor(c, dtype=torch.long)
             if l:
                 lp[i, :len(l)] = torch.tensor(l, dtype=torch.float32)
-        # A completion shorter than max_tokens without EOS was stopped by a stop string: not truncated.
-        c_ids, c_mask, c_lp, texts, lengths, truncated = _finish(tokens, lp, self.eos, self.pad, self.tokenizer)
-        truncated = truncated & (lengths >= sampling.max_new_tokens)
+        done = _finish(tokens, lp, self.eos, self.pad, self.tokenizer, _fence(sampling, self.tokenizer))
+        c_ids, c_mask, c_lp, texts, lengths, truncated = (done.ids, done.mask, done.logprobs, done.texts,
+                                                          done.lengths, done.truncated)
         ids, mask = _left_pad([r for r in rows for _ in range(n)], max(len(r) for r in rows), self.pad)
         self.sleep()
         dev = self.device
@@ -924,7 +987,8 @@ class VLLMBackend(RolloutBackend):
             # vLLM's figure is not the policy's here (top-p renormalised, or raw at T != 1): the trainer's is exact.
             logprobs = batched_logprobs(self.model, torch.cat([ids, c_ids], 1), torch.cat([mask, c_mask], 1),
                                         c_ids.shape[1], self.logprob_batch_size, sampling.temperature) * c_mask
-        return Rollout(ids, mask, c_ids, c_mask, logprobs, texts, lengths, truncated, time.perf_counter() - start)
+        return Rollout(ids, mask, c_ids, c_mask, logprobs, texts, lengths, truncated, time.perf_counter() - start,
+                       done.ends)
 
     def close(self) -> None:
         import shutil

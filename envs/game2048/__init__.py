@@ -18,8 +18,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from envs.game2048 import kernel
-from envs.registry import GameSpec, register
+from envs.game2048 import api, kernel, seeds
+from envs.registry import ApiFunction, GameSpec, register
 
 __all__ = ["ACTIONS", "State", "SPEC", "slide", "is_over", "to_exponents", "to_tiles", "new_state"]
 
@@ -199,5 +199,7 @@ SPEC = register("2048", GameSpec(
     options={"size": 4, "target": 2048},
     gym_id="codepolicy/2048-v0",
     describe=_describe,
+    api=tuple(ApiFunction(name, signature, doc, make) for name, signature, doc, make in api.API),
+    seed_programs=seeds.seed_programs,
 ))
 from envs.game2048 import gym_registration  # noqa: E402,F401  (gymnasium.make("codepolicy/2048-v0"))
