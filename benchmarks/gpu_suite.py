@@ -468,7 +468,8 @@ def section_learn(args: argparse.Namespace, out: Partial, deadline: float) -> No
     if args.tiny:
         from train.model import tiny_model_and_tokenizer
 
-        values.update(prompts_per_step=2, group_size=2, grad_accum=1, games_per_completion=1)
+        values.update(prompts_per_step=2, group_size=2, grad_accum=1, games_per_completion=1, warm_start_rounds=1,
+                      warm_start_samples=4)
         model, tok = tiny_model_and_tokenizer(0)
         model = model.to(args.device)
         out["model"] = "tiny random (2 layers, hidden 64)"
@@ -494,6 +495,12 @@ def section_learn(args: argparse.Namespace, out: Partial, deadline: float) -> No
         if timer is not None:
             timer.cancel()
     out.data.update(learning_summary(summary.history))
+    from train.monitor import read_warm_start
+
+    out["warm_start"] = [{k: r.get(k) for k in ("warm_start_round", "warm/kept_own", "warm/seeded", "warm/played",
+                                                 "warm/compliance", "warm/reward_mean", "warm/sft_loss",
+                                                 "warm/sample_seconds", "warm/sft_seconds")}
+                         for r in read_warm_start(run_dir)]
     if args.device.startswith("cuda"):
         out["memory"] = "CUDA allocated (the loop's per-phase peaks)"
     else:  # the loop measures CUDA memory only
@@ -512,7 +519,8 @@ def learning_summary(history: list[dict]) -> dict[str, Any]:
         return [float(h[key]) for h in history if h.get(key) is not None]
 
     res: dict[str, Any] = {"steps_done": len(history)}
-    for key in ("reward_mean", "compliance", "format_ok", "played", "score_mean"):
+    for key in ("reward_mean", "compliance", "format_ok", "played", "score_mean", "end_fence_share",
+                "end_length_share"):
         xs = col(key)
         if xs:
             w = min(5, len(xs))

@@ -72,7 +72,7 @@ def test_replace_validates():
         cfg.replace(steps=0)
     assert cfg.replace(steps=0, warm_start_rounds=2).steps == 0  # the warm start alone
     with pytest.raises(ValueError, match="answer_prefill"):
-        cfg.replace(answer_prefill="return")  # calls the game API, which the compact template does not show
+        cfg.replace(prompt_template="compact", answer_prefill="return")  # calls the API compact does not show
     assert cfg.batch_size == cfg.prompts_per_step * cfg.group_size
     assert cfg.replace(group_size=3, prompts_per_step=2, grad_accum=4).micro_batch_size == 2  # 6 rows: 2,2,2
 

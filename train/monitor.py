@@ -146,8 +146,8 @@ class RunLogger:
                     self._tb.add_scalar(key, value, int(index))
             self._tb.flush()
         kept, seeded = record.get("warm/kept_total"), record.get("warm/seeded")
-        self._say(f"warm start round {int(index) + 1}: kept {kept} programs ({seeded} seeded), "
-                  f"SFT loss {_fmt(record.get('warm/sft_loss'))}")
+        self._say(f"round {int(index) + 1}: kept {kept} programs ({seeded} seeded), "
+                  f"SFT loss {_fmt(record.get('warm/sft_loss'))}", prefix="warm start")
         return record
 
     def headline(self, metrics: Mapping[str, Any]) -> dict[str, str]:
@@ -189,14 +189,14 @@ class RunLogger:
         elif frac <= ZERO_VARIANCE_WARN:
             self._warned_low_signal = False
 
-    def _say(self, text: str) -> None:
+    def _say(self, text: str, prefix: str = "warning") -> None:
         # A note to the person watching the run, not a fault in the code: one line on stderr, never a
         # Python warning (which names a source line of this module and lands in test warning summaries).
         # Above a live progress bar it must go through the bar, or it tears the bar.
         if self._bar is not None:
-            self._bar.write(f"warning: {text}", file=sys.stderr)
+            self._bar.write(f"{prefix}: {text}", file=sys.stderr)
         else:
-            print(f"warning: {text}", file=sys.stderr)
+            print(f"{prefix}: {text}", file=sys.stderr)
 
     # --- best strategies ---------------------------------------------------------------
 

@@ -88,9 +88,14 @@ PREFILLS: dict[str, str] = {
     "return": "```python\ndef strategy(board):\n    moves = legal_moves(board)\n    return ",
 }
 
-# Template -> the prefill "auto" gives it, chosen from the prompt study (benchmarks/prompt_study.py) on the
-# untrained default model; templates not named here open nothing.
-TEMPLATE_PREFILLS: dict[str, str] = {}
+# Template -> the prefill "auto" gives it, chosen from the prompt study (benchmarks/prompt_study.py, 128
+# samples of the untrained SmolLM2-135M a condition, stop at the fence on; README, "Rungs for a small model"):
+# the prefill with the most samples whose games all end honestly, then the most that play, then the most
+# compliant. compact: the fence (7% played, against 3% without a prefill; no prefill ends a game honestly);
+# api: none (6% end every game honestly; "indent" 3%; the signature alone 0%, and the model then writes no
+# body at all; "moves" and "return" raise compliance to 52-59% but nothing plays: the model continues them
+# with nonsense). Templates not named here open nothing.
+TEMPLATE_PREFILLS: dict[str, str] = {"compact": "fence", "api": "none"}
 
 # Prefills that call the game API: only templates that show the API may use them.
 _API_PREFILLS = frozenset({"moves", "return"})
