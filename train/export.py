@@ -189,9 +189,11 @@ def model_card(run: Path, step: int, base_model: str, note: str, merged: bool, c
                   f'base = AutoModelForCausalLM.from_pretrained("{base_model}")',
                   'model = PeftModel.from_pretrained(base, "PATH")',
                   'tokenizer = AutoTokenizer.from_pretrained("PATH")', "```"]
-    lines += ["", "PATH is this folder (or its Hub id once pushed). Prompt it with the game's prompt "
-              "(`train.prompts.build_prompt`), extract the program with `sandbox.extract`, and watch it play with "
-              "`codepolicy replay`.", "", "## Training config", "", "```toml", config_text.rstrip("\n"), "```", ""]
+    lines += ["", "PATH is this folder (or its Hub id once pushed). Prompt it with the game's prompt of the config "
+              "below (`train.prompts.build_prompt` with its `prompt_template`, and `prefill=` the text "
+              "`train.prompts.answer_prefill(prompt_template, answer_prefill)`), put that prefill before the "
+              "completion, extract the program with `sandbox.extract`, and watch it play with `codepolicy replay`.",
+              "", "## Training config", "", "```toml", config_text.rstrip("\n"), "```", ""]
     return "\n".join(lines)
 
 
