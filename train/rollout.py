@@ -707,27 +707,27 @@ class LeanBackend(RolloutBackend):
         T = sampling.max_new_tokens
         dec.start(row_prompt, T)
         next_pos = torch.tensor([len(rows[i if i < N else 0]) for i in range(B)])  # position of the first new token
+        fence = _fence(sampling, self.tokenizer)
         # No device to sync with: the loop checks for "all rows ended" after every step.
         tokens, logps = self._sample_loop(first_logits[row_prompt], lambda tok, t: dec.step(tok, next_pos + t, t),
-                                          N, T, sampling, seed, stream, check_every=1)
+                                          N, T, sampling, seed, stream, fence, check_every=1)
         ids, pmask = _left_pad(rows, max(len(r) for r in rows), self.pad)
-        done = _finish(tokens, logps, self.eos, self.pad, self.tokenizer, _fence(sampling, self.tokenizer))
+        done = _finish(tokens, logps, self.eos, self.pad, self.tokenizer, fence)
         return Rollout(ids, pmask, done.ids, done.mask, done.logprobs, done.texts, done.lengths, done.truncated,
                        time.perf_counter() - start, done.ends)
 
     def _sample_loop(self, logits: torch.Tensor, next_logits: Callable[[torch.Tensor, int], torch.Tensor], N: int,
                      T: int, sampling: SamplingParams, seed: int, stream: tuple[int, int] | None,
-                     check_every: int) -> tuple[torch.Tensor, torch.Tensor]:
+                     fence: FenceStop | None, check_every: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample up to T tokens for a batch whose first N rows are real; (tokens, log-probs) [N, steps].
 
         ``logits`` are the first token's; ``next_logits(tok, t)`` runs the model on step t's tokens. A row is done
-        at its EOS or, with ``sampling.stop_at_fence``, at its closing fence; done rows take the pad token.
+        at its EOS or, with a ``fence`` (on the logits' device), at its closing fence; done rows take the pad token.
         Whether every real row is done is checked every ``check_every`` steps (on a GPU each check is a sync).
         """
         B, dev = logits.shape[0], logits.device
         gen = torch.Generator(device=dev).manual_seed(int(seed))
         eos = torch.tensor(self.eos, device=dev)
-        fence = _fence(sampling, self.tokenizer, dev)
         fence_state = fence.start(B, dev) if fence is not None else None
         tokens = torch.full((B, T), self.pad, dtype=torch.long, device=dev)
         logps = torch.zeros((B, T), dtype=torch.float32, device=dev)
@@ -786,11 +786,12 @@ class LeanBackend(RolloutBackend):
         next_pos = pmask.sum(1)  # position of the first generated token
         # Cache slots of the generated tokens, made once: no host-to-device copy inside the loop.
         slots = torch.arange(P, P + T, device=dev)
+        fence = _fence(sampling, self.tokenizer, dev)
         with self._decoding():
             tokens, logps = self._sample_loop(
                 logits, lambda tok, t: self._decode_logits(tok, next_pos + t, slots[t], key_valid, cache, P + t),
-                N, T, sampling, seed, stream, check_every=self.check_every)
-        done = _finish(tokens, logps, self.eos, self.pad, self.tokenizer, _fence(sampling, self.tokenizer, dev))
+                N, T, sampling, seed, stream, fence, check_every=self.check_every)
+        done = _finish(tokens, logps, self.eos, self.pad, self.tokenizer, fence)
         return Rollout(ids[:N], pmask[:N], done.ids, done.mask, done.logprobs, done.texts, done.lengths,
                        done.truncated, time.perf_counter() - start, done.ends)
 

@@ -58,16 +58,7 @@ def _runs(piece: str) -> tuple[int, int, int, int]:
         return len(piece), 0, 0, 0
     lead = len(piece) - len(piece.lstrip("`"))
     trail = len(piece) - len(piece.rstrip("`"))
-    middle = piece[lead:len(piece) - trail]
-    inner = run = 0
-    for c in middle:
-        if c == "`":
-            run += 1
-            if run == FENCE:
-                inner += 1
-        else:
-            run = 0
-    return -1, lead, trail, inner
+    return -1, lead, trail, len(_scan(piece[lead:len(piece) - trail])[0])
 
 
 _TABLES: "weakref.WeakKeyDictionary[Any, FenceTable]" = weakref.WeakKeyDictionary()
@@ -107,17 +98,21 @@ def fence_table(tokenizer: Any) -> FenceTable:
     return table
 
 
+def _scan(text: str, run: int = 0) -> tuple[list[int], int]:
+    """(index just past each backtick that completes a fence, the backtick run the text ends with), the text
+    read on from a run of ``run`` backticks."""
+    ends: list[int] = []
+    for k, c in enumerate(text):
+        run = run + 1 if c == "`" else 0
+        if run == FENCE:
+            ends.append(k + 1)
+    return ends, run
+
+
 def fence_state(text: str) -> tuple[int, int]:
     """(backtick run the text ends with, fences in it): where counting stands after ``text``."""
-    run = fences = 0
-    for c in text:
-        if c == "`":
-            run += 1
-            if run == FENCE:
-                fences += 1
-        else:
-            run = 0
-    return run, fences
+    ends, run = _scan(text)
+    return run, len(ends)
 
 
 def _target(fences: int) -> int:
@@ -129,17 +124,9 @@ def _target(fences: int) -> int:
 def text_fence_end(prefill: str, completion: str) -> int | None:
     """The index in ``completion`` just past the backtick that closes the answer's block; None if it never closes."""
     run, fences = fence_state(prefill)
-    target = _target(fences)
-    for k, c in enumerate(completion):
-        if c == "`":
-            run += 1
-            if run == FENCE:
-                fences += 1
-                if fences >= target:
-                    return k + 1
-        else:
-            run = 0
-    return None
+    ends, _ = _scan(completion, run)
+    need = _target(fences) - fences
+    return ends[need - 1] if len(ends) >= need else None
 
 
 class FenceStop:

@@ -153,10 +153,11 @@ def warm_start_round(policy: Any, backend: RolloutBackend, config: TrainConfig, 
     seeded = 0
     if len(kept) < config.warm_start_min_kept:
         # Too few of the model's own programs play: honest seed programs fill up (scored like any sample).
-        fill = [a for a in seeds_for_fill() if source_hash(extract(a)) not in kept]
+        fill = [(h, a) for h, a in ((source_hash(extract(a)), a) for a in seeds_for_fill()) if h not in kept]
         rng = np.random.default_rng(plan.shuffle_seed)
         for i in rng.permutation(len(fill))[:config.warm_start_min_kept - len(kept)]:
-            kept[source_hash(extract(fill[int(i)]))] = fill[int(i)]
+            h, answer = fill[int(i)]
+            kept[h] = answer
             seeded += 1
     loss = float("nan")
     if kept:
