@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from envs.bench import main  # noqa: E402
+from envs.game2048.bench import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

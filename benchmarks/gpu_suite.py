@@ -21,7 +21,7 @@ another's peak.
    and the truncated-importance-sampling ratios that correct it (``sampler_correction = "token_truncate"``).
 
 The table goes to stdout and every figure to ``DIR/gpu_report.json`` (with the device, torch, transformers and
-peft versions). Anchors are the issue's H100 figures, printed beside ours as anchors, never as measurements.
+peft versions). Anchors are earlier H100 figures, printed beside ours as anchors, never as measurements.
 Like every benchmark it never fails on a timing; ``--strict`` exits 1 when a section errored or a test failed.
 """
 from __future__ import annotations
@@ -47,16 +47,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 SECTIONS = ("tests", "rollout", "grpo_ours", "grpo_trl", "learn")
-# Seconds per section on a GPU: 480 in all, the issue's 8 minutes.
+# Seconds per section on a GPU: 480 in all, an 8-minute budget.
 # The rollout section gets the most: up to six compiles (lean and HF static at three batch sizes).
 GPU_BUDGET = {"tests": 25, "rollout": 230, "grpo_ours": 60, "grpo_trl": 60, "learn": 105}
 # --tiny on the CPU: 2 cores shared, well under 4 minutes in all.
 TINY_BUDGET = {"tests": 45, "rollout": 50, "grpo_ours": 35, "grpo_trl": 35, "learn": 60}
 SCHEMA_VERSION = 1
 
-# The issue's figures, measured on one H100 (torch 2.11, transformers 5.17, bf16). Printed as anchors only.
+# Earlier figures, measured on one H100 (torch 2.11, transformers 5.17, bf16). Printed as anchors only.
 ANCHORS = {
-    "device": "NVIDIA H100 (issue 13 / DESIGN.md), not this run",
+    "device": "NVIDIA H100 (an earlier measurement), not this run",
     "rollout": {
         "hf_dynamic_ms_per_step": {"8": 91.0, "256": 87.0, "note": "87-91 ms/step at any batch"},
         "hf_static_ms_per_step": {"8": 3.6, "256": 11.6},
@@ -300,7 +300,7 @@ def _lean_compile(args: argparse.Namespace) -> tuple[bool, str | None]:
 
 
 def _rollout_plan(batches: list[int]) -> list[tuple[int, str]]:
-    """Measurements in priority order: the largest batch first (the issue's target), then the smallest, then the rest."""
+    """Measurements in priority order: the largest batch first (the target), then the smallest, then the rest."""
     order = sorted(batches, reverse=True)[:1] + sorted(batches)[:1] + sorted(batches)[1:-1]
     seen, plan = set(), []
     for b in order + sorted(batches):
@@ -641,7 +641,7 @@ def render(report: dict[str, Any]) -> str:
         lines += ["", f"Rollouts: {r.get('model')}, {r.get('dtype')}, prompt {r.get('prompt_tokens')} tokens, "
                       f"{r.get('new_tokens')} new tokens; lean compile: {r.get('lean_compile')}; peak memory: {r.get('memory')}",
                   f"{'batch':>5} {'backend':<11} {'tok/s':>9} {'ms/step':>8} {'compile s':>9} {'peak GiB':>8}   "
-                  f"anchor (H100, issue 13; not measured here)"]
+                  f"anchor (H100, earlier; not measured here)"]
         order = {"lean": 0, "hf-dynamic": 1, "hf-static": 2, "lean-unpacked": 3}
         for row in sorted(r["rows"], key=lambda x: (x["batch"], order[x["backend"]])):
             b, kind = row["batch"], row["backend"]
@@ -668,7 +668,7 @@ def render(report: dict[str, Any]) -> str:
         trl_anchor = f"TRL {G['trl_s_per_step']} s/step at {G['trl_peak_gib']} GiB"
         lines += ["", "GRPO step: " + " ".join((go or gt or {}).get("argv", [])) + f"; peak memory: {(go or gt or {}).get('memory')}",
                   f"{'':>5} {'s/step':>8} {'peak rollout':>13} {'peak train':>11} {'peak GiB':>9}   "
-                  f"anchor (H100, issue 13; not measured here)"]
+                  f"anchor (H100, earlier; not measured here)"]
         if go and go.get("s_per_step") is not None:
             lines.append(f"{'ours':>5} {go['s_per_step']:>8.2f} {_f(go.get('peak_rollout_gib')):>13} "
                          f"{_f(go.get('peak_train_gib')):>11} {_f(go.get('peak_gib')):>9}")

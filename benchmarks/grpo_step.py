@@ -16,7 +16,7 @@ peak.
     python benchmarks/grpo_step.py --arch tiny --steps 2                       # CPU smoke run
     python benchmarks/grpo_step.py --arch smollm2-135m --device cuda           # G=8, 512 new tokens
     python benchmarks/grpo_step.py --arch smollm2-135m --device cuda --prompts 4 --group-size 16 \\
-        --new-tokens 256 --kl-beta 0.04 --vs-trl                                # the issue's TRL anchor
+        --new-tokens 256 --kl-beta 0.04 --vs-trl                                # the TRL anchor
 """
 from __future__ import annotations
 

@@ -17,11 +17,11 @@
    no game) with a 95% normal interval.
 3. The best program of each side (highest total in step 2) plays ``--best-games`` more held-out games
    (default 100) in the sandbox, beside the prompt example's own program and the corner and greedy
-   baselines (``envs.baselines.SOURCES``) on the same seeds.
+   baselines (``envs.game2048.baselines.SOURCES``) on the same seeds.
 4. What held learning back, from each run's own log: zero-variance groups, entropy, compliance, the
    played share and how completions ended at the start and the end of the run, and how the failures
    split over the reward ladder.
-5. The issue's targets, each met or missed with its figure, on the last arm named.
+5. The learning targets, each met or missed with its figure, on the last arm named.
 
 Writes ``--out`` (default benchmarks/results/learning_cpu.json) and copies each run's ``curves.png`` beside
 it. Timings are wall seconds on whatever machine runs it; the JSON says how many CPU threads torch used.
@@ -210,8 +210,8 @@ def play_on_held_out(sources: dict[str, str | None], games: int, game_api: bool 
     for name, recs in zip(names, records):
         out[name] = {
             "mean_score": statistics.fmean(r.score for r in recs),
-            "mean_max_tile": statistics.fmean(r.max_tile for r in recs),
-            "best_max_tile": max(r.max_tile for r in recs),
+            "mean_max_tile": statistics.fmean(r.metrics.get("max_tile", 0.0) for r in recs),
+            "best_max_tile": max(r.metrics.get("max_tile", 0.0) for r in recs),
             "outcomes": dict(Counter(r.outcome for r in recs)),
         }
     for name, src in sources.items():
@@ -222,7 +222,7 @@ def play_on_held_out(sources: dict[str, str | None], games: int, game_api: bool 
 
 def _targets(base: dict[str, Any], trained: dict[str, Any], played: dict[str, Any], warm_best: float | None
              ) -> dict[str, dict[str, Any]]:
-    """Each target of the learning issue: its figure and whether it is met."""
+    """Each learning target: its figure and whether it is met."""
     def best(name: str) -> float:
         return played[name]["mean_score"] if played.get(name) else 0.0
 
@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     hf_logging.set_verbosity_error()  # our own lines only: no loading bars
     hf_logging.disable_progress_bar()
 
-    from envs.baselines import SOURCES
+    from envs.game2048.baselines import SOURCES
     from train.config import load_config
     from train.evaluate import evaluate_models
     from train.prompts import template_examples, uses_api
@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     api = uses_api(config.prompt_template)
 
     from train.config import held_out_seeds
-    from train.loop import resolve_games
+    from train.task import resolve_games
 
     seeds = held_out_seeds(resolve_games(config))  # every side plays the same held-out games
     t0 = time.perf_counter()

@@ -263,13 +263,14 @@ def run_condition(condition: str, *, game: str, model: Any, tok: Any, backend: A
     import dataclasses
 
     import rewards
-    from train.prompts import answer_prefill, build_prompt, template_examples, uses_api
+    from train.prompts import answer_prefill, build_prompt, template_examples
+    from train.task import with_template_api
     from train.rollout import encode_prompts
 
     template, prefill_name, stop = parse_condition(condition)
     prefill = answer_prefill(template, prefill_name)
     sampling = dataclasses.replace(sampling, prefill=prefill, stop_at_fence=stop)
-    spec = dataclasses.replace(rewards.load_spec(None, game=game), game_api=uses_api(template))
+    spec = with_template_api(rewards.load_spec(None, game=game), template)
     prompt = build_prompt(game, tok, template=template, prefill=prefill)
     prompt_tokens = len(encode_prompts(tok, [prompt])[0])
     examples = template_examples(game, template)
@@ -305,20 +306,22 @@ def references(game: str, seeds: list[int], spec: Any, pool: Any, templates: Seq
     """Totals of the templates' examples and of honest baselines on the same held-out seeds (API switched on)."""
     import dataclasses
 
+    import envs
     import rewards
-    from envs.baselines import SOURCES
-    from train.prompts import API_EXAMPLES, MOVES_EXAMPLES, template_examples
+    from envs.game2048.baselines import SOURCES
+    from train.prompts import template_examples
 
     spec = dataclasses.replace(spec, game_api=True)  # the API example needs it; the others never call it
     programs: dict[str, str] = {}
+    game_spec = envs.get(game)
     for t in templates:
         for e in template_examples(game, t):
-            name = ("moves example" if e == MOVES_EXAMPLES.get(game)
-                    else "api example" if e == API_EXAMPLES.get(game) else "game example")
+            name = ("moves example" if e == game_spec.moves_example
+                    else "api example" if e == game_spec.api_example else "game example")
             programs[name] = e
-    if game in MOVES_EXAMPLES:
+    if game == "2048" and game_spec.moves_example:
         # The moves example with a corner order (A, W, D, S instead of A, D, W, S): one edit away from a copy.
-        helper = MOVES_EXAMPLES[game].split("def strategy")[0]
+        helper = game_spec.moves_example.split("def strategy")[0]
         programs["moves example, corner order AWDS"] = helper + (
             'def strategy(board):\n    if any(map(moves, board)):\n        return "A"\n'
             '    if any(map(moves, zip(*board))):\n        return "W"\n'
@@ -469,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "sampling_seeds": f"batch b of every condition: {args.seed} + b",
             "game": game, "game_seeds": seeds,
             "game_seeds_note": "2**31 + k: training draws game seeds in [0, 2**31 - 1) and never plays these",
-            "reward_spec": f"rewards/default_{game}.toml (the game's default)",
+            "reward_spec": f"the default spec of game {game!r}",
             "rollout_backend": "lean, eager (compile=False)", "torch_threads": torch.get_num_threads(),
             "sandbox_workers": args.workers, "conditions": conditions,
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -30,13 +30,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import rewards  # noqa: E402
-from envs.baselines import SOURCES  # noqa: E402
+from envs.game2048.baselines import SOURCES  # noqa: E402
 from sandbox_speed import pool_cpu  # noqa: E402  (this folder is on sys.path when run as a script)
 from sandbox.runner import WorkerPool, _available_cores  # noqa: E402
 
 SECRET = b"ray-pool-speed!!"
 
-# The GPU side, from DESIGN.md's measured facts (one H100, HF generate, batch 256, 256 new
+# The GPU side, from an earlier measurement (one H100, HF generate, batch 256, 256 new
 # tokens): 11.6 ms per decoding step with the static cache, so 256 x 11.6 ms = 2.97 s for a
 # rollout of 256 programs; 87 ms per step with the default dynamic cache (22.3 s).
 GPU_BATCH = 256
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n3. one node against a GPU's rollouts\n")
             print(f"assumption: a GPU rollout samples {args.gpu_batch} programs in {args.gpu_seconds:.2f} s "
                   f"(H100, batch 256 x 256 new tokens, 11.6 ms per decoding step with the static cache, "
-                  f"DESIGN.md): {gpu_rate:.1f} programs/s to score, each on {args.games} games; "
+                  f"an earlier H100 measurement): {gpu_rate:.1f} programs/s to score, each on {args.games} games; "
                   f"with the dynamic cache (87 ms per step) {dyn_rate:.1f} programs/s. Every program is "
                   f"assumed distinct and compliant (no cache hit, none rejected before running).")
             print(f"measured: the mix at {n} programs, local pool {local_rate:.1f} programs/s on {workers} "

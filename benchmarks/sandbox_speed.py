@@ -53,7 +53,7 @@ TYPICAL_OUTPUTS = [
 
 def reference_source(name: str) -> tuple[str, str]:
     try:
-        from envs.baselines import SOURCES
+        from envs.game2048.baselines import SOURCES
     except ImportError:
         return "built-in left-first", FALLBACK
     return (f"baselines.{name}", SOURCES[name]) if name in SOURCES else ("built-in left-first", FALLBACK)
@@ -121,8 +121,8 @@ def group_latency(source: str, limits: Limits) -> float:
 
 
 def _staller() -> str:
-    """A program that stalls only when its boards are replayed (sandbox.hacks' replay_staller)."""
-    from sandbox.hacks import get_hack
+    """A program that stalls only when its boards are replayed (envs.game2048.hacks' replay_staller)."""
+    from envs.game2048.hacks import get_hack
 
     return get_hack("replay_staller").source
 

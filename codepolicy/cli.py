@@ -2,8 +2,8 @@
 
 Each package contributes its subcommands from its own ``cli`` module through
 ``add_commands(subparsers)``; a subcommand's handler returns the exit code. Expected
-errors (bad file, bad config, bad input) are raised as :class:`UsageError` or ``ValueError``
-and printed as one line, without a traceback (``CODEPOLICY_DEBUG=1`` shows it).
+errors (bad file, bad config, bad input) are raised as ``ValueError`` (or ``FileNotFoundError``,
+``KeyError`` for an unknown name) and printed as one line, without a traceback (``CODEPOLICY_DEBUG=1`` shows it).
 
 Text a program wrote (its errors, answers, source) and names taken from the input are printed
 through :func:`sandbox.text.safe_text`; and while a command runs, standard output and error
@@ -29,10 +29,6 @@ from codepolicy import __version__
 
 # Packages whose cli module adds subcommands, in the order of the data flow.
 COMMAND_MODULES = ("envs.cli", "sandbox.cli", "rewards.cli", "train.cli", "train.export", "train.replay_cli")
-
-
-class UsageError(Exception):
-    """An error the user caused; printed as one line, exit code 2."""
 
 
 # The exit status after the reader of standard output went away (a shell's 128 + SIGPIPE).
@@ -147,7 +143,7 @@ def _main(argv: list[str] | None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, KeyError) as exc:
         if os.environ.get("CODEPOLICY_DEBUG"):  # the traceback, for bug reports
             raise
         from sandbox.text import safe_text

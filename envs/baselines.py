@@ -1,277 +1,138 @@
-"""Reference strategies for 2048: what a program written by a model is measured against.
+"""Play any game's baselines (``GameSpec.baselines``) on the same seeded games and summarise them.
 
-The sandboxable baselines are ordinary strategy programs, kept as source text in
-:data:`SOURCES` (name -> source defining ``def strategy(board)``) so that they can be run
-through the sandbox exactly like a model's completion. They are written to pass the
-sandbox's static policy: no loops, comprehensions, imports, ``_`` names, recursion or
-randomness; they iterate with ``map``/``filter``/``max`` and lambdas, and they find out which
-moves change the board by sliding in pure Python (a strategy has no other way to know).
-
-- ``fixed``: always "A" (left). It gets stuck as soon as left changes nothing, which is
-  the point: it is the floor every reward must rank last.
-- ``corner``: keeps the largest tile in the top-left corner: the first move in the order
-  A, W, D, S that changes the board and leaves the largest tile there, else the first move
-  in that order that changes the board.
-- ``greedy``: one ply: the move that changes the board and maximises points merged plus
-  empty cells afterwards (weighted), ties broken in the order A, W, D, S.
-
-:data:`API_SOURCES` holds ``corner`` and ``greedy`` again, each one line written against the
-game's API (``legal_moves``, ``slide``); they play the same games as the long versions.
-
-Trusted-only baselines (plain Python callables, not in :data:`SOURCES`):
-
-- :func:`random_strategy` ``(seed)``: a uniformly random move among those that change the
-  board, from its own seeded generator (a sandboxed strategy may not use randomness).
-- :func:`envs.expectimax.expectimax_strategy` ``(depth)``: the Numba expectimax, the
-  reference strength.
-
-:func:`run_baselines` plays them all on the same seeds and :func:`summarize` turns the
-games into the figures ``codepolicy baselines`` prints.
+A game declares its reference strategies, naive to strong, as :class:`envs.registry.Baseline`
+records (2048's are in :mod:`envs.game2048.baselines`); this module plays them with the one game
+loop (:func:`envs.play.play_trusted`), trusted and in this process, and turns the games into the
+figures ``codepolicy baselines`` prints: mean score, the distribution of the game's progress metric
+(2048: the max tile) and the share of games reaching each of its milestones (2048: 512, 1024, 2048).
 """
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import envs
-from envs.game2048 import ACTIONS, slide
 from envs.play import DEFAULT_MAX_MOVES, play_trusted
+from envs.registry import DEFAULT_GAME
 
-__all__ = [
-    "SOURCES", "API_SOURCES", "NAMES", "TRUSTED_ONLY", "REACH_TILES", "Strategy", "BaselineSummary",
-    "load", "random_strategy", "make", "play_games", "summarize", "run_baselines",
-]
+__all__ = ["Strategy", "BaselineSummary", "names", "sources", "make", "play_games", "summarize", "run_baselines"]
 
-Strategy = Callable[[list], str]
-
-# The pure-Python slide shared by the sandboxable sources, as text: each source must be one
-# self-contained program, so the helper is pasted into every strategy that needs it.
-# A line is slid left by dropping zeros, then marking the tiles that start a merging pair:
-# tile i merges with i+1 when they are equal and i is an even distance from the start of
-# its run of equal tiles ([2,2,2] merges the first two, [2,2,2,2] both pairs).
-_SLIDE_HELPERS = '''
-    n = len(board)
-
-    def slide_line(line):
-        tiles = list(filter(lambda v: v != 0, line))
-        k = len(tiles)
-        starts = list(map(lambda i: max(filter(lambda j: j == 0 or tiles[j - 1] != tiles[j], range(i + 1))), range(k)))
-        heads = list(map(lambda i: i + 1 < k and tiles[i] == tiles[i + 1] and (i - starts[i]) % 2 == 0, range(k)))
-        kept = list(filter(lambda i: not (i > 0 and heads[i - 1]), range(k)))
-        merged = list(map(lambda i: tiles[i] * 2 if heads[i] else tiles[i], kept))
-        gained = sum(map(lambda i: tiles[i] * 2 if heads[i] else 0, range(k)))
-        return merged + list(map(lambda j: 0, range(n - len(merged)))), gained
-
-    def transpose(rows):
-        return list(map(lambda c: list(map(lambda r: r[c], rows)), range(n)))
-
-    def mirror(rows):
-        return list(map(lambda r: list(reversed(r)), rows))
-
-    def slide(rows, move):
-        # Turn the board so that the move becomes "left", slide, and turn it back.
-        if move == "A":
-            turned = rows
-        elif move == "D":
-            turned = mirror(rows)
-        elif move == "W":
-            turned = transpose(rows)
-        else:
-            turned = mirror(transpose(rows))
-        done = list(map(slide_line, turned))
-        out = list(map(lambda pair: pair[0], done))
-        gained = sum(map(lambda pair: pair[1], done))
-        if move == "D":
-            out = mirror(out)
-        elif move == "W":
-            out = transpose(out)
-        elif move == "S":
-            out = transpose(mirror(out))
-        return out, gained
-'''
-
-FIXED_SOURCE = '''def strategy(board):
-    # Always left, whatever the board: the weakest honest program.
-    return "A"
-'''
-
-CORNER_SOURCE = '''def strategy(board):
-    # Keep the largest tile in the top-left corner, trying moves in the order A, W, D, S.''' + _SLIDE_HELPERS + '''
-    order = ["A", "W", "D", "S"]
-    results = list(map(lambda m: (m, slide(board, m)[0]), order))
-    moving = list(filter(lambda r: r[1] != board, results))
-    if not moving:
-        return "A"
-    cornered = list(filter(lambda r: r[1][0][0] == max(map(max, r[1])), moving))
-    if cornered:
-        return cornered[0][0]
-    return moving[0][0]
-'''
-
-GREEDY_SOURCE = '''def strategy(board):
-    # One ply: the move that merges most points and leaves most empty cells (ties: A, W, D, S).''' + _SLIDE_HELPERS + '''
-    order = ["A", "W", "D", "S"]
-    results = list(map(lambda m: (m,) + slide(board, m), order))
-    moving = list(filter(lambda r: r[1] != board, results))
-    if not moving:
-        return "A"
-
-    def value(r):
-        empty = sum(map(lambda row: len(list(filter(lambda v: v == 0, row))), r[1]))
-        return r[2] + 4 * empty
-
-    return max(moving, key=value)[0]
-'''
-
-SOURCES: dict[str, str] = {
-    "fixed": FIXED_SOURCE,
-    "corner": CORNER_SOURCE,
-    "greedy": GREEDY_SOURCE,
-}
-"""Sandboxable baselines: name -> source text defining ``def strategy(board)``."""
-
-# The same two baselines written against the game's API (envs.game2048.api: legal_moves, slide),
-# one line each: they need a policy with the API on (rewards.RewardSpec.policy, sandbox.game_policy)
-# and play exactly the games of CORNER_SOURCE and GREEDY_SOURCE (the tie-breaks A, W, D, S included).
-CORNER_API_SOURCE = '''def strategy(board):
-    return (lambda ms: (list(filter(lambda m: (lambda b: b[0][0] == max(map(max, b)))(slide(board, m)[0]), ms)) + ms + ["A"])[0])(sorted(legal_moves(board), key="AWDS".index))
-'''
-
-GREEDY_API_SOURCE = '''def strategy(board):
-    return max(sorted(legal_moves(board), key="AWDS".index), key=lambda m: (lambda r: r[1] + 4 * sum(map(lambda row: row.count(0), r[0])))(slide(board, m)), default="A")
-'''
-
-API_SOURCES: dict[str, str] = {
-    "corner": CORNER_API_SOURCE,
-    "greedy": GREEDY_API_SOURCE,
-}
-"""Baselines written against the game's API: name -> source (the games of ``SOURCES[name]``)."""
-
-TRUSTED_ONLY: tuple[str, ...] = ("random", "expectimax")
-"""Baselines that are trusted Python (seeded RNG, Numba) and cannot run in the sandbox."""
-
-NAMES: tuple[str, ...] = ("expectimax", "greedy", "corner", "random", "fixed")
-"""Every baseline, strongest first (the order the rewards must reproduce)."""
-
-REACH_TILES: tuple[int, ...] = (512, 1024, 2048)
-"""Tiles whose reach rate (share of games with max tile >= it) the summary reports."""
+Strategy = Callable[[Any], str]
 
 
-def load(name: str) -> Strategy:
-    """The ``strategy`` function of ``SOURCES[name]``, exec'd in a fresh namespace (trusted)."""
-    try:
-        source = SOURCES[name]
-    except KeyError:
-        raise ValueError(f"unknown sandboxable baseline {name!r}; expected one of {sorted(SOURCES)}") from None
-    namespace: dict[str, Any] = {}
-    exec(compile(source, f"<baseline {name}>", "exec"), namespace)
-    return namespace["strategy"]
+def names(game: str = DEFAULT_GAME) -> tuple[str, ...]:
+    """The game's baselines, strongest first (the order the rewards must reproduce)."""
+    return tuple(b.name for b in reversed(envs.get(game).baselines))
 
 
-def random_strategy(seed: int) -> Strategy:
-    """A strategy that picks uniformly among the moves that change the board, seeded by ``seed``."""
-    rng = random.Random(seed)
-
-    def strategy(board: list) -> str:
-        moving = [m for m in ACTIONS if slide(board, m)[2]]
-        return rng.choice(moving) if moving else ACTIONS[0]
-
-    return strategy
-
-
-def make(name: str, seed: int = 0, depth: int = 2) -> Strategy:
-    """A ready strategy callable for baseline ``name`` (``seed`` for random, ``depth`` for expectimax)."""
-    if name in SOURCES:
-        return load(name)
-    if name == "random":
-        return random_strategy(seed)
-    if name == "expectimax":
-        from envs.expectimax import expectimax_strategy  # Numba compile only when asked for
-
-        return expectimax_strategy(depth)
-    raise ValueError(f"unknown baseline {name!r}; expected one of {list(NAMES)}")
+def sources(game: str = DEFAULT_GAME, api: bool = False) -> dict[str, str]:
+    """The game's sandboxable baselines: name -> program (``api``: the versions written against its API)."""
+    out = {}
+    for b in envs.get(game).baselines:
+        text = b.api_source if api else b.source
+        if text:
+            out[b.name] = text
+    return out
 
 
-def play_games(strategy: Strategy, seeds: Iterable[int], *, max_moves: int = DEFAULT_MAX_MOVES,
+def make(name: str, game: str = DEFAULT_GAME, seed: int = 0, options: Mapping[str, Any] | None = None,
+         **params: Any) -> Strategy:
+    """A ready trusted callable of baseline ``name`` of ``game`` (``seed`` for a random one, ``params`` such as
+    2048's expectimax ``depth``); ValueError naming the known baselines otherwise."""
+    return envs.get(game).baseline(name).strategy(seed, options, **params)
+
+
+def play_games(strategy: Strategy, seeds: Iterable[int], *, game: str = DEFAULT_GAME, max_moves: int = DEFAULT_MAX_MOVES,
                stuck_moves: int = 5, **options: Any) -> list[dict[str, Any]]:
-    """Play one 2048 game per seed with a trusted strategy -> one dict per game.
+    """Play one game of ``game`` per seed with a trusted strategy -> one dict per game.
 
-    The games are played by :func:`envs.play.play_trusted`, the loop everything else uses,
-    so the dicts have the keys of ``sandbox.records.GameRecord`` (seed, outcome, score,
-    max_tile, moves, move_histogram, illegal_moves, wall_seconds, error, metrics).
-    ``stuck_moves`` moves in a row that change nothing end a game (outcome "stuck"), and
-    ``max_moves`` (default :data:`envs.play.DEFAULT_MAX_MOVES`) moves one (outcome "max_moves").
+    The games are played by :func:`envs.play.play_trusted`, the loop everything else uses, so the
+    dicts have the keys of ``sandbox.records.GameRecord`` (seed, outcome, score, moves,
+    move_histogram, illegal_moves, wall_seconds, error, metrics, ...). ``stuck_moves`` moves in a
+    row that change nothing end a game (outcome "stuck"), and ``max_moves`` moves one (outcome
+    "max_moves").
     """
-    return play_trusted(strategy, game="2048", seeds=[int(s) for s in seeds], max_moves=max_moves,
+    return play_trusted(strategy, game=game, seeds=[int(s) for s in seeds], max_moves=max_moves,
                         stuck_moves=stuck_moves, **options)
 
 
 @dataclass(frozen=True)
 class BaselineSummary:
-    """Figures of one baseline over a set of games."""
+    """Figures of one baseline over a set of games; ``metric`` is the game's progress metric."""
 
     name: str
     games: int
     mean_score: float
     max_score: float
     mean_moves: float
-    max_tiles: Mapping[int, int] = field(default_factory=dict)   # max tile -> number of games
-    reach: Mapping[int, float] = field(default_factory=dict)     # tile -> share of games reaching it
+    metric: str = ""
+    mean_progress: float = 0.0
+    progress: Mapping[float, int] = field(default_factory=dict)  # value of the metric at the end -> games
+    reach: Mapping[float, float] = field(default_factory=dict)   # milestone -> share of games reaching it
     games_per_second: float = 0.0
     moves_per_second: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tile keys as strings)."""
+        """JSON-ready dict (metric values as string keys)."""
         return {"name": self.name, "games": self.games, "mean_score": self.mean_score,
-                "max_score": self.max_score, "mean_moves": self.mean_moves,
-                "max_tiles": {str(k): v for k, v in sorted(self.max_tiles.items())},
-                "reach": {str(k): v for k, v in sorted(self.reach.items())},
+                "max_score": self.max_score, "mean_moves": self.mean_moves, "metric": self.metric,
+                f"mean_{self.metric or 'progress'}": self.mean_progress,
+                f"{self.metric or 'progress'}_counts": {_key(k): v for k, v in sorted(self.progress.items())},
+                "reach": {_key(k): v for k, v in sorted(self.reach.items())},
                 "games_per_second": self.games_per_second, "moves_per_second": self.moves_per_second}
 
 
-def summarize(name: str, games: Sequence[Mapping[str, Any]], seconds: float,
-              reach_tiles: Sequence[int] = REACH_TILES) -> BaselineSummary:
-    """Mean score, max-tile distribution, reach rates and speed of ``games`` played in ``seconds``."""
+def _key(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def summarize(name: str, games: Sequence[Mapping[str, Any]], seconds: float, game: str = DEFAULT_GAME) -> BaselineSummary:
+    """Mean score, the distribution of the game's progress metric, its milestones' reach rates and speed."""
     if not games:
         raise ValueError(f"baseline {name!r}: no games to summarize")
+    spec = envs.get(game)
     n = len(games)
-    tiles: dict[int, int] = {}
-    for g in games:
-        tiles[int(g["max_tile"])] = tiles.get(int(g["max_tile"]), 0) + 1
+    values = [spec.progress_value(g.get("metrics") or {}) for g in games]
+    counts: dict[float, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    milestones = spec.progress.milestones if spec.progress is not None else ()
     moves = sum(int(g["moves"]) for g in games)
     return BaselineSummary(
         name=name, games=n,
         mean_score=sum(float(g["score"]) for g in games) / n,
         max_score=max(float(g["score"]) for g in games),
         mean_moves=moves / n,
-        max_tiles=dict(sorted(tiles.items())),
-        reach={t: sum(int(g["max_tile"]) >= t for g in games) / n for t in reach_tiles},
+        metric=spec.progress_metric or "",
+        mean_progress=sum(values) / n,
+        progress=dict(sorted(counts.items())),
+        reach={t: sum(v >= t for v in values) / n for t in milestones},
         games_per_second=n / seconds if seconds > 0 else float("inf"),
         moves_per_second=moves / seconds if seconds > 0 else float("inf"),
     )
 
 
-def run_baselines(games: int = 100, seed: int = 0, names: Sequence[str] = NAMES, depth: int = 2,
-                  max_moves: int = DEFAULT_MAX_MOVES, **options: Any) -> list[BaselineSummary]:
-    """Play ``games`` games (seeds ``seed`` .. ``seed+games-1``, the same for all) per baseline."""
+def run_baselines(game: str = DEFAULT_GAME, games: int = 100, seed: int = 0, only: Sequence[str] | None = None,
+                  max_moves: int = DEFAULT_MAX_MOVES, params: Mapping[str, Any] | None = None,
+                  **options: Any) -> list[BaselineSummary]:
+    """Play ``games`` games (seeds ``seed`` .. ``seed+games-1``, the same for all) per baseline of ``game``.
+
+    ``only`` picks baselines (default: all, strongest first); ``params`` go to the baselines that take them
+    (2048's expectimax: ``depth``); ``options`` are the game's options.
+    """
     if games < 1:
         raise ValueError(f"--games must be at least 1, got {games}")
-    envs.get("2048").make(seed, **options)  # a bad size, target or option fails here, naming it
+    spec = envs.get(game)
+    spec.make(seed, **options)  # a bad option fails here, naming it
     seeds = range(seed, seed + games)
     out = []
-    for name in names:
-        strategy = make(name, seed=seed, depth=depth)
-        if name == "expectimax":
-            strategy(_warm_board(options.get("size", 4)))  # keep the Numba compile out of the timing
+    for name in only if only is not None else names(game):
+        # A first call keeps a compile (Numba) out of the timing; the games get a fresh strategy, so a
+        # seeded random baseline plays them from its seed.
+        make(name, game, seed, options, **dict(params or {}))(spec.view(spec.make(seed, **options)))
+        strategy = make(name, game, seed, options, **dict(params or {}))
         start = time.perf_counter()
-        played = play_games(strategy, seeds, max_moves=max_moves, **options)
-        out.append(summarize(name, played, time.perf_counter() - start))
+        played = play_games(strategy, seeds, game=game, max_moves=max_moves, **options)
+        out.append(summarize(name, played, time.perf_counter() - start, game))
     return out
-
-
-def _warm_board(size: int) -> list[list[int]]:
-    board = [[0] * size for _ in range(size)]
-    board[0][0] = 2
-    return board

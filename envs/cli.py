@@ -1,4 +1,4 @@
-"""``codepolicy envs`` (list the registered games) and ``codepolicy bench`` (engine speed table).
+"""``codepolicy envs`` (list the registered games) and ``codepolicy bench`` (2048's engine speed table, from envs.game2048.bench).
 
 ``codepolicy baselines`` comes from ``envs.baselines_cli`` when that module exists.
 """
@@ -24,7 +24,7 @@ def _add_envs(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from envs.bench import add_arguments
+    from envs.game2048.bench import add_arguments
 
     p = sub.add_parser("bench", allow_abbrev=False,
                        help="print the 2048 engine speed table (kernel, env, vector env, cold start)")
@@ -44,7 +44,10 @@ def describe_games() -> str:
             f"{name}",
             f"  actions: {', '.join(f'{i}={a}' for i, a in enumerate(spec.actions))}",
             f"  options: {options}",
-            f"  metrics: {', '.join(spec.metric_names)}",
+            f"  metrics: {', '.join(spec.metric_names)}"
+            + (f" (progress: {spec.progress.metric})" if spec.progress is not None else ""),
+            f"  api:     {', '.join(f.signature for f in spec.api) or '-'}",
+            f"  baselines: {', '.join(b.name for b in spec.baselines) or '-'}",
             f"  gym id:  {spec.gym_id or '-'}",
         ]))
     return "\n".join(blocks)
@@ -56,6 +59,6 @@ def _run_envs(args: argparse.Namespace) -> int:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from envs.bench import run_from_args
+    from envs.game2048.bench import run_from_args
 
     return run_from_args(args)

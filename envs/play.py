@@ -13,13 +13,13 @@ import time
 from typing import Any, Callable, Iterable, Mapping
 
 from envs.outcomes import OUTCOMES
-from envs.registry import get
+from envs.registry import DEFAULT_GAME, get
 
 __all__ = ["play_game", "play_trusted", "play_one", "describe_answer", "ANSWER_CHARS", "DEFAULT_MAX_MOVES"]
 
 ANSWER_CHARS = 24   # characters of a wrong answer quoted in the error text
 # The default move cap of every game loop (play_game, play_trusted, the baselines) and of
-# sandbox.records.Limits (rewards/default_2048.toml sets the same): enough for 4096 with a good
+# sandbox.records.Limits (2048's default reward spec, envs/game2048/rewards.toml, sets the same): enough for 4096 with a good
 # strategy, so reaching it is an honest "max_moves", while it still bounds a game's time. The
 # expectimax baseline (depth 2) never needs more than 3,803 moves on seeds 0-99.
 DEFAULT_MAX_MOVES = 5000
@@ -40,7 +40,7 @@ def play_game(spec: Any, ask: Ask, seed: int, options: Mapping[str, Any] | None 
     """Play one seeded game of ``spec`` with ``ask`` -> the record as plain data.
 
     The keys are those of ``sandbox.records.GameRecord``: ``seed``, ``outcome``, ``score``,
-    ``max_tile``, ``moves`` (answers that changed the state), ``move_histogram`` (action ->
+    ``moves`` (answers that changed the state), ``move_histogram`` (action ->
     times answered), ``moved_histogram`` (action -> times it changed the state),
     ``illegal_moves`` (answers that changed nothing), ``wall_seconds``, ``error``,
     ``metrics`` (every metric the game reports) and ``final_view``.
@@ -92,20 +92,20 @@ def play_game(spec: Any, ask: Ask, seed: int, options: Mapping[str, Any] | None 
     metrics = {k: float(v) for k, v in spec.metrics(state).items()}
     return {
         "seed": int(seed), "outcome": outcome, "score": metrics.get("score", 0.0),
-        "max_tile": int(metrics.get("max_tile", 0)), "moves": moves, "move_histogram": answered,
+        "moves": moves, "move_histogram": answered,
         "moved_histogram": moved, "illegal_moves": illegal, "wall_seconds": time.perf_counter() - start,
         "error": error, "metrics": metrics, "final_view": spec.view(state),
     }
 
 
-def play_one(strategy_fn: Callable[[Any], Any], game: str = "2048", seed: int = 0,
+def play_one(strategy_fn: Callable[[Any], Any], game: str = DEFAULT_GAME, seed: int = 0,
              max_moves: int = DEFAULT_MAX_MOVES, stuck_moves: int = 5, **options: Any) -> dict[str, Any]:
     """Play one seeded game of ``game`` with ``strategy_fn``; see :func:`play_trusted` for the result."""
     return play_trusted(strategy_fn, game=game, seeds=(seed,), max_moves=max_moves,
                         stuck_moves=stuck_moves, **options)[0]
 
 
-def play_trusted(strategy_fn: Callable[[Any], Any], game: str = "2048", seeds: Iterable[int] = (0,),
+def play_trusted(strategy_fn: Callable[[Any], Any], game: str = DEFAULT_GAME, seeds: Iterable[int] = (0,),
                  max_moves: int = DEFAULT_MAX_MOVES, stuck_moves: int = 5, **options: Any) -> list[dict[str, Any]]:
     """Play one game per seed with a *trusted* ``strategy_fn(view) -> action name``; one dict per game.
 

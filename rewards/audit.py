@@ -6,17 +6,18 @@ the spec's rules, on a few common seeds:
 
 - the library's catalogue of policy cheats (:mod:`sandbox.cheats`: one fixed sample
   per technique and category, plus the side-effect cheats), drawn deterministically;
-- the catalogue of compliant-looking reward hacks (:mod:`sandbox.hacks`: invalid answers,
+- the game's catalogue of compliant-looking reward hacks (``GameSpec.hacks``; 2048's in
+  :mod:`envs.game2048.hacks`: invalid answers,
   deliberate errors and timeouts, constant moves, unchecked heuristics, early endings,
   histogram padding, state between calls, probe evasion, loops and recursion by indirect
   routes, a program that stalls the static check, deterministic programs the determinism probe
   must not flag, a plan that switches between games);
-- where the spec's ``game_api`` is on, abuses of the game's API (:data:`sandbox.hacks.API_HACKS`:
+- where the spec's ``game_api`` is on, abuses of the game's API (``GameSpec.api_hacks``:
   junk and huge arguments, a flood of calls, recursion through it, mutating what it returns;
   and a sample of :func:`sandbox.cheats.api_abuse_programs`' malformed calls);
-- the sandboxable baselines (:data:`envs.baselines.SOURCES`); ``corner`` and ``greedy``
-  are the honest ones (they check their moves and play to the game's end), ``fixed``
-  (always left) is a constant move.
+- the game's sandboxable baselines (``GameSpec.baselines``): the honest ones check their moves
+  and play to the game's end (2048: ``corner``, ``greedy``); a dishonest one is a constant move
+  (2048: ``fixed``, always left).
 
 It then checks the orders :mod:`rewards.rules` promises, on the played programs and on
 synthetic extreme game records (which catch a spec that breaks an order even where no
@@ -32,9 +33,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from envs.outcomes import HONEST_OUTCOMES, group
+from envs.registry import DEFAULT_GAME
 from rewards.evaluate import evaluate_many, source_hash
 from rewards.records import Breakdown, Evaluation
 from rewards.score import score
@@ -78,7 +80,7 @@ class AuditRow:
 
     name: str
     kind: str
-    """honest, cheat, or a kind of :data:`sandbox.hacks.KINDS` (constant, invalid, error, ...)."""
+    """honest, cheat, or a kind of :data:`envs.registry.HACK_KINDS` (constant, invalid, error, ...)."""
     description: str
     total: float
     values: Mapping[str, float]
@@ -214,35 +216,22 @@ def _library_cheats(per_technique: int, seed: int, side_effect_path: str) -> lis
     return programs
 
 
-_BASELINE_NOTES = {
-    "fixed": "always left: a constant legal move (ends stuck)",
-    "corner": "keeps the largest tile top-left, answers only moves that change the board",
-    "greedy": "one ply: the board-changing move that merges most and leaves most empty cells",
-}
+def _baselines(game: str) -> list[Program]:
+    """The game's sandboxable baselines (``GameSpec.baselines``): honest ones are the floor every hack must stay
+    under (the audit verifies that each one ended every game honestly before it counts); a dishonest one, such
+    as 2048's constant move, is a "constant" of its own."""
+    import envs
+
+    return [Program(f"baseline:{b.name}", "honest" if b.honest else "constant", b.doc, b.source)
+            for b in envs.get(game).baselines if b.sandboxable]
 
 
-def _baselines_2048() -> list[Program]:
-    from envs.baselines import SOURCES
+def _hacks(game: str, api: bool) -> list[Program]:
+    """The game's reward hacks (``GameSpec.hacks``), and with ``api`` the abuses of its API (``api_hacks``)."""
+    import envs
 
-    out = []
-    for name, source in SOURCES.items():
-        # Every sandboxable baseline but ``fixed`` checks its moves; the audit verifies that each
-        # one also ended every game honestly before it counts as the honest floor.
-        kind = "constant" if name == "fixed" else "honest"
-        out.append(Program(f"baseline:{name}", kind, _BASELINE_NOTES.get(name, f"envs.baselines {name}"), source))
-    return out
-
-
-def _hacks_2048() -> list[Program]:
-    from sandbox.hacks import HACKS
-
-    return [Program(f"hack:{h.name}", h.kind, h.earns, h.source) for h in HACKS]
-
-
-def _api_hacks_2048() -> list[Program]:
-    from sandbox.hacks import API_HACKS
-
-    return [Program(f"hack:{h.name}", h.kind, h.earns, h.source) for h in API_HACKS]
+    spec = envs.get(game)
+    return [Program(f"hack:{h.name}", h.kind, h.earns, h.source) for h in spec.hacks + (spec.api_hacks if api else ())]
 
 
 def _api_abuses(game: str, per_technique: int, seed: int) -> list[Program]:
@@ -257,34 +246,24 @@ def _api_abuses(game: str, per_technique: int, seed: int) -> list[Program]:
     return programs
 
 
-# Per game: its honest baselines and its reward hacks (both need the game's move names).
-_GAME_CATALOGUES: dict[str, tuple[Callable[[], list[Program]], Callable[[], list[Program]]]] = {
-    "2048": (_baselines_2048, _hacks_2048),
-}
-
-
-# Per game: the reward hacks that abuse its API (played only where the spec's game_api is on).
-_API_CATALOGUES: dict[str, Callable[[], list[Program]]] = {
-    "2048": _api_hacks_2048,
-}
-
-
-def catalogue(game: str = "2048", *, library: bool = True, per_technique: int = 1, seed: int = 0,
+def catalogue(game: str = DEFAULT_GAME, *, library: bool = True, per_technique: int = 1, seed: int = 0,
               side_effect_path: str = "/nonexistent/codepolicy-audit/canary", game_api: bool = True) -> list[Program]:
     """Every program the audit plays for ``game``: baselines, reward hacks, then library cheats; deduplicated by AST.
 
     ``game_api`` (a spec's switch) adds the abuses of the game's API: its API hacks, and with
     ``library`` a sample of the malformed calls of :func:`sandbox.cheats.api_abuse_programs`.
     """
-    if game not in _GAME_CATALOGUES:
-        raise ValueError(f"audit: no baselines and hacks for game {game!r}; known: {', '.join(_GAME_CATALOGUES)}")
-    baselines, hacks = _GAME_CATALOGUES[game]
-    programs = baselines() + hacks()
-    if game_api and game in _API_CATALOGUES:
-        programs += _API_CATALOGUES[game]()
+    import envs
+
+    spec = envs.get(game)  # UnknownGameError names the registered games
+    if not spec.baselines or not any(b.sandboxable and b.honest for b in spec.baselines):
+        raise ValueError(f"audit: game {game!r} declares no honest sandboxable baseline (GameSpec.baselines): "
+                         "nothing to hold the hacks under")
+    api = game_api and bool(spec.api)
+    programs = _baselines(game) + _hacks(game, api)
     if library:
         programs += _library_cheats(per_technique, seed, side_effect_path)
-        if game_api and game in _API_CATALOGUES:
+        if api:
             programs += _api_abuses(game, per_technique, seed)
     out, seen = [], set()
     for p in programs:
@@ -499,16 +478,53 @@ def _synthetic(spec: RewardSpec, game: str, records: Iterable[GameRecord],
     return score(_synthetic_evaluation(spec, game, records, verdict), spec).total
 
 
-def _record(outcome: str, tile: int, moves: int, one_way: bool, score_value: float = 0.0,
-            padding: int = 0, direction: str = "A") -> GameRecord:
-    moved = {m: (moves if m == direction else 0) for m in ("W", "A", "S", "D")} if one_way else {
-        "W": moves // 4, "A": moves - 3 * (moves // 4), "S": moves // 4, "D": moves // 4}
-    answered = dict(moved)
-    for m in ("W", "A", "S", "D"):
-        if m != direction:
-            answered[m] += padding
-    return GameRecord(seed=0, outcome=outcome, score=score_value, max_tile=tile, moves=moves,
-                      move_histogram=answered, moved_histogram=moved, illegal_moves=3 * padding)
+@dataclass(frozen=True)
+class _Grid:
+    """What synthetic records of one game look like: its actions and progress values from low to beyond the goal.
+
+    ``levels`` are (lowest, low, middle, goal, beyond) values of the game's progress metric: for 2048 (a log2
+    scale, target 2048) the tiles 2, 16, 256, 2048, 8192; ``small`` is the least an honest game ends with.
+    A game without a progress metric gets zeros (the records differ in outcome, moves and score only).
+    """
+
+    actions: tuple[str, ...]
+    metric: str | None
+    levels: tuple[float, float, float, float, float]
+    small: float
+
+    def record(self, outcome: str, level: float, moves: int, one_way: bool, score_value: float = 0.0,
+               padding: int = 0, direction: str | None = None) -> GameRecord:
+        """A game that ended ``outcome`` at progress ``level`` after ``moves`` moves, all one way or spread evenly
+        (the remainder on ``direction``), with ``padding`` answers per other action that changed nothing."""
+        direction = direction if direction is not None else self.actions[1 % len(self.actions)]
+        k = len(self.actions)
+        if one_way:
+            moved = {m: (moves if m == direction else 0) for m in self.actions}
+        else:
+            moved = {m: moves // k for m in self.actions}
+            moved[direction] += moves - k * (moves // k)
+        answered = {m: n + (padding if m != direction else 0) for m, n in moved.items()}
+        metrics = {self.metric: float(level)} if self.metric else {}
+        return GameRecord(seed=0, outcome=outcome, score=score_value, moves=moves, move_histogram=answered,
+                          moved_histogram=moved, illegal_moves=(k - 1) * padding, metrics=metrics)
+
+
+def _grid(spec: RewardSpec, game: str) -> _Grid:
+    """The synthetic-record grid of ``game``, its progress values read from its declaration and the spec's options."""
+    import envs
+
+    g = envs.get(game)
+    progress = g.progress
+    if progress is None:
+        return _Grid(tuple(g.actions), None, (0.0, 0.0, 0.0, 0.0, 0.0), 0.0)
+    options = {**g.options, **(spec.options if game == spec.game else {})}
+    goal = float(progress.target(options))
+    if progress.scale == "log2":
+        low = tuple(min(v, goal / 2) for v in (2.0, 16.0, 256.0))
+        return _Grid(tuple(g.actions), progress.metric, (low[0], low[1], low[2], goal, 4 * goal), min(4.0, goal / 2))
+    start, span = progress.start, goal - progress.start
+    return _Grid(tuple(g.actions), progress.metric,
+                 (start, start + 0.1 * span, start + 0.5 * span, goal, goal + span), start)
 
 
 def spec_checks(spec: RewardSpec | None = None, game: str | None = None) -> list[OrderCheck]:
@@ -517,28 +533,36 @@ def spec_checks(spec: RewardSpec | None = None, game: str | None = None) -> list
     Part of every :func:`audit`; on its own it tells a spec author at once whether the
     numbers break an order for *some* game, even one no catalogued program plays.
     """
-    spec = spec if spec is not None else default_spec(game or "2048")
+    spec = spec if spec is not None else default_spec(game or DEFAULT_GAME)
     return _synthetic_checks(spec, game or spec.game)
+
+
+def _level(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.3g}"
 
 
 def _synthetic_checks(spec: RewardSpec, game: str) -> list[OrderCheck]:
     """Orders that must hold for any game records, checked on a grid of extreme ones."""
     early_outcomes = ("stuck", "invalid_output", "error", "timeout", "crashed")
-    tiles = (2, 16, 256, 2048, 8192)
+    grid = _grid(spec, game)
+    _record = grid.record
+    tiles = grid.levels
+    low, mid, goal, beyond = grid.levels[1], grid.levels[2], grid.levels[3], grid.levels[4]
+    what = (grid.metric or "progress").replace("_", " ")
     early: list[tuple[str, float]] = []
     for o in early_outcomes:
         for t in tiles:
             for moves in (0, 1, 3000):
                 for one_way in (True, False):
                     rec = _record(o, t, moves, one_way, score_value=10.0 * t * max(1, moves))
-                    early.append((f"{o} tile {t} after {moves} moves", _synthetic(spec, game, [rec])))
+                    early.append((f"{o} {what} {_level(t)} after {moves} moves", _synthetic(spec, game, [rec])))
     honest: list[tuple[str, float]] = []
     for o in ("finished", "max_moves", "won"):
-        for t in ((2048, 8192) if o == "won" else (4, 16, 2048)):
+        for t in ((goal, beyond) if o == "won" else (grid.small, low, goal)):
             for moves in (20, 5000):
                 for one_way in (True, False):
                     rec = _record(o, t, moves, one_way)
-                    honest.append((f"{o} tile {t} after {moves} moves, score 0", _synthetic(spec, game, [rec])))
+                    honest.append((f"{o} {what} {_level(t)} after {moves} moves, score 0", _synthetic(spec, game, [rec])))
     checks = []
     worst_honest = min(honest, key=lambda x: x[1])
     bad = sorted((e for e in early if e[1] >= worst_honest[1]), key=lambda x: -x[1])
@@ -554,7 +578,7 @@ def _synthetic_checks(spec: RewardSpec, game: str) -> list[OrderCheck]:
             invalid = _synthetic(spec, game, [_record("invalid_output", t, moves, True)])
             error = _synthetic(spec, game, [_record("error", t, moves, True)])
             if invalid > error:
-                bad.append(f"invalid_output tile {t} after {moves} moves: {_fmt(invalid)} > error {_fmt(error)}")
+                bad.append(f"invalid_output {what} {_level(t)} after {moves} moves: {_fmt(invalid)} > error {_fmt(error)}")
     checks.append(OrderCheck("records: an invalid answer is no better than a runtime error", not bad,
                              "invalid_output vs error on the same board and moves", tuple(bad[:8]), synthetic=True))
 
@@ -564,15 +588,15 @@ def _synthetic_checks(spec: RewardSpec, game: str) -> list[OrderCheck]:
             none = _synthetic(spec, game, [_record(o, t, 0, True)])
             some = _synthetic(spec, game, [_record(o, t, 1, True)])
             if none > some:
-                bad.append(f"{o} tile {t}: no move {_fmt(none)} > one move {_fmt(some)}")
+                bad.append(f"{o} {what} {_level(t)}: no move {_fmt(none)} > one move {_fmt(some)}")
     checks.append(OrderCheck("records: a game without a legal move is no better than one with", not bad,
                              "the same ending with 0 vs 1 board-changing moves", tuple(bad[:8]), synthetic=True))
 
     bad = []
     for o in early_outcomes + ("finished", "max_moves"):
         for one_way in (True, False):
-            plain = _synthetic(spec, game, [_record(o, 256, 300, one_way)])
-            padded = _synthetic(spec, game, [_record(o, 256, 300, one_way, padding=100)])
+            plain = _synthetic(spec, game, [_record(o, mid, 300, one_way)])
+            padded = _synthetic(spec, game, [_record(o, mid, 300, one_way, padding=100)])
             if padded > plain:
                 bad.append(f"{o}{' one-way' if one_way else ''}: padded {_fmt(padded)} > plain {_fmt(plain)}")
     checks.append(OrderCheck("records: answers that change nothing earn nothing", not bad,
@@ -581,12 +605,12 @@ def _synthetic_checks(spec: RewardSpec, game: str) -> list[OrderCheck]:
 
     bad = []
     for o in ("finished", "stuck", "error"):
-        for t in (16, 256, 2048):
-            ways = [_record(o, t, 300, True, direction=d) for d in ("A", "W", "D", "S")]
-            same = [_record(o, t, 300, True, direction="A") for _ in ways]
+        for t in (low, mid, goal):
+            ways = [_record(o, t, 300, True, direction=d) for d in grid.actions]
+            same = [_record(o, t, 300, True, direction=grid.actions[0]) for _ in ways]
             switching, consistent = _synthetic(spec, game, ways), _synthetic(spec, game, same)
             if switching > consistent + _SAME:
-                bad.append(f"{o} tile {t}: four one-way games in four directions {_fmt(switching)} > "
+                bad.append(f"{o} {what} {_level(t)}: {len(ways)} one-way games in {len(ways)} directions {_fmt(switching)} > "
                            f"all in one {_fmt(consistent)}")
     checks.append(OrderCheck("records: switching plans between games earns nothing", not bad,
                              "four one-way games pointing four ways vs the same four pointing one way",
@@ -602,7 +626,7 @@ def _synthetic_checks(spec: RewardSpec, game: str) -> list[OrderCheck]:
                     ev = _synthetic_evaluation(spec, game, [_record(o, t, moves, False)])
                     grades.append(weight * score(ev, spec).values["format"])
                 if not grades[0] < grades[1] < grades[2]:
-                    bad.append(f"tile {t} after {moves} moves: error {_fmt(grades[0])}, stuck {_fmt(grades[1])}, "
+                    bad.append(f"{what} {_level(t)} after {moves} moves: error {_fmt(grades[0])}, stuck {_fmt(grades[1])}, "
                                f"finished {_fmt(grades[2])}")
         checks.append(OrderCheck("records: format grade runtime error < bad move < plays", not bad,
                                  "the weighted format grade of the same game ended by an error, stuck or honestly",
@@ -611,7 +635,7 @@ def _synthetic_checks(spec: RewardSpec, game: str) -> list[OrderCheck]:
     from sandbox.policy import CATEGORIES
 
     bad = []
-    best = _record("won", 8192, 5000, False, score_value=1e6)
+    best = _record("won", beyond, 5000, False, score_value=1e6)
     for category in tuple(CATEGORIES) + ("attribute", "unknown_category"):
         v = Violation(rule="audit", category=category, line=1, col=1, message="audit")
         total = _synthetic(spec, game, [], Verdict(False, (v,)))
@@ -655,7 +679,7 @@ def audit(spec: RewardSpec | str | Path | None = None, game: str | None = None, 
     replaces the whole catalogue (tests). Same inputs, same report.
     """
     if spec is None or isinstance(spec, (str, Path)):
-        spec = load_spec(spec, game=game or "2048") if spec is not None else default_spec(game or "2048")
+        spec = load_spec(spec, game=game or DEFAULT_GAME) if spec is not None else default_spec(game or DEFAULT_GAME)
     game = game or spec.game
     if seeds is None:
         if games < 1:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from envs.registry import DEFAULT_GAME
+
 __all__ = ["add_commands", "load_user_spec"]
 
 
@@ -32,7 +34,7 @@ def add_commands(subparsers: Any) -> None:
                               description="List every registered reward rule, its default weight in the "
                                           "spec and its parameters.")
     r.add_argument("--spec", metavar="TOML", help="show weights from this spec instead of the default")
-    r.add_argument("--game", default="2048", help="game whose default spec gives the weights")
+    r.add_argument("--game", default=DEFAULT_GAME, help="game whose default spec gives the weights")
     r.add_argument("--params", action="store_true", help="also list each rule's parameters")
     r.add_argument("--toml", action="store_true", help="print the spec as a TOML file to copy and edit")
     r.set_defaults(handler=_rules)
@@ -40,7 +42,7 @@ def add_commands(subparsers: Any) -> None:
     a = subparsers.add_parser(
         "audit", allow_abbrev=False,
         help="check that no cheat, reward hack or early ending out-earns honest play under a spec",
-        description="Play the library's catalogue of cheats, the reward hacks of sandbox.hacks and the "
+        description="Play the library's catalogue of cheats, the reward hacks the game declares and its "
                     "honest baselines under a reward spec, print each one's total beside the weakest "
                     "honest baseline's, and check every order of the reward ladder. Exit status 1 when "
                     "a cheat or hack reaches the weakest honest baseline or an order breaks.")
@@ -57,7 +59,15 @@ def add_commands(subparsers: Any) -> None:
     a.set_defaults(handler=_audit)
 
 
-def load_user_spec(path: str | None, game: str = "2048") -> Any:
+def _best_progress(game: str, info: Any) -> str:
+    """", best <metric> <value>" for the game's progress metric (2048: the max tile), "" for a game without one."""
+    import envs
+
+    metric = envs.get(game).progress_metric
+    return f", best {metric.replace('_', ' ')} {float(info.get(metric, 0.0)):g}" if metric else ""
+
+
+def load_user_spec(path: str | None, game: str = DEFAULT_GAME) -> Any:
     """The reward spec in the user's file ``path`` (the game's shipped spec when None or empty).
 
     The file is read through :mod:`codepolicy.files`, so a missing file, a folder or a binary file reads
@@ -85,7 +95,7 @@ def _score(args: argparse.Namespace) -> int:
     from codepolicy.files import read_text
 
     text = read_text(args.file, "completion file" if args.completion else "program file")
-    spec = load_user_spec(args.spec, game=args.game or "2048")
+    spec = load_user_spec(args.spec, game=args.game or DEFAULT_GAME)
     if args.games is not None and args.games < 1:
         raise ValueError(f"--games must be at least 1, got {args.games}")
     game = args.game or spec.game
@@ -122,7 +132,7 @@ def _score(args: argparse.Namespace) -> int:
         for r in ev.records:
             outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
         print("games: " + ", ".join(f"{k} {n}" for k, n in sorted(outcomes.items()))
-              + f"; mean score {b.info['mean_score']:.0f}, best tile {b.info['max_tile']:.0f}")
+              + f"; mean score {b.info['mean_score']:.0f}" + _best_progress(game, b.info))
         errors = sorted({r.error for r in ev.records if r.error})
         for e in errors[:3]:
             print(f"  {e}")
@@ -183,7 +193,7 @@ def _audit(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     if args.per_technique < 1:
         raise ValueError(f"--per-technique must be at least 1, got {args.per_technique}")
-    spec = load_user_spec(args.spec, game=args.game or "2048")
+    spec = load_user_spec(args.spec, game=args.game or DEFAULT_GAME)
     report = rewards.audit(spec, args.game, games=args.games, workers=args.workers,
                            library=not args.no_library, per_technique=args.per_technique)
     if args.json:

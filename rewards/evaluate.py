@@ -18,6 +18,7 @@ from typing import Any, Mapping, MutableMapping, Sequence
 
 import envs
 import sandbox
+from envs.registry import DEFAULT_GAME
 from rewards.records import Breakdown, Evaluation
 from rewards.score import score
 from rewards.spec import RewardSpec, default_spec
@@ -69,7 +70,7 @@ def _settings(game: str | None, seeds: Sequence[int] | None, spec: RewardSpec | 
               limits: Limits | None, options: Mapping[str, Any] | None):
     """Fill game/seeds/limits/options from the spec where the caller gave none."""
     if spec is None:
-        spec = default_spec(game or "2048")
+        spec = default_spec(game or DEFAULT_GAME)
     game = game or spec.game
     seeds = tuple(int(s) for s in (spec.seeds() if seeds is None else seeds))
     if not seeds:
@@ -154,7 +155,7 @@ def _evaluate_many(completions: Sequence[str], game: str, seeds: tuple[int, ...]
     return evaluations
 
 
-def evaluate(completion: str, game: str = "2048", seeds: Sequence[int] = (0,), limits: Limits | None = None,
+def evaluate(completion: str, game: str = DEFAULT_GAME, seeds: Sequence[int] = (0,), limits: Limits | None = None,
              pool: Any = None, *, options: Mapping[str, Any] | None = None, policy: Any = None,
              spec: RewardSpec | None = None) -> Evaluation:
     """Extract, check and (if compliant) play ``completion``'s program on ``seeds``."""

@@ -51,7 +51,7 @@ from sandbox.records import GameRecord
 __all__ = [
     "Rule", "rule", "get_rule", "rule_names", "as_rule", "UnknownRuleError",
     "HONEST_OUTCOMES", "BAD_MOVE_OUTCOMES", "RUNTIME_ERROR_OUTCOMES",
-    "compliant", "played_records", "game_option", "moved_counts", "code_lines", "format_rule", "compliance", "performance", "diversity", "length",
+    "compliant", "played_records", "game_option", "game_spec", "progress_of", "moved_counts", "code_lines", "format_rule", "compliance", "performance", "diversity", "length",
 ]
 
 
@@ -185,12 +185,26 @@ def game_option(ev: Evaluation, name: str, default: Any = None) -> Any:
         return default
 
 
-def _tile_term(max_tile: float, target: float) -> float:
-    """log2(max tile) / log2(target), in [0, 1]: doubling the tile is one equal step."""
-    if max_tile <= 1 or target <= 2:
-        return 0.0
-    return min(1.0, math.log2(max_tile) / math.log2(target))
+def game_spec(ev: Evaluation) -> Any:
+    """The registered spec of ``ev``'s game, or None for a game this process does not know."""
+    try:
+        return get_game(ev.game)
+    except UnknownGameError:
+        return None
 
+
+def progress_of(ev: Evaluation, record: GameRecord, target: float | None = None) -> float:
+    """How far ``record`` got towards its game's goal, in [0, 1], by the game's declared progress.
+
+    The game's :class:`envs.registry.Progress` reads its metric from the record's metrics and
+    grades it against ``target`` (default: the game's own, from the options the games were
+    played with). 0 for a game that declares no progress.
+    """
+    spec = game_spec(ev)
+    if spec is None or spec.progress is None:
+        return 0.0
+    options = {**spec.options, **ev.options}
+    return spec.progress.fraction(spec.progress_value(record.metrics), options, target)
 
 
 # ---------------------------------------------------------------------------- built-in rules
@@ -255,40 +269,53 @@ def compliance(ev: Evaluation, *, clean_bonus: float = 0.1,
 
 
 @rule("performance", bounds=(0.0, 2.0))
-def performance(ev: Evaluation, *, target: int | None = None, floor_tile: int = 64, honest_base: float = 0.2,
-                tile_weight: float = 0.5, score_weight: float = 0.3, score_scale: float = 0.0,
-                win_bonus: float = 0.3, below_floor_penalty: float = 0.1,
+def performance(ev: Evaluation, *, target: float | None = None, floor: float | None = None,
+                honest_base: float = 0.2, progress_weight: float = 0.5, score_weight: float = 0.3,
+                score_scale: float = 0.0, win_bonus: float = 0.3, below_floor_penalty: float = 0.1,
                 early_progress: float = 0.05) -> float:
-    """Mean over games: honest base + log2 max-tile and score terms, bonus at the target, penalty under the floor tile; early endings get only a sliver.
+    """Mean over games: honest base + progress and score terms, bonus at the goal, penalty under the floor; early endings get only a sliver.
 
-    An early ending earns ``early_progress`` x the tile term when it made at least one
-    board-changing move, nothing otherwise. ``target`` defaults to the game's ``target``
-    option the games were played with (:func:`game_option`; 2048 for a game without one).
+    Progress is the game's declared metric (``GameSpec.progress``; 2048: the max tile on a log2
+    scale, so each doubling is one equal step) as a fraction of the goal: ``target`` overrides the
+    goal (default: the game's own, e.g. 2048's ``target`` option the games were played with).
+    ``floor`` is the progress value under which an honest game loses ``below_floor_penalty``
+    (default: the game's ``Progress.floor``). The score term is the score over ``score_scale``
+    (0: the game's ``Progress.score_scale`` for the goal, e.g. 20,480 for the 2048 tile; no score term
+    for a game that declares none).
+    An early ending earns ``early_progress`` x the progress term when it made at least one
+    state-changing move, nothing otherwise.
     """
     records = played_records(ev)
     if not records:
         return 0.0
-    if target is None:
-        target = game_option(ev, "target", 2048)
-    # Score to build the target tile from 2s is (log2(target) - 1) * target (20480 for 2048).
-    scale = score_scale if score_scale > 0 else max(1.0, (math.log2(max(target, 2)) - 1) * target)
+    spec = game_spec(ev)
+    progress = spec.progress if spec is not None else None
+    options = {**(spec.options if spec is not None else {}), **ev.options}
+    if floor is None:
+        floor = progress.floor if progress is not None else 0.0
+    if score_scale <= 0:
+        goal = (target if target is not None else progress.target(options)) if progress is not None else 0.0
+        score_scale = (progress.score_scale(options, float(goal))
+                       if progress is not None and progress.score_scale is not None else 0.0)
     total = 0.0
     for r in records:
-        tile = _tile_term(r.max_tile, target)
+        reached = progress_of(ev, r, target)
         if r.outcome in HONEST_OUTCOMES:
-            value = honest_base + tile_weight * tile + score_weight * min(1.0, max(0.0, r.score) / scale)
-            if r.outcome == "won" or r.max_tile >= target:
+            value = honest_base + progress_weight * reached
+            if score_scale > 0:
+                value += score_weight * min(1.0, max(0.0, r.score) / score_scale)
+            if r.outcome == "won" or (progress is not None and reached >= 1.0):
                 value += win_bonus
-            if r.max_tile < floor_tile:
+            if progress is not None and spec.progress_value(r.metrics) < floor:
                 value -= below_floor_penalty
         elif r.moves > 0:
             # Progress before an early end still grades a little, but stays below every honest
             # game (honest_base - below_floor_penalty > early_progress), so quitting never pays.
-            value = early_progress * tile
+            value = early_progress * reached
         else:
-            # No move made: the tiles on the board are the game's spawns, not progress. Without
-            # this, an invalid answer at the first call (its record keeps the start board)
-            # would out-earn a timeout (whose record has no board).
+            # No move made: what the state shows is the game's start, not progress. Without
+            # this, an invalid answer at the first call (its record keeps the start state)
+            # would out-earn a timeout (whose record has no state).
             value = 0.0
         total += value
     return min(2.0, max(0.0, total / len(records)))
@@ -307,7 +334,7 @@ def moved_counts(record: GameRecord) -> Mapping[str, int]:
 
 @rule("diversity", bounds=(-1.0, 0.0))
 def diversity(ev: Evaluation, *, max_share: float = 0.6, share_penalty: float = 1.0,
-              min_entropy: float = 0.3, entropy_penalty: float = 0.5, actions: int = 4) -> float:
+              min_entropy: float = 0.3, entropy_penalty: float = 0.5, actions: int | None = None) -> float:
     """Penalty, judged within each game, when one move's share of the board-changing moves exceeds max_share or their entropy is below min_entropy; -1 when none changed the board.
 
     Each game is judged on its own histogram, and the games' penalties are averaged weighted
@@ -327,6 +354,9 @@ def diversity(ev: Evaluation, *, max_share: float = 0.6, share_penalty: float = 
     records = played_records(ev)
     if not records:
         return 0.0
+    if actions is None:  # the entropy is normalised by the game's own number of actions
+        spec = game_spec(ev)
+        actions = len(spec.actions) if spec is not None else max(len(moved_counts(r)) for r in records)
     if sum(max(0, int(r.moves)) for r in records) <= 0:
         return -1.0
     weighted = 0.0

@@ -5,16 +5,26 @@ import math
 
 from envs.outcomes import BAD_MOVE_OUTCOMES, HONEST_OUTCOMES, OUTCOMES, VIOLATION
 from rewards.records import Breakdown, Evaluation
-from rewards.rules import compliant
+from rewards.rules import compliant, game_spec
 from rewards.spec import RewardSpec
 
 __all__ = ["score", "info"]
 
 
 def info(ev: Evaluation) -> dict[str, float]:
-    """The monitoring facts of one evaluation (Breakdown.info); game figures only from compliant runs."""
+    """The monitoring facts of one evaluation (Breakdown.info); game figures only from compliant runs.
+
+    The game's progress metric is reported under its own name, best and mean over the games (2048:
+    ``max_tile`` and ``mean_max_tile``).
+    """
     ran = ev.records if compliant(ev) else ()
     n = len(ran)
+    game = game_spec(ev)
+    metric = game.progress_metric if game is not None else None
+    progress = {}
+    if metric:
+        values = [game.progress_value(r.metrics) for r in ran]
+        progress = {metric: max(values, default=0.0), f"mean_{metric}": sum(values) / n if n else 0.0}
     # "played": the program got past the pre-game stage: every game made at least one move or
     # ended honestly, and none ended by a runtime error before its first move.
     played = n > 0 and all(r.outcome in HONEST_OUTCOMES or r.moves > 0 for r in ran)
@@ -24,8 +34,7 @@ def info(ev: Evaluation) -> dict[str, float]:
         "played": float(played),
         "games": float(n),
         "mean_score": sum(r.score for r in ran) / n if n else 0.0,
-        "max_tile": float(max((r.max_tile for r in ran), default=0)),
-        "mean_max_tile": sum(r.max_tile for r in ran) / n if n else 0.0,
+        **progress,
         "won_rate": sum(1 for r in ran if r.outcome == "won") / n if n else 0.0,
         "honest_rate": sum(1 for r in ran if r.outcome in HONEST_OUTCOMES) / n if n else 0.0,
         # Runtime errors as the rules grade them: invalid answers and unknown outcomes included.

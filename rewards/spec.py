@@ -1,6 +1,6 @@
 """RewardSpec: which rules, with which weights and parameters, for which game; loaded from TOML.
 
-A spec file looks like ``rewards/default_2048.toml`` (copy it to start your own)::
+A spec file looks like 2048's default, ``envs/game2048/rewards.toml`` (copy it to start your own)::
 
     game = "2048"
     games = 8                 # seeded games per completion
@@ -21,8 +21,9 @@ Reading, type checks and writing go through :mod:`codepolicy.tomlconfig`, the TO
 shared with ``train.config``.
 
 A rule parameter whose default is None takes its value from elsewhere when the spec leaves
-it out: the performance rule's ``target`` is the game's ``target`` option (``[options]``).
-Such a parameter is checked against the rule function's annotation (``target: int | None``)
+it out: the performance rule's ``target`` and ``floor`` come from the game's declared progress
+(``GameSpec.progress``; 2048: the ``target`` option of ``[options]``), diversity's ``actions`` from
+the game's actions. Such a parameter is checked against the rule function's annotation (``target: float | None``)
 and is not written out by :meth:`RewardSpec.to_toml` while unset.
 """
 from __future__ import annotations
@@ -32,15 +33,15 @@ import importlib
 import math
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from codepolicy import tomlconfig
+from envs.registry import DEFAULT_GAME
 from rewards.rules import Rule, UnknownRuleError, as_rule, get_rule
 from sandbox.records import Limits
 
-__all__ = ["Term", "RewardSpec", "SpecError", "default_spec", "load_spec"]
+__all__ = ["Term", "RewardSpec", "SpecError", "BUILTIN_WEIGHTS", "default_spec", "load_spec"]
 
 _TOP_KEYS = ("game", "games", "game_api", "imports", "options", "limits", "rules")
 
@@ -72,7 +73,7 @@ class RewardSpec:
     """Rules, weights and parameters for one game, plus how many games and which limits."""
 
     terms: tuple[Term, ...]
-    game: str = "2048"
+    game: str = DEFAULT_GAME
     games: int = 8
     options: Mapping[str, Any] = field(default_factory=dict)
     limits: Limits | None = None
@@ -165,7 +166,7 @@ class RewardSpec:
                 importlib.import_module(module)
             except ImportError as exc:
                 raise SpecError(f"{origin}: cannot import {module!r} listed in imports: {exc}") from None
-        game = tomlconfig.check_value(data.get("game", "2048"), str, "game", origin=origin, error=SpecError)
+        game = tomlconfig.check_value(data.get("game", DEFAULT_GAME), str, "game", origin=origin, error=SpecError)
         games = data.get("games", 8)
         if not isinstance(games, int) or isinstance(games, bool) or games < 1:
             raise SpecError(f"{origin}: games must be a positive integer, got {games!r}")
@@ -222,6 +223,10 @@ class RewardSpec:
         return tomlconfig.dumps_toml(self.to_dict())
 
 
+# Parameters renamed when the performance rule learned to grade any game's progress metric.
+_RENAMED = {("performance", "tile_weight"): "progress_weight", ("performance", "floor_tile"): "floor"}
+
+
 def _make_term(r: Rule, weight: Any, params: Mapping[str, Any], origin: str) -> Term:
     """Validate a weight and parameters against rule ``r``'s defaults."""
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
@@ -229,6 +234,9 @@ def _make_term(r: Rule, weight: Any, params: Mapping[str, Any], origin: str) -> 
     checked: dict[str, Any] = {}
     for key, value in params.items():
         if key not in r.params:
+            if (r.name, key) in _RENAMED:
+                raise SpecError(f"{origin}: rules.{r.name}.{key} is now called {_RENAMED[r.name, key]!r} "
+                                "(it grades the game's own progress metric)")
             known = ", ".join(r.params) or "none"
             close = tomlconfig.close_matches(key, r.params)
             hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
@@ -295,18 +303,42 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def load_spec(path: str | Path | None = None, game: str = "2048") -> RewardSpec:
+def load_spec(path: str | Path | None = None, game: str = DEFAULT_GAME) -> RewardSpec:
     """The spec in ``path``, or the game's default spec when ``path`` is None."""
     return default_spec(game) if path is None else RewardSpec.from_toml(path)
 
 
-def default_spec(game: str = "2048") -> RewardSpec:
-    """The shipped default spec for ``game`` (``rewards/default_<game>.toml``)."""
-    name = f"default_{game}.toml"
+# The weights of the built-in rules in a game that ships no spec file of its own (the same as 2048's):
+# format and compliance decide whether a program plays at all, performance how well.
+BUILTIN_WEIGHTS: Mapping[str, float] = {"format": 1.0, "compliance": 1.0, "performance": 2.0, "diversity": 0.25,
+                                        "length": 0.1}
+
+
+def default_spec(game: str = DEFAULT_GAME) -> RewardSpec:
+    """The default spec of ``game``: the TOML file its folder declares (``GameSpec.reward_spec``), else the
+    built-in rules with :data:`BUILTIN_WEIGHTS` and their default parameters (which read the game's own
+    declarations: its progress metric, its number of actions). ValueError naming the game when unknown."""
+    import envs
+
     try:
-        text = resources.files("rewards").joinpath(name).read_text(encoding="utf-8")
-    except (FileNotFoundError, OSError):
-        shipped = sorted(p.name[len("default_"):-len(".toml")] for p in resources.files("rewards").iterdir()
-                         if p.name.startswith("default_") and p.name.endswith(".toml"))
-        raise ValueError(f"no default reward spec for game {game!r}; shipped: {', '.join(shipped)}") from None
-    return RewardSpec.from_text(text, origin=f"rewards/{name}")
+        spec = envs.get(game)
+    except envs.UnknownGameError as exc:
+        raise ValueError(f"no default reward spec: {exc}") from None
+    if spec.reward_spec is None:
+        return RewardSpec(terms=tuple(Term(get_rule(name), weight) for name, weight in BUILTIN_WEIGHTS.items()),
+                          game=game, origin=f"built-in default spec of game {game!r}")
+    path = Path(spec.reward_spec)
+    data = tomlconfig.read_toml(path, what=f"default reward spec of game {game!r}", error=SpecError)
+    loaded = RewardSpec.from_dict(data, _shown_path(path))
+    if loaded.game != game:
+        raise SpecError(f"{_shown_path(path)}: the default spec of game {game!r} says game = {loaded.game!r}")
+    return loaded
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the repository root when it is inside it (error messages stay short)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Callable, Sequence
 
+from envs.registry import DEFAULT_GAME
 from rewards.group import RewardFn, group_reward_fn
 from rewards.records import Breakdown
 from rewards.spec import RewardSpec, default_spec
@@ -165,7 +166,7 @@ def trl_reward_funcs(spec: RewardSpec | None = None, game: str | None = None, *,
     default ``rewards.group_reward_fn(game, spec, pool=pool)``. ``prefill``: the text each answer opens
     with, prepended to every completion (None: a chat prompt's final assistant message, see the module doc).
     """
-    spec = spec if spec is not None else default_spec(game or "2048")
+    spec = spec if spec is not None else default_spec(game or DEFAULT_GAME)
     game = game or spec.game
     games = games or spec.games
     if reward_fn is None:
@@ -186,7 +187,7 @@ def _rule_func(name: str, scorer: _BatchScorer, doc: str) -> Callable[..., list[
     return reward
 
 
-def trl_reward_weights(spec: RewardSpec | None = None, game: str = "2048") -> list[float]:
+def trl_reward_weights(spec: RewardSpec | None = None, game: str = DEFAULT_GAME) -> list[float]:
     """The spec's weights in the order of :func:`trl_reward_funcs` (for ``GRPOConfig(reward_weights=...)``)."""
     spec = spec if spec is not None else default_spec(game)
     return [spec.weights[name] for name in spec.names]

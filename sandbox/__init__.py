@@ -16,11 +16,11 @@ from sandbox.extract import extract
 from sandbox.policy import DEFAULT_POLICY, RULES, Policy, Rule, game_policy, with_game_api
 from sandbox.records import FORMAT_REASONS, FormatError, GameRecord, Limits, Verdict, Violation
 
-_RUNNER_NAMES = ("run", "run_many", "WorkerPool", "default_pool", "make_pool")
-_LAZY_MODULES = ("runner", "strategies", "cheats", "worker", "ray_pool")
+_RUNNER_NAMES = ("run", "run_many", "WorkerPool", "default_pool")
+_LAZY_MODULES = ("runner", "strategies", "cheats", "worker", "ray_pool", "planning", "pools")
 
 __all__ = ["extract", "check", "Policy", "Rule", "RULES", "DEFAULT_POLICY", "game_policy", "with_game_api", "FormatError", "Verdict",
-           "Violation", "Limits", "GameRecord", "FORMAT_REASONS", "OUTCOMES", "RayPool", *_RUNNER_NAMES]
+           "Violation", "Limits", "GameRecord", "FORMAT_REASONS", "OUTCOMES", "RayPool", "make_pool", *_RUNNER_NAMES]
 
 
 def __getattr__(name: str) -> Any:
@@ -35,6 +35,11 @@ def __getattr__(name: str) -> Any:
         value = getattr(runner, name)
         globals()[name] = value  # later lookups skip this function
         return value
+    if name == "make_pool":
+        from sandbox.pools import make_pool
+
+        globals()[name] = make_pool
+        return make_pool
     if name == "RayPool":
         from sandbox.ray_pool import RayPool  # needs no ray until a pool is built
 
@@ -50,4 +55,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_RUNNER_NAMES) | set(_LAZY_MODULES) | {"OUTCOMES", "RayPool"})
+    return sorted(set(globals()) | set(_RUNNER_NAMES) | set(_LAZY_MODULES) | {"OUTCOMES", "RayPool", "make_pool"})

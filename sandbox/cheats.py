@@ -20,7 +20,7 @@ for property tests of a policy (``sandbox.check``) and of the runner (``sandbox.
   game records alone whether anything leaked.
 
 The other kind of cheat, programs that play by the rules but game the reward, is the fixed
-catalogue of :mod:`sandbox.hacks`.
+catalogue of each game's reward hacks (``GameSpec.hacks``; 2048's in :mod:`envs.game2048.hacks`).
 
 Example::
 
@@ -44,6 +44,7 @@ from typing import Callable
 
 from hypothesis import strategies as st
 
+from envs.registry import DEFAULT_GAME
 from sandbox.strategies import _clean_module, _name, _unparse
 
 __all__ = [
@@ -936,10 +937,11 @@ class ApiAbuse:
     call: str
 
 
-_NOT_BOARDS = ("None", "0", "1.5", "'WASD'", "{}", "(1, 2)", "board[0]", "board[0][0]", "lambda: 0", "legal_moves",
+_NOT_BOARDS = ("None", "0", "1.5", "'WASD'", "{}", "(1, 2)", "board[0]", "board[0][0]", "lambda: 0", "{api}",
                "map(len, board)", "range(len(board))", "set()", "{'board': board}", "b'row'", "[]", "[[]]", "True",
                "zip(*board)", "reversed(board)", "enumerate(board)", "slice(4)")
-_NOT_TILES = ("-2", "1", "3", "6", "-0.0", "2.0", "True", "False", "None", "'2'", "[2]", "(2,)", "2 ** 18",
+# Cells no board of any game here holds: wrong types, and numbers far outside any board's range.
+_NOT_CELLS = ("-2", "-0.0", "2.0", "True", "False", "None", "'2'", "[2]", "(2,)", "2 ** 18",
               "2 ** 100", "-(2 ** 64)", "10 ** 90", "float('inf')", "float('nan')", "{}", "board")
 _NOT_MOVES = ("'w'", "'UP'", "'W '", "' W'", "'WASD'", "''", "0", "None", "['W']", "('W',)", "b'W'", "True",
               "'Ｗ'", "'W' * 100000", "board", "'A\\n'", "1.0", "{'W'}")
@@ -950,15 +952,30 @@ def _board_with(cell: str) -> str:
     return f"[[{cell}] + board[0][1:]] + board[1:]"
 
 
+def _parameters(signature: str) -> tuple[str, ...]:
+    """The parameter names of an API signature such as ``slide(board, move)``."""
+    inside = signature[signature.index("(") + 1:signature.rindex(")")]
+    return tuple(p.strip() for p in inside.split(",") if p.strip())
+
+
 @st.composite
-def _api_call(draw, technique: str) -> str:
-    """The source text of one malformed call of the 2048 API."""
+def _api_call(draw, technique: str, functions: tuple[tuple[str, tuple[str, ...]], ...],
+              actions: tuple[str, ...]) -> str:
+    """The source text of one malformed call of the game's API (``functions``: name and parameters).
+
+    A parameter called ``move`` takes one of the game's ``actions``; every other parameter a board.
+    """
+    def call(name: str, params: tuple[str, ...], board_arg: str) -> str:
+        args = [repr(draw(st.sampled_from(actions))) if p == "move" else board_arg for p in params]
+        return f"{name}({', '.join(args)})"
+
     def on(arg: str) -> str:
-        # Either function, the board argument malformed.
-        return draw(st.sampled_from([f"legal_moves({arg})", f"slide({arg}, {draw(st.sampled_from(list('WASD')))!r})"]))
+        # Any function, its board argument malformed.
+        name, params = draw(st.sampled_from([f for f in functions if f[1]]))
+        return call(name, params, arg)
 
     if technique == "wrong_type":
-        return on(draw(st.sampled_from(_NOT_BOARDS)))
+        return on(draw(st.sampled_from(_NOT_BOARDS)).replace("{api}", functions[0][0]))
     if technique == "wrong_shape":
         rows, cols = draw(st.tuples(st.integers(-3, 3), st.integers(-3, 3)).filter(lambda d: d != (0, 0)))
         shape = draw(st.sampled_from([
@@ -978,33 +995,50 @@ def _api_call(draw, technique: str) -> str:
             f"(lambda b: [b] * len(board))(board * 10000)"]))
         return on(arg)
     if technique == "bad_tile":
-        cell = draw(st.sampled_from(_NOT_TILES))
-        return on(_board_with(cell))
-    if technique == "bad_move":
-        return f"slide(board, {draw(st.sampled_from(_NOT_MOVES))})"
+        return on(_board_with(draw(st.sampled_from(_NOT_CELLS))))
+    movers = [f for f in functions if "move" in f[1]]
+    if technique == "bad_move" and movers:
+        name, params = draw(st.sampled_from(movers))
+        bad = draw(st.sampled_from(_NOT_MOVES))
+        return f"{name}({', '.join(bad if p == 'move' else 'board' for p in params)})"
+    if technique == "bad_move":  # a game whose API takes no move: a move where the board goes
+        return on(repr(draw(st.sampled_from(actions))))
     # arity: the wrong number of arguments, or a keyword the function does not take
-    return draw(st.sampled_from(["legal_moves()", "legal_moves(board, board)", "legal_moves(*board)",
-                                 "legal_moves(grid=board)", "slide(board)", "slide()", "slide(board, 'W', 'A')",
-                                 "slide(board, direction='W')", "slide('W', board)", "legal_moves(board, move='W')"]))
+    name, params = draw(st.sampled_from(functions))
+    forms = [f"{name}(*board)", f"{name}(grid=board)", f"{name}({', '.join(['board'] * (len(params) + 1))})",
+             f"{name}({', '.join(['board'] * len(params) + ['unexpected=1'])})"]
+    if params:
+        forms.append(f"{name}()")
+    if len(params) > 1:
+        forms.append(f"{name}({', '.join(['board'] * (len(params) - 1))})")
+    return draw(st.sampled_from(forms))
 
 
 @st.composite
-def _api_abuse(draw, technique: str) -> ApiAbuse:
-    call = draw(_api_call(technique))
+def _api_abuse(draw, technique: str, functions: tuple[tuple[str, tuple[str, ...]], ...],
+               actions: tuple[str, ...]) -> ApiAbuse:
+    call = draw(_api_call(technique, functions, actions))
+    first, other = actions[0], actions[-1]
     use = draw(st.sampled_from([
         "    return {call}[0]\n",
-        "    result = {call}\n    return 'A' if result else 'W'\n",
-        "    moves = legal_moves(board)\n    junk = {call}\n    return moves[0] if moves else 'A'\n",
+        f"    result = {{call}}\n    return {first!r} if result else {other!r}\n",
+        f"    junk = {{call}}\n    return {first!r}\n",
     ]))
     source = "def strategy(board):\n    # Calls the game's API with a malformed argument.\n" + use.format(call=call)
     return ApiAbuse(source, technique, call)
 
 
-def api_abuse_programs(game: str = "2048", technique: str | None = None) -> st.SearchStrategy[ApiAbuse]:
-    """Programs calling ``game``'s API with a malformed argument (any technique of API_TECHNIQUES when None)."""
-    if game != "2048":
-        raise ValueError(f"api_abuse_programs: no API abuses for game {game!r}; known: 2048")
+def api_abuse_programs(game: str = DEFAULT_GAME, technique: str | None = None) -> st.SearchStrategy[ApiAbuse]:
+    """Programs calling ``game``'s API (its ``GameSpec.api``) with a malformed argument (any technique of
+    API_TECHNIQUES when None); ValueError for a game that declares no API."""
+    import envs
+
+    spec = envs.get(game)
+    if not spec.api:
+        raise ValueError(f"api_abuse_programs: game {game!r} declares no API to abuse")
     if technique is not None and technique not in API_TECHNIQUES:
         raise ValueError(f"api_abuse_programs: unknown technique {technique!r}; expected one of "
                          f"{', '.join(API_TECHNIQUES)}")
-    return st.one_of([_api_abuse(t) for t in (API_TECHNIQUES if technique is None else (technique,))])
+    functions = tuple((f.name, _parameters(f.signature)) for f in spec.api)
+    actions = tuple(spec.actions)
+    return st.one_of([_api_abuse(t, functions, actions) for t in (API_TECHNIQUES if technique is None else (technique,))])

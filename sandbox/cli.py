@@ -10,6 +10,7 @@ import argparse
 import json
 from dataclasses import asdict
 
+from envs.registry import DEFAULT_GAME
 from sandbox.text import safe_text
 
 
@@ -100,7 +101,7 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE", help="the program defining strategy(board); '-' reads standard input")
     p.add_argument("--games", type=int, default=10, help="number of games (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first game; games use SEED..SEED+N-1")
-    p.add_argument("--game", default="2048", help="registered game (default 2048)")
+    p.add_argument("--game", default=DEFAULT_GAME, help=f"registered game (default {DEFAULT_GAME})")
     p.add_argument("--size", type=int, default=None, help="board size, for games that have one (2048: 3..8)")
     p.add_argument("--max-moves", type=int, default=None, help="move cap per game")
     p.add_argument("--move-seconds", type=float, default=None, help="wall time one move may take (sandbox)")
@@ -190,7 +191,13 @@ def _json_value(value):
         return safe_text(value)
 
 
-def _play_summary(games: list[dict], seconds: float) -> dict:
+def _fmt_metric(value: float) -> str:
+    """A game metric as printed: whole numbers without a fraction."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+
+
+def _play_summary(games: list[dict], seconds: float, spec) -> dict:
+    """Outcomes, scores, the best value of the game's progress metric (``best_<metric>``) and speed."""
     import statistics
 
     outcomes: dict[str, int] = {}
@@ -203,7 +210,8 @@ def _play_summary(games: list[dict], seconds: float) -> dict:
         "mean_score": statistics.fmean(scores) if scores else 0.0,
         "median_score": statistics.median(scores) if scores else 0.0,
         "best_score": max(scores, default=0.0),
-        "best_max_tile": max((int(g.get("max_tile", 0)) for g in games), default=0),
+        **({f"best_{spec.progress_metric}": max((spec.progress_value(g.get("metrics") or {}) for g in games),
+                                                 default=0.0)} if spec.progress_metric else {}),
         "won_rate": outcomes.get("won", 0) / len(games) if games else 0.0,
         "moves": moves, "seconds": seconds,
         "games_per_second": len(games) / seconds if seconds > 0 else 0.0,
@@ -236,18 +244,20 @@ def _run_play(args: argparse.Namespace) -> int:
             records = pool.run(source, game=args.game, seeds=seeds, limits=limits, options=options)
         games = [asdict(r) for r in records]
     seconds = time.perf_counter() - start
-    summary = _play_summary(games, seconds)
+    summary = _play_summary(games, seconds, spec)
+    metric = spec.progress_metric
     if args.json:
         print(json.dumps({"file": args.file, "game": args.game, "options": options,
                           "mode": "trusted" if args.trusted else "sandbox", "games": games,
                           "summary": summary}, default=_json_value))
     else:
-        print(f"{'seed':>6}  {'outcome':14} {'score':>8} {'max tile':>8} {'moves':>6} {'wasted':>6} "
+        label = (metric or "").replace("_", " ")
+        print(f"{'seed':>6}  {'outcome':14} {'score':>8} {label:>8} {'moves':>6} {'wasted':>6} "
               f"{'seconds':>8}  error")
         for g in games:
             # The error quotes the program: its exception's message, its wrong answer.
             print(f"{g['seed']:>6}  {safe_text(g['outcome']):14} {g.get('score', 0):>8.0f} "
-                  f"{g.get('max_tile', 0):>8} {g.get('moves', 0):>6} {g.get('illegal_moves', 0):>6} "
+                  f"{_fmt_metric(spec.progress_value(g.get('metrics') or {})) if metric else '':>8} {g.get('moves', 0):>6} {g.get('illegal_moves', 0):>6} "
                   f"{g.get('wall_seconds', 0):>8.3f}  {safe_text(g.get('error', ''))}")
             if args.show and g.get("final_view") is not None:
                 label = "last board the program saw" if args.trusted else "final board"
@@ -256,8 +266,9 @@ def _run_play(args: argparse.Namespace) -> int:
         counts = ", ".join(f"{safe_text(k)} {v}" for k, v in sorted(summary["outcomes"].items()))
         mode = "trusted, in-process" if args.trusted else "sandbox"
         print(f"{summary['games']} games ({mode}): {counts}; mean score {summary['mean_score']:.1f}, "
-              f"median {summary['median_score']:.0f}, best {summary['best_score']:.0f}; best tile "
-              f"{summary['best_max_tile']}; won {summary['won_rate']:.0%}; {summary['moves']} moves in "
+              f"median {summary['median_score']:.0f}, best {summary['best_score']:.0f}; "
+              + (f"best {label} {_fmt_metric(summary['best_' + metric])}; " if metric else "")
+              + f"won {summary['won_rate']:.0%}; {summary['moves']} moves in "
               f"{seconds:.2f}s ({summary['games_per_second']:.1f} games/s, "
               f"{summary['moves_per_second']:.0f} moves/s)")
     return 0 if all(g["outcome"] in _PLAYED for g in games) else 1

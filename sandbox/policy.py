@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Iterable
 
-__all__ = ["Rule", "RULES", "CATEGORIES", "Policy", "DEFAULT_POLICY", "LOOP_NODES", "COMPREHENSION_NODES",
+__all__ = ["Rule", "RULES", "RUNTIME_BUILTINS", "CATEGORIES", "Policy", "DEFAULT_POLICY", "LOOP_NODES", "COMPREHENSION_NODES",
            "INTERNAL_ATTRIBUTES", "INTERNAL_ATTRIBUTE_PREFIXES", "is_internal_attribute", "is_private_name",
            "format_problem", "with_game_api", "game_policy"]
 
@@ -193,7 +193,11 @@ _ALLOWED_NODES = frozenset("""
     Invert Not UAdd USub Eq NotEq Lt LtE Gt GtE Is IsNot In NotIn
 """.split())
 
-_ALLOWED_BUILTINS = frozenset("""
+# The one table of builtins a strategy can ever be given: pure, deterministic functions and ordinary
+# exception classes. The runtime builds every program's builtins from it (sandbox.restricted.make_builtins,
+# narrowed to the policy's allowed_builtins), the default policy allows all of it, and a policy that allows
+# a name outside it is refused when it is built: the check would pass a program the runtime cannot run.
+RUNTIME_BUILTINS = frozenset("""
     len max min sum abs sorted reversed any all map filter zip enumerate range list tuple dict set
     int float str bool round divmod pow isinstance print True False None
     frozenset chr ord slice format type
@@ -201,6 +205,7 @@ _ALLOWED_BUILTINS = frozenset("""
     OverflowError RuntimeError TypeError ValueError ZeroDivisionError UnboundLocalError
     NotImplementedError StopIteration
 """.split())
+_ALLOWED_BUILTINS = RUNTIME_BUILTINS
 
 # Methods of list, dict, set, str and numbers. Mutating methods are fine: the board is a fresh
 # copy each call and mutable defaults / function attributes (the only state that would survive
@@ -253,6 +258,12 @@ class Policy:
     max_sequence_length: int = 100_000
     max_literal_length: int = 10_000
     max_check_steps: int = 1_000_000     # the checker's own work bound: exhausting it is a violation
+
+    def __post_init__(self) -> None:
+        extra = set(self.allowed_builtins) - RUNTIME_BUILTINS
+        if extra:
+            raise ValueError(f"Policy: builtin {sorted(extra)[0]!r} cannot be allowed: the sandbox runtime never gives "
+                             f"it to a program (it gives only sandbox.policy.RUNTIME_BUILTINS)")
 
     def nodes(self) -> frozenset[str]:
         """The AST node types allowed, switches included."""

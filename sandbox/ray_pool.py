@@ -7,7 +7,7 @@ hook, rlimits, the parent's wall-time kills and the determinism probe, exactly a
 machine. What moves is only who parents those children.
 
 Same records as the local pool. The driver plans every call with the runner's own planner
-(:class:`sandbox.runner._Planner`): the static check, which zygote plays a program and which
+(:class:`sandbox.planning.Planner`): the static check, which zygote plays a program and which
 probes it, how its seeds are split (the width is the number of actors), the heap shifts, the
 probe sample and its order all come from the pool's ``secret`` and are decided before any
 job leaves. Actors receive that secret, so their zygotes get the same two ``PYTHONHASHSEED``
@@ -35,8 +35,9 @@ import os
 import threading
 from typing import Any, Iterable, Mapping, Sequence
 
+from envs.registry import DEFAULT_GAME
 from sandbox.records import GameRecord, Limits
-from sandbox.runner import SandboxUnavailable, _judged, _Planner, _spec_origin
+from sandbox.planning import Planner, SandboxUnavailable, judged, spec_origin
 
 __all__ = ["RayPool", "RayUnavailable", "RAY_MISSING"]
 
@@ -106,7 +107,7 @@ def _job(ray: Any) -> str:
     return ray.get_runtime_context().get_job_id()
 
 
-class RayPool(_Planner):
+class RayPool(Planner):
     """A sandbox pool whose workers are Ray actors: ``run_many``, ``run``, ``warm``, ``close``, ``with``.
 
     ``workers`` (default: the CPUs the cluster has free) actors of one CPU each, each a
@@ -116,7 +117,7 @@ class RayPool(_Planner):
     own settings, ``RAY_ADDRESS`` or a local Ray). Thread-safe like ``WorkerPool``.
     """
 
-    def __init__(self, workers: int | None = None, game: str = "2048", secret: bytes | None = None, *,
+    def __init__(self, workers: int | None = None, game: str = DEFAULT_GAME, secret: bytes | None = None, *,
                  address: str | None = None) -> None:
         ray = _import_ray()
         self._ray = ray
@@ -219,7 +220,7 @@ class RayPool(_Planner):
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def run_many(self, sources: Sequence[str], game: str = "2048", seeds: Iterable[int] = (0,),
+    def run_many(self, sources: Sequence[str], game: str = DEFAULT_GAME, seeds: Iterable[int] = (0,),
                  limits: Limits | None = None, options: Mapping[str, Any] | None = None,
                  policy: Any = None, *, restricted: bool = True) -> list[list[GameRecord]]:
         """Play every seed with every source on the actors -> one list of records per source."""
@@ -230,7 +231,7 @@ class RayPool(_Planner):
         if not programs:
             return results
         ray, actors = self._ray, self._actors
-        origin = _spec_origin(plan.spec)
+        origin = spec_origin(plan.spec)
         # Work items: (program, job index) for games, (program, -1) for a probe. Actors are fed
         # as they finish, in batches that shrink with the queue (a quarter of an actor's share,
         # at most MAX_BATCH), so that no actor is left with a long tail; probes jump the queue
@@ -267,7 +268,7 @@ class RayPool(_Planner):
                     p = programs[i]
                     if c < 0:
                         answers, failure = out
-                        results[p.index] = _judged(results[p.index], probes.pop(i)[0], answers, failure, limits)
+                        results[p.index] = judged(results[p.index], probes.pop(i)[0], answers, failure, limits)
                         continue
                     shares[i][c] = out
                     left[i] -= 1
@@ -283,7 +284,7 @@ class RayPool(_Planner):
                         queue.appendleft((i, -1))
         return results
 
-    def run(self, source: str, game: str = "2048", seeds: Iterable[int] = (0,), limits: Limits | None = None,
+    def run(self, source: str, game: str = DEFAULT_GAME, seeds: Iterable[int] = (0,), limits: Limits | None = None,
             options: Mapping[str, Any] | None = None, policy: Any = None, *,
             restricted: bool = True) -> list[GameRecord]:
         """Play every seed with ``source`` -> one record per seed."""

@@ -109,14 +109,13 @@ class GameRecord:
     seed: int
     outcome: str                      # one of envs.outcomes.OUTCOMES
     score: float = 0.0
-    max_tile: int = 0
     moves: int = 0                    # moves that changed the board
     move_histogram: Mapping[str, int] = field(default_factory=dict)  # action name -> times returned
     moved_histogram: Mapping[str, int] = field(default_factory=dict)  # action name -> times it changed the board
     illegal_moves: int = 0            # returned moves that did not change the board
     wall_seconds: float = 0.0
     error: str = ""                   # truncated message for error/violation/timeout/crashed
-    metrics: Mapping[str, float] = field(default_factory=dict)       # every metric the game reports
+    metrics: Mapping[str, float] = field(default_factory=dict)       # every metric the game reports (2048: max_tile)
     final_view: Any = None            # the game's view of the final state (2048: tuple of row tuples)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from envs.registry import DEFAULT_GAME
 from sandbox.records import GameRecord, Limits
 
 __all__ = ["Step", "Replay", "ReplayError", "record_game", "record_games", "replay_moves"]
@@ -106,21 +107,25 @@ def _check_final(game: str, seed: int, record: GameRecord, steps: Sequence[Step]
                           f"the sandbox's record {record.score:g} in {record.moves}")
 
 
-def record_games(source: str, seeds: Iterable[int] = (0,), game: str = "2048",
-                 options: Mapping[str, Any] | None = None, limits: Limits | None = None) -> list[Replay]:
+def record_games(source: str, seeds: Iterable[int] = (0,), game: str = DEFAULT_GAME,
+                 options: Mapping[str, Any] | None = None, limits: Limits | None = None,
+                 policy: Any = None) -> list[Replay]:
     """Play each seed with ``source`` through the sandbox and rebuild every move on the engine -> one Replay per seed.
 
     The records are those :func:`sandbox.run` gives for the same program and seeds (the static check
-    first: a rejected program is never run and its replays have no steps). Raises :class:`ReplayError`
+    first: a rejected program is never run and its replays have no steps). ``policy`` defaults to the
+    game's with its API on, as the default reward specs score programs. Raises :class:`ReplayError`
     if the engine's replay and the sandbox's game ever disagree.
     """
+    from sandbox.policy import game_policy
     from sandbox.runner import WorkerPool  # heavy: imported on first use
 
     seeds = [int(s) for s in seeds]
     options = dict(options or {})
     # Calls come back grouped by game whichever worker played it: the seeds may share workers.
     with WorkerPool(workers=max(1, min(len(seeds), 4)), game=game) as pool:
-        recorded = pool.run(source, game, seeds, limits, options, record_calls=True)
+        recorded = pool.run(source, game, seeds, limits, options,
+                            policy if policy is not None else game_policy(game, True), record_calls=True)
     replays = []
     for game_calls in recorded:
         record, kept = game_calls.record, game_calls.calls
@@ -134,7 +139,7 @@ def record_games(source: str, seeds: Iterable[int] = (0,), game: str = "2048",
     return replays
 
 
-def record_game(source: str, seed: int = 0, game: str = "2048", options: Mapping[str, Any] | None = None,
-                limits: Limits | None = None) -> Replay:
+def record_game(source: str, seed: int = 0, game: str = DEFAULT_GAME, options: Mapping[str, Any] | None = None,
+                limits: Limits | None = None, policy: Any = None) -> Replay:
     """:func:`record_games` for one seed."""
-    return record_games(source, [seed], game, options, limits)[0]
+    return record_games(source, [seed], game, options, limits, policy)[0]

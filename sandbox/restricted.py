@@ -38,7 +38,8 @@ from typing import Any, Callable
 from RestrictedPython import compile_restricted_exec
 from RestrictedPython.transformer import IOPERATOR_TO_STR, RestrictingNodeTransformer, copy_locations
 
-from sandbox.policy import INTERNAL_ATTRIBUTES, format_problem, is_internal_attribute, is_private_name
+from sandbox.policy import (INTERNAL_ATTRIBUTES, RUNTIME_BUILTINS, format_problem, is_internal_attribute,
+                            is_private_name)
 
 __all__ = ["SAFE_BUILTIN_NAMES", "FORBIDDEN_BUILTIN_NAMES", "FORBIDDEN_EVENTS", "BLOCKED_ATTRIBUTES",
            "SandboxViolation", "GUARD", "set_allowed_attributes", "make_builtins", "needs_snapshots", "restricted_globals",
@@ -47,17 +48,9 @@ __all__ = ["SAFE_BUILTIN_NAMES", "FORBIDDEN_BUILTIN_NAMES", "FORBIDDEN_EVENTS", 
 
 ERROR_CHARS = 300                # error messages are truncated to this many characters
 
-# Builtins a strategy may ever get; the static policy may narrow this further. Pure,
-# deterministic functions and ordinary exception classes only.
-SAFE_BUILTIN_NAMES: tuple[str, ...] = (
-    "abs", "all", "any", "bool", "dict", "divmod", "enumerate", "filter", "float", "int",
-    "isinstance", "len", "list", "map", "max", "min", "pow", "range", "reversed", "round",
-    "set", "sorted", "str", "sum", "tuple", "zip", "frozenset", "print", "chr", "ord", "slice", "format",
-    "type", "True", "False", "None",
-    "Exception", "ArithmeticError", "LookupError", "ValueError", "TypeError", "IndexError",
-    "KeyError", "ZeroDivisionError", "OverflowError", "AttributeError", "NameError",
-    "RuntimeError", "AssertionError", "NotImplementedError", "StopIteration", "UnboundLocalError",
-)
+# Builtins a strategy may ever get: the policy's one table (sandbox.policy.RUNTIME_BUILTINS), which the
+# static policy may narrow further.
+SAFE_BUILTIN_NAMES: tuple[str, ...] = tuple(sorted(RUNTIME_BUILTINS))
 
 # Builtins that are never given; calling one of these names is a violation, not a NameError,
 # so the runtime layer reports the same category as the static check would.

@@ -46,12 +46,8 @@ only its own time.
 from __future__ import annotations
 
 import atexit
-import dataclasses
-import hashlib
 import json
-import math
 import os
-import random
 import select
 import shutil
 import signal
@@ -65,55 +61,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterable, Mapping, Sequence
 
 from envs.outcomes import OUTCOMES
-from sandbox.records import GameRecord, Limits, RecordedGame
+from envs.registry import DEFAULT_GAME
+from sandbox.planning import (ERROR_CHARS, PROBE_BOARDS, UNCHECKED, Malformed, Planner, SandboxUnavailable,
+                              freeze_view, judged, number)
+from sandbox.records import GameRecord, Limits
 # The wire protocol with the workers (framing, fork request, heartbeat page, message limit) is
 # described in sandbox.worker's docstring; its constants come from there and only from there.
 from sandbox.worker import FORK_REQUEST, FRAME, HB_BYTES, HB_EXIT, HB_GAME, HB_JOB, HB_TICK, MAX_MESSAGE_BYTES, PID
 
-__all__ = ["run", "run_many", "WorkerPool", "default_pool", "make_pool", "POOL_KINDS", "UNCHECKED",
+__all__ = ["run", "run_many", "WorkerPool", "default_pool", "UNCHECKED",
            "SandboxUnavailable", "PROBE_BOARDS"]
 
-PROBE_BOARDS = 32           # boards of a program's games asked again by the determinism probe
-PROBE_SLOWDOWN = 4.0        # a probe timeout counts when play answered that board this much faster
 STARTUP_SECONDS = 300.0     # a cold Numba cache compiles the engine at the first start
 FORK_SECONDS = 30.0         # a zygote answers a fork request within this (it only forks)
-ERROR_CHARS = 300
 # Outcomes a child may report (timeouts are the parent's to decide).
 WORKER_OUTCOMES = frozenset(OUTCOMES) - {"timeout"}
 
 
-class _Unchecked:
-    """Sentinel policy: skip the static check so only the runtime layers stand (tests, benchmarks)."""
-
-    def __repr__(self) -> str:
-        return "UNCHECKED"
-
-
-UNCHECKED: Any = _Unchecked()
-
-
-class SandboxUnavailable(RuntimeError):
-    """No worker process could be started (a broken installation, not a strategy's fault)."""
-
-
-class _Malformed(Exception):
-    """A worker sent something that is not a well-formed message."""
-
-
 # --- zygote and child process handles ----------------------------------------------------------
-
-
-def _spec_origin(spec: Any) -> list[str] | None:
-    """(module, file) that registers ``spec``, for games registered outside ``envs/``.
-
-    Zygotes are fresh interpreters that know only the games ``import envs`` registers; a game
-    registered elsewhere (a user's module, a test) is loaded in the child from this file.
-    """
-    module = sys.modules.get(getattr(spec.new_state, "__module__", "") or "")
-    if module is None or module.__name__.split(".")[0] == "envs":
-        return None
-    path = getattr(module, "__file__", None)
-    return [module.__name__, os.path.abspath(path)] if path else None
 
 
 def _package_root() -> str:
@@ -190,16 +155,16 @@ class _Framed:
             return None
         (size,) = FRAME.unpack(self.buffer[:FRAME.size])
         if size < 0 or size > MAX_MESSAGE_BYTES:
-            raise _Malformed(f"message of {size} bytes")
+            raise Malformed(f"message of {size} bytes")
         if len(self.buffer) < FRAME.size + size:
             return None
         payload, self.buffer = self.buffer[FRAME.size:FRAME.size + size], self.buffer[FRAME.size + size:]
         try:
             message = json.loads(payload)
         except (ValueError, RecursionError) as exc:
-            raise _Malformed(f"undecodable message ({type(exc).__name__})") from None
+            raise Malformed(f"undecodable message ({type(exc).__name__})") from None
         if not isinstance(message, dict):
-            raise _Malformed("a message that is not an object")
+            raise Malformed("a message that is not an object")
         return message
 
     def close(self) -> None:
@@ -212,7 +177,7 @@ class _Framed:
 class _Zygote:
     """A warm worker interpreter that forks one child per job (see :mod:`sandbox.worker`)."""
 
-    def __init__(self, hash_seed: int, game: str = "2048") -> None:
+    def __init__(self, hash_seed: int, game: str = DEFAULT_GAME) -> None:
         self.hash_seed = hash_seed
         self.base = tempfile.mkdtemp(prefix="codepolicy-sandbox-")
         self.workdir = os.path.join(self.base, "work")
@@ -242,7 +207,7 @@ class _Zygote:
                 detail = (message or {}).get("error") or _stderr_tail(stderr_path) or _describe_status(
                     self._exit_status())
                 raise SandboxUnavailable(f"a sandbox worker failed to start: {str(detail)[-800:]}")
-        except (_Malformed, EOFError, OSError) as exc:
+        except (Malformed, EOFError, OSError) as exc:
             self.kill()
             raise SandboxUnavailable(f"a sandbox worker failed to start: {exc}; "
                                      f"{_stderr_tail(stderr_path)}") from None
@@ -430,7 +395,7 @@ class _Child:
                     failure = ("timeout", f"the job took longer than {budget:.3g}s in all (worker killed)")
                 if failure:
                     break
-        except _Malformed as exc:
+        except Malformed as exc:
             failure = ("crashed", f"the worker sent malformed data ({str(exc)[:200]}); worker replaced")
         except EOFError:
             failure = ("crashed", self.exit_description())
@@ -463,71 +428,43 @@ def _failed_records(seeds: Sequence[int], done: int, failure: tuple[str, str],
     return out
 
 
-def _number(value: Any, name: str, low: float = 0.0, high: float = 1e18, integer: bool = False) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Malformed(f"{name} is not a number")
-    if integer and not isinstance(value, int):
-        raise _Malformed(f"{name} is not an integer")
-    if not math.isfinite(value) or not low <= value <= high:
-        raise _Malformed(f"{name} = {value!r} is out of range")
-    return value
-
-
-def _freeze_view(view: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
-    """A game view from a worker as nested tuples of numbers/strings, bounded in size."""
-    budget = [4096] if budget is None else budget
-    budget[0] -= 1
-    if budget[0] < 0 or depth > 4:
-        raise _Malformed("final view too large")
-    if isinstance(view, list):
-        return tuple(_freeze_view(v, depth + 1, budget) for v in view)
-    if isinstance(view, bool) or view is None:
-        return view
-    if isinstance(view, (int, float)):
-        return _number(view, "final view cell", -1e18, 1e18)
-    if isinstance(view, str) and len(view) <= 64:
-        return view
-    raise _Malformed("final view has an unexpected value")
-
-
 def _validate_game(msg: dict, index: int, seeds: Sequence[int], spec: Any, elapsed: float) -> GameRecord:
     """A GameRecord from a child's game message, after checking every field."""
     if msg.get("i") != index or index >= len(seeds) or msg.get("seed") != seeds[index]:
-        raise _Malformed(f"game message out of order (index {str(msg.get('i'))[:20]})")
+        raise Malformed(f"game message out of order (index {str(msg.get('i'))[:20]})")
     outcome = msg.get("outcome")
     if outcome not in WORKER_OUTCOMES:
-        raise _Malformed(f"unknown outcome {str(outcome)[:40]!r}")
+        raise Malformed(f"unknown outcome {str(outcome)[:40]!r}")
     error = msg.get("error", "")
     if not isinstance(error, str):
-        raise _Malformed("error is not a string")
+        raise Malformed("error is not a string")
     if "moves" not in msg:  # the program never loaded: nothing was played
         return GameRecord(seed=seeds[index], outcome=outcome, error=error[:ERROR_CHARS])
     answered = _histogram(msg.get("move_histogram"), spec, "move histogram")
     moved = _histogram(msg.get("moved_histogram"), spec, "moved histogram")
     metrics_in = msg.get("metrics")
     if not isinstance(metrics_in, dict) or not set(metrics_in) <= set(spec.metric_names):
-        raise _Malformed("bad metrics")
-    metrics = {k: float(_number(v, f"metric {k}", -1e18, 1e18)) for k, v in metrics_in.items()}
-    moves = _number(msg.get("moves"), "moves", integer=True)
-    illegal = _number(msg.get("illegal_moves"), "illegal moves", integer=True)
+        raise Malformed("bad metrics")
+    metrics = {k: float(number(v, f"metric {k}", -1e18, 1e18)) for k, v in metrics_in.items()}
+    moves = number(msg.get("moves"), "moves", integer=True)
+    illegal = number(msg.get("illegal_moves"), "illegal moves", integer=True)
     if sum(answered.values()) != moves + illegal:  # every valid answer either moved or not
-        raise _Malformed("histogram does not add up to the moves made")
+        raise Malformed("histogram does not add up to the moves made")
     if sum(moved.values()) != moves or any(moved[a] > answered[a] for a in spec.actions):
-        raise _Malformed("moved histogram does not add up to the moves made")
+        raise Malformed("moved histogram does not add up to the moves made")
     return GameRecord(
         seed=seeds[index], outcome=outcome,
-        score=float(_number(msg.get("score"), "score", -1e18, 1e18)),
-        max_tile=int(_number(msg.get("max_tile"), "max_tile", integer=True)),
+        score=float(number(msg.get("score"), "score", -1e18, 1e18)),
         moves=moves, move_histogram=answered, moved_histogram=moved, illegal_moves=illegal,
-        wall_seconds=float(_number(msg.get("wall_seconds"), "wall", 0.0, elapsed + 1.0)),
-        error=error[:ERROR_CHARS], metrics=metrics, final_view=_freeze_view(msg.get("final_view")),
+        wall_seconds=float(number(msg.get("wall_seconds"), "wall", 0.0, elapsed + 1.0)),
+        error=error[:ERROR_CHARS], metrics=metrics, final_view=freeze_view(msg.get("final_view")),
     )
 
 
 def _histogram(hist: Any, spec: Any, what: str) -> dict[str, int]:
     if not isinstance(hist, dict) or set(hist) != set(spec.actions):
-        raise _Malformed(f"bad {what}")
-    return {a: _number(hist[a], f"{what} count", integer=True) for a in spec.actions}
+        raise Malformed(f"bad {what}")
+    return {a: number(hist[a], f"{what} count", integer=True) for a in spec.actions}
 
 
 def _validate_sample(sample: Any, seed: int, limit: int, load: float = 0.0,
@@ -541,13 +478,13 @@ def _validate_sample(sample: Any, seed: int, limit: int, load: float = 0.0,
     if sample is None:
         return []
     if not isinstance(sample, list) or len(sample) > limit:
-        raise _Malformed("bad probe sample")
+        raise Malformed("bad probe sample")
     out = []
     for item in sample:
         if not (isinstance(item, list) and len(item) == 3 and isinstance(item[1], str) and len(item[1]) <= 64):
-            raise _Malformed("bad probe sample")
-        board = _freeze_view(item[0])  # bounded in size and types
-        out.append((seed, _thaw(board), item[1], float(_number(item[2], "sample seconds", 0.0, 1e6)), load, game))
+            raise Malformed("bad probe sample")
+        board = freeze_view(item[0])  # bounded in size and types
+        out.append((seed, _thaw(board), item[1], float(number(item[2], "sample seconds", 0.0, 1e6)), load, game))
     return out
 
 
@@ -559,142 +496,7 @@ def _thaw(view: Any) -> Any:
 # --- the pool ----------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class _Program:
-    """One runnable program of a ``run_many`` call: its game jobs (one per share of the seeds), then a probe."""
-
-    index: int          # its position among the call's sources
-    base: dict          # what every job of the program carries (source, game, limits, policy names)
-    key: str            # its secret key: which zygote, the probe sample, the heap shifts
-    zygote: int         # the zygote whose children play it; the other one's child probes it
-    jobs: list[dict]    # game jobs, in the order of the seeds
-
-
-@dataclasses.dataclass
-class _Plan:
-    """A ``run_many`` call worked out before anything runs."""
-
-    spec: Any
-    limits: Limits
-    results: list[list[GameRecord]]   # filled for programs the static check rejects; [] for the others
-    programs: list[_Program]
-    record_calls: bool = False        # every call of every game is kept (and probed), see run_many
-
-
-class _Planner:
-    """What decides the jobs of a ``run_many`` call: the pool secret, the job ids and the width.
-
-    :class:`WorkerPool` and ``sandbox.ray_pool.RayPool`` share it, so a program gets the same
-    zygote, shares of seeds, heap keys, probe sample and verdict from both: its records depend
-    on the secret and the width (``workers``), never on which process ran its jobs.
-    """
-
-    def __init__(self, workers: int, secret: bytes | None) -> None:
-        self.workers = max(1, int(workers))
-        self.secret = bytes(secret) if secret is not None else os.urandom(16)
-        self._job_ids = iter(range(1, 1 << 62))
-        self._id_lock = threading.Lock()
-
-    def _derive(self, *parts: Any) -> str:
-        """A hex digest of the pool secret and ``parts``: per-pool values no program can predict."""
-        text = json.dumps([str(p) for p in parts]).encode("utf-8", "surrogatepass")
-        return hashlib.sha256(self.secret + text).hexdigest()
-
-    def _next_id(self) -> int:
-        with self._id_lock:
-            return next(self._job_ids)
-
-    def _plan(self, sources: Sequence[str], game: str, seeds: Iterable[int], limits: Limits | None,
-              options: Mapping[str, Any] | None, policy: Any, restricted: bool, record_calls: bool = False) -> _Plan:
-        """Static rejections, and the game jobs of every other program (nothing runs yet).
-
-        ``record_calls``: the sample of each game holds every call, in order (see :meth:`_recorded`).
-        """
-        import envs
-
-        spec = envs.get(game)
-        seeds = [int(s) for s in seeds]
-        limits = limits or Limits()
-        options = dict(options or {})
-        spec.make(0, **options)  # unknown options: one clear ValueError now, not one per job
-        builtin_names, methods = _policy_names(policy)
-        api = _policy_api(policy, spec)
-        results: list[list[GameRecord]] = [[] for _ in sources]
-        runnable = []
-        for s, source in enumerate(sources):
-            rejection = _static_rejection(source, policy)
-            if rejection:
-                results[s] = [GameRecord(seed=seed, outcome="violation", error=rejection) for seed in seeds]
-            elif seeds:
-                runnable.append(s)
-        # Split each program's seeds so that every worker has work even for a single program.
-        chunks = max(1, min(len(seeds), -(-self.workers // max(1, len(runnable)))))
-        size = -(-len(seeds) // chunks) if seeds else 1
-        parts = [seeds[i:i + size] for i in range(0, len(seeds), size)]
-        per_game = max(2, -(-PROBE_BOARDS // max(1, len(seeds))))
-        if record_calls:
-            # The most calls a game can make: each move may follow stuck_moves - 1 wasted answers,
-            # and the last answer may end it. With a sample at least that large, the child's
-            # reservoir keeps every call in the order it was made.
-            per_game = max(per_game, (limits.max_moves + 1) * limits.stuck_moves)
-        firsts = [sum(len(p) for p in parts[:c]) for c in range(len(parts))]
-        recursion = _policy_recursion(policy)
-        origin = _spec_origin(spec)
-        programs = []
-        for s in runnable:
-            base = {"game": game, "origin": origin, "options": options,
-                    "limits": _limits_dict(limits), "source": sources[s],
-                    "builtins": builtin_names, "methods": methods, "restricted": restricted,
-                    "recursion": recursion, "api": api}
-            # (A relaxed policy's recursion and the game's API change what runs, so they are part of
-            # the program's key.)
-            key = self._derive("program", sources[s], game, options, builtin_names, methods, restricted,
-                               *(("recursion",) if recursion else ()), *(("api", *api) if api else ()))
-            z = int(key[:2], 16) & 1  # which zygote plays and which probes: drawn per program
-            jobs = [{**base, "seeds": part, "first": firsts[c], "id": self._next_id(),
-                     "heap": self._derive(key, "heap", c), "sample": {"count": per_game, "key": key}}
-                    for c, part in enumerate(parts)]
-            programs.append(_Program(s, base, key, z, jobs))
-        return _Plan(spec, limits, results, programs, record_calls)
-
-    @staticmethod
-    def _recorded(sample: list, games: int) -> list[tuple[tuple[Any, str], ...]]:
-        """Every (board, answer) call of each of a program's ``games``, in order, from its whole sample.
-
-        Read before the probe shuffles ``sample``; complete only when the plan had ``record_calls``.
-        """
-        calls: list[list[tuple[Any, str]]] = [[] for _ in range(games)]
-        for item in sample:
-            calls[item[5]].append((_freeze_view(item[1]), item[2]))
-        return [tuple(c) for c in calls]
-
-    @staticmethod
-    def _with_calls(records: list[GameRecord], calls: list | None) -> list[RecordedGame]:
-        """``records`` paired with their calls (none for a program that never ran)."""
-        return [RecordedGame(r, calls[i] if calls else ()) for i, r in enumerate(records)]
-
-    def _probe_job(self, program: _Program, sample: list) -> tuple[dict, list]:
-        """The probe of ``program`` from the calls its games kept, in the order of its jobs -> (job, boards).
-
-        Shuffles ``sample`` in place: the boards are asked out of the order they were played.
-        """
-        random.Random(program.key).shuffle(sample)
-        job = {**program.base, "id": self._next_id(), "heap": self._derive(program.key, "heap", "probe")}
-        return job, [item[1] for item in sample]
-
-
-def _judged(records: list[GameRecord], sample: list, answers: list[str], failure: tuple[str, str] | None,
-            limits: Limits) -> list[GameRecord]:
-    """``records`` after the probe: every record a violation when the replay disagrees with play."""
-    verdict = _probe_verdict(sample, answers, failure, limits)
-    if not verdict:
-        return records
-    # A violation the child already named keeps its name (it also explains the difference).
-    return [r if r.outcome == "violation" else dataclasses.replace(r, outcome="violation", error=verdict[:ERROR_CHARS])
-            for r in records]
-
-
-class WorkerPool(_Planner):
+class WorkerPool(Planner):
     """Warm sandbox zygotes and the threads that run jobs on forked children, used in parallel.
 
     ``workers`` (default: the CPU cores this process may use, at most 32) is how many children
@@ -707,7 +509,7 @@ class WorkerPool(_Planner):
     tests use it, to show the audit hook and process layers hold alone.
     """
 
-    def __init__(self, workers: int | None = None, game: str = "2048", secret: bytes | None = None) -> None:
+    def __init__(self, workers: int | None = None, game: str = DEFAULT_GAME, secret: bytes | None = None) -> None:
         super().__init__(workers if workers is not None else _available_cores(), secret)
         self.game = game
         self._zygotes: list[_Zygote | None] = [None, None]
@@ -787,15 +589,15 @@ class WorkerPool(_Planner):
             kind = message.get("t")
             if kind == "game":
                 records.append(_validate_game(message, len(records), seeds, spec, elapsed))
-                load = float(_number(message.get("load", 0.0), "load seconds", 0.0, elapsed + 1.0))
+                load = float(number(message.get("load", 0.0), "load seconds", 0.0, elapsed + 1.0))
                 sample.extend(_validate_sample(message.get("sample"), seeds[len(records) - 1], per_game, load,
                                                int(job.get("first", 0)) + len(records) - 1))
                 return False
             if kind == "done":
                 if len(records) != len(seeds):
-                    raise _Malformed("done before every game was reported")
+                    raise Malformed("done before every game was reported")
                 return True
-            raise _Malformed(f"unexpected message type {str(kind)[:40]!r}")
+            raise Malformed(f"unexpected message type {str(kind)[:40]!r}")
 
         child = self._fork(z)
         try:
@@ -822,14 +624,14 @@ class WorkerPool(_Planner):
                 answer = message.get("a")
                 if message.get("i") != len(answers) or len(answers) >= len(boards) or not (
                         isinstance(answer, str) and len(answer) <= 64):
-                    raise _Malformed("bad probe answer")
+                    raise Malformed("bad probe answer")
                 answers.append(answer)
                 return False
             if kind == "done":
                 if len(answers) != len(boards):
-                    raise _Malformed("done before every probe board was answered")
+                    raise Malformed("done before every probe board was answered")
                 return True
-            raise _Malformed(f"unexpected message type {str(kind)[:40]!r}")
+            raise Malformed(f"unexpected message type {str(kind)[:40]!r}")
 
         child = self._fork(z)
         try:
@@ -842,7 +644,7 @@ class WorkerPool(_Planner):
             return answers, (*failure, child.failed_loading)
         return answers, None
 
-    def run_many(self, sources: Sequence[str], game: str = "2048", seeds: Iterable[int] = (0,),
+    def run_many(self, sources: Sequence[str], game: str = DEFAULT_GAME, seeds: Iterable[int] = (0,),
                  limits: Limits | None = None, options: Mapping[str, Any] | None = None,
                  policy: Any = None, *, restricted: bool = True, record_calls: bool = False) -> list[list[Any]]:
         """Play every seed with every source, in parallel -> one list of records per source.
@@ -876,53 +678,17 @@ class WorkerPool(_Planner):
                 probes[p.index] = (sample, self._executor.submit(self._run_probe, 1 - p.zygote, job, boards, limits))
         for s, (sample, future) in probes.items():
             answers, failure = future.result()
-            results[s] = _judged(results[s], sample, answers, failure, limits)
+            results[s] = judged(results[s], sample, answers, failure, limits)
         if record_calls:
             return [self._with_calls(records, calls.get(s)) for s, records in enumerate(results)]
         return results
 
-    def run(self, source: str, game: str = "2048", seeds: Iterable[int] = (0,), limits: Limits | None = None,
+    def run(self, source: str, game: str = DEFAULT_GAME, seeds: Iterable[int] = (0,), limits: Limits | None = None,
             options: Mapping[str, Any] | None = None, policy: Any = None, *,
             restricted: bool = True, record_calls: bool = False) -> list[Any]:
         """Play every seed with ``source`` -> one record per seed (``record_calls``: see :meth:`run_many`)."""
         return self.run_many([source], game, seeds, limits, options, policy, restricted=restricted,
                              record_calls=record_calls)[0]
-
-
-def _probe_verdict(sample: list, answers: list[str], failure: tuple | None, limits: Limits) -> str:
-    """'' when the replayed answers agree with play, else the randomness violation's text (fails closed).
-
-    ``failure`` is (outcome, why[, while loading]). Each side is compared like with like: a
-    probe that stops on a board is judged against that board's time in play, one that
-    stops while loading the program against the time play took to load it.
-    """
-    if failure is not None and len(failure) > 2 and failure[2] and not answers and sample:
-        outcome, why = failure[0], failure[1]
-        loaded = max(item[4] if len(item) > 4 else 0.0 for item in sample)
-        if outcome == "timeout" and loaded * PROBE_SLOWDOWN >= limits.game_seconds:
-            return ""  # as slow to load in play: a loaded machine, not a program that behaves differently
-        return (f"randomness: loaded again in a fresh process, the strategy failed before its first answer "
-                f"(it loaded in {loaded:.3g}s during play): {why}")
-    for j, item in enumerate(sample):
-        seed, _board, answer, seconds = item[:4]
-        if j < len(answers):
-            if answers[j] != answer:
-                return (f"randomness: on a board of the game with seed {seed} the strategy answered {answer!r} "
-                        f"during play and {answers[j]!r} when asked again in a fresh process; its answer must "
-                        "depend only on the board (no state kept between calls, no randomness)")
-            continue
-        if failure is None:
-            return "randomness: the replay of the strategy's boards stopped early"
-        outcome, why = failure[0], failure[1]
-        if outcome == "timeout" and seconds * PROBE_SLOWDOWN >= limits.move_seconds:
-            return ""  # as slow in play: a loaded machine, not a program that behaves differently
-        return (f"randomness: asked again in a fresh process about a board of the game with seed {seed}, "
-                f"which it answered in {seconds:.3g}s during play, the strategy failed: {why}")
-    return ""
-
-
-def _limits_dict(limits: Limits) -> dict:
-    return dataclasses.asdict(limits)
 
 
 def _available_cores() -> int:
@@ -942,67 +708,6 @@ def _start(hash_seed: int, game: str) -> _Zygote:
         return _Zygote(hash_seed, game)
 
 
-def _policy_names(policy: Any) -> tuple[list[str] | None, list[str] | None]:
-    """(builtins, attribute names) the policy allows; None leaves the worker's safe defaults.
-
-    ``UNCHECKED`` skips only the static check: the runtime layers keep the default policy's lists.
-    """
-    if policy is None or policy is UNCHECKED:
-        from sandbox.policy import DEFAULT_POLICY
-
-        policy = DEFAULT_POLICY
-    out = []
-    for attr in ("allowed_builtins", "allowed_methods"):
-        names = getattr(policy, attr, None)
-        ok = names is not None and not callable(names) and not isinstance(names, str)
-        out.append(sorted(str(n) for n in names) if ok else None)
-    return out[0], out[1]
-
-
-def _policy_api(policy: Any, spec: Any) -> list[str]:
-    """The game API functions the policy gives the program (sorted names; none for ``UNCHECKED``).
-
-    The worker builds them from the game's own spec (:attr:`envs.registry.GameSpec.api`) for the
-    job's options; a name the game does not declare is a caller's mistake, refused here at once.
-    """
-    if policy is None or policy is UNCHECKED:
-        return []
-    names = getattr(policy, "api_names", None) or frozenset()
-    declared = {f.name for f in getattr(spec, "api", ())}
-    unknown = sorted(str(n) for n in names if n not in declared)
-    if unknown:
-        raise ValueError(f"the policy gives the game API function {unknown[0]!r}, which game {spec.name!r} "
-                         f"does not declare; it declares: {', '.join(sorted(declared)) or 'none'}")
-    return sorted(str(n) for n in names)
-
-
-def _policy_recursion(policy: Any) -> bool:
-    """Whether the runtime lets functions re-enter: only for a policy whose check allows recursion.
-
-    What the static check accepts, the runtime must accept: a relaxed policy (``allow_recursion``)
-    accepts recursive programs, so their recursion runs, bounded by the interpreter's recursion
-    depth (a RecursionError, the program's own error) and the time limits, like its loops.
-    ``UNCHECKED`` keeps the default policy's runtime, which refuses every re-entry.
-    """
-    return policy is not None and policy is not UNCHECKED and getattr(policy, "allow_recursion", False) is True
-
-
-def _static_rejection(source: str, policy: Any) -> str:
-    """'' when the static check passes (or is skipped), else the error text of its violations."""
-    if not isinstance(source, str):
-        return f"static check: the program is a {type(source).__name__}, not a str"
-    if policy is UNCHECKED:
-        return ""
-    from sandbox.check import check
-
-    verdict = check(source, policy)
-    if verdict.ok:
-        return ""
-    shown = "; ".join(str(v) for v in verdict.violations[:3])
-    more = f" (+{len(verdict.violations) - 3} more)" if len(verdict.violations) > 3 else ""
-    return f"static check: {shown}{more}"[:ERROR_CHARS]
-
-
 # --- module-level API ------------------------------------------------------------------------
 
 _DEFAULT: WorkerPool | None = None
@@ -1019,27 +724,7 @@ def default_pool() -> WorkerPool:
         return _DEFAULT
 
 
-POOL_KINDS = ("local", "ray")
-
-
-def make_pool(kind: str = "local", workers: int | None = None, *, game: str = "2048",
-              secret: bytes | None = None) -> Any:
-    """A new sandbox pool of ``kind``: "local" (a :class:`WorkerPool`, this machine's cores) or
-    "ray" (a ``sandbox.ray_pool.RayPool``, actors on the Ray cluster Ray's own settings name).
-
-    ``workers`` defaults to the local cores or the cluster's free CPUs. Both kinds give the
-    same records for the same ``secret`` and ``workers``; close the pool when done.
-    """
-    if kind == "local":
-        return WorkerPool(workers, game, secret)
-    if kind == "ray":
-        from sandbox.ray_pool import RayPool
-
-        return RayPool(workers, game, secret)
-    raise ValueError(f"unknown sandbox pool {kind!r}: expected one of {', '.join(map(repr, POOL_KINDS))}")
-
-
-def run(source: str, game: str = "2048", seeds: Iterable[int] = (0,), limits: Limits | None = None,
+def run(source: str, game: str = DEFAULT_GAME, seeds: Iterable[int] = (0,), limits: Limits | None = None,
         options: Mapping[str, Any] | None = None, pool: WorkerPool | None = None,
         policy: Any = None, *, record_calls: bool = False) -> list[Any]:
     """Check ``source``, then play one game per seed in a sandbox worker -> one record per seed.
@@ -1054,7 +739,7 @@ def run(source: str, game: str = "2048", seeds: Iterable[int] = (0,), limits: Li
     return (pool or default_pool()).run(source, game, seeds, limits, options, policy)
 
 
-def run_many(sources: Sequence[str], game: str = "2048", seeds: Iterable[int] = (0,),
+def run_many(sources: Sequence[str], game: str = DEFAULT_GAME, seeds: Iterable[int] = (0,),
              limits: Limits | None = None, options: Mapping[str, Any] | None = None,
              pool: WorkerPool | None = None, policy: Any = None) -> list[list[GameRecord]]:
     """Play the same seeds with many sources in parallel over the pool -> records per source."""

@@ -49,6 +49,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
+from envs.registry import DEFAULT_GAME
 from sandbox import restricted
 from sandbox.restricted import GUARD, LoadError, describe_exception, load_strategy
 
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     """Zygote entry: warm up, then fork one child per request until the parent closes the control socket."""
     argv = sys.argv[1:] if argv is None else argv
     control = socket.socket(fileno=int(argv[0]))
-    game = argv[1] if len(argv) > 1 else "2048"
+    game = argv[1] if len(argv) > 1 else DEFAULT_GAME
 
     def tell(message: dict) -> None:
         payload = json.dumps(message).encode()

@@ -1,18 +1,19 @@
-"""rewards.audit and sandbox.hacks: the default spec keeps every hack below honest play; broken specs are caught, naming the hack."""
+"""rewards.audit and envs.game2048.hacks: the default spec keeps every hack below honest play; broken specs are caught, naming the hack."""
 from __future__ import annotations
 
 import ast
 import dataclasses
 import json
 import math
-from importlib import resources
+from pathlib import Path
 
 import pytest
 
+import envs
 import rewards
 from rewards.audit import (HONEST_PLAY_KINDS, AuditReport, AuditRow, OrderCheck, Program, catalogue, fixed_examples,
                            spec_checks)
-from sandbox.hacks import HACKS, KINDS, get_hack, hacks
+from envs.game2048.hacks import HACKS, KINDS, get_hack, hacks
 
 GAMES = 2
 CHEAT_CHECK = "every cheat is caught and scores below zero"
@@ -36,7 +37,7 @@ def report(pool) -> AuditReport:
 
 
 def _default_toml() -> str:
-    return resources.files("rewards").joinpath("default_2048.toml").read_text(encoding="utf-8")
+    return Path(envs.get("2048").reward_spec).read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------ the hack catalogue
@@ -93,7 +94,7 @@ def test_catalogue_covers_every_technique_once_deduplicated():
     assert len({n.split("#")[0] for n in names if n.startswith("cheat:side_effect_")}) >= 6
     assert {f"hack:{h.name}" for h in HACKS} <= names
     assert {"baseline:corner", "baseline:greedy", "baseline:fixed"} <= names
-    from sandbox.hacks import API_HACKS
+    from envs.game2048.hacks import API_HACKS
 
     assert {f"hack:{h.name}" for h in API_HACKS} <= names
     for technique in cheats.API_TECHNIQUES:
@@ -160,7 +161,7 @@ def test_probe_evading_programs_are_caught_in_most_pools():
     # answers depend on an address is caught in most pools, not all (the README says so). Set
     # order is no longer among them: play and probe share the pool's hash seed.
     sandbox = _needs_sandbox()
-    from sandbox.hacks import HACKS
+    from envs.game2048.hacks import HACKS
 
     sources = {h.name: h.source for h in HACKS if h.kind == "probe"}
     caught = dict.fromkeys(sources, 0)

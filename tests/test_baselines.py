@@ -1,4 +1,4 @@
-"""Tests of envs.baselines, envs.expectimax and envs.baselines_cli."""
+"""Tests of envs.baselines, envs.game2048.expectimax and envs.baselines_cli."""
 from __future__ import annotations
 
 import argparse
@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envs import baselines as B
+from envs.game2048 import baselines as G
 from envs.baselines_cli import add_baselines
-from envs.expectimax import MAX_DEPTH, expectimax_move, expectimax_strategy, heuristic
+from envs.game2048.expectimax import MAX_DEPTH, expectimax_move, expectimax_strategy, heuristic
 from envs.game2048 import ACTIONS, slide, to_exponents
 
 TILES = [0, 0, 0, 2, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]
@@ -49,18 +50,18 @@ ALLOWED_BUILTINS = {"len", "max", "min", "sum", "abs", "sorted", "reversed", "an
                     "bool", "round", "divmod", "isinstance"}
 
 
-@pytest.mark.parametrize("name", sorted(B.SOURCES))
+@pytest.mark.parametrize("name", sorted(G.SOURCES))
 def test_source_parses_and_defines_strategy(name):
-    tree = ast.parse(B.SOURCES[name])
+    tree = ast.parse(G.SOURCES[name])
     top = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     assert [f.name for f in top] == ["strategy"]
     assert [a.arg for a in top[0].args.args] == ["board"]
-    assert callable(B.load(name))
+    assert callable(B.make(name))
 
 
-@pytest.mark.parametrize("name", sorted(B.SOURCES))
+@pytest.mark.parametrize("name", sorted(G.SOURCES))
 def test_source_obeys_the_no_loop_style(name):
-    tree = ast.parse(B.SOURCES[name])
+    tree = ast.parse(G.SOURCES[name])
     defined = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     defined |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
     defined |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments) for a in n.args}
@@ -83,7 +84,7 @@ def test_sources_pass_the_sandbox_check():
         from sandbox.check import check
     except ImportError as exc:
         pytest.skip(f"sandbox.check is not available yet ({exc})")
-    for name, source in B.SOURCES.items():
+    for name, source in G.SOURCES.items():
         verdict = check(source)
         assert verdict.ok, f"{name} rejected: " + "; ".join(map(str, verdict.violations))
 
@@ -91,7 +92,7 @@ def test_sources_pass_the_sandbox_check():
 def slide_helper():
     """The pure-Python slide pasted into the sources, as a callable ``slide(rows, move)``."""
     ns: dict = {}
-    exec("def helpers(board):" + B._SLIDE_HELPERS + "    return slide\n", ns)
+    exec("def helpers(board):" + G._SLIDE_HELPERS + "    return slide\n", ns)
     return lambda board, move: ns["helpers"](board)(board, move)
 
 
@@ -116,9 +117,9 @@ def test_source_slide_known_lines(case, left, gained):
 @settings(max_examples=60, deadline=None)
 @given(boards())
 def test_every_baseline_returns_an_action(board):
-    for name in B.SOURCES:
-        assert B.load(name)(board) in ACTIONS
-    assert B.random_strategy(0)(board) in ACTIONS
+    for name in G.SOURCES:
+        assert B.make(name)(board) in ACTIONS
+    assert G.random_strategy(0)(board) in ACTIONS
     assert expectimax_strategy(2)(board) in ACTIONS
 
 
@@ -127,7 +128,7 @@ def test_every_baseline_returns_an_action(board):
 def test_greedy_and_corner_only_make_moves_that_change_the_board(board):
     legal = moving(board)
     for name in ("greedy", "corner"):
-        move = B.load(name)(board)
+        move = B.make(name)(board)
         if legal:
             assert move in legal, f"{name} chose {move} on {board}; moves that change it: {legal}"
 
@@ -136,7 +137,7 @@ def test_greedy_and_corner_only_make_moves_that_change_the_board(board):
 @given(boards(), st.integers(0, 2**32))
 def test_random_strategy_is_seeded_and_legal(board, seed):
     legal = moving(board)
-    a, b = B.random_strategy(seed), B.random_strategy(seed)
+    a, b = G.random_strategy(seed), G.random_strategy(seed)
     picks = [a(board) for _ in range(5)]
     assert picks == [b(board) for _ in range(5)]
     if legal:
@@ -146,15 +147,15 @@ def test_random_strategy_is_seeded_and_legal(board, seed):
 def test_strategies_do_not_mutate_the_board():
     board = [[2, 2, 0, 4], [0, 4, 4, 0], [8, 0, 8, 2], [2, 0, 0, 2]]
     copy = [row[:] for row in board]
-    for name in B.SOURCES:
-        B.load(name)(board)
+    for name in G.SOURCES:
+        B.make(name)(board)
     expectimax_strategy(2)(board)
     assert board == copy
 
 
 def test_fixed_is_always_left():
-    assert B.load("fixed")([[0, 0, 0, 2]] + [[0] * 4] * 3) == "A"
-    assert B.load("fixed")([[2, 4, 8, 16]] + [[0] * 4] * 3) == "A"  # even when left changes nothing
+    assert B.make("fixed")([[0, 0, 0, 2]] + [[0] * 4] * 3) == "A"
+    assert B.make("fixed")([[2, 4, 8, 16]] + [[0] * 4] * 3) == "A"  # even when left changes nothing
 
 
 # --- expectimax ---------------------------------------------------------------------------
@@ -213,14 +214,14 @@ def test_baselines_rank_expectimax_greedy_corner_fixed():
 
 @pytest.mark.slow
 def test_baselines_rank_in_true_order_over_many_games():
-    means = mean_scores(list(B.NAMES), range(100, 160))
-    assert [n for n, _ in sorted(means.items(), key=lambda kv: -kv[1])] == list(B.NAMES), means
+    means = mean_scores(list(B.names()), range(100, 160))
+    assert [n for n, _ in sorted(means.items(), key=lambda kv: -kv[1])] == list(B.names()), means
 
 
 @pytest.mark.slow
 def test_expectimax_depth_2_often_reaches_2048():
     games = B.play_games(B.make("expectimax", depth=2), range(30))
-    assert sum(g["max_tile"] >= 2048 for g in games) >= 10
+    assert sum(g["metrics"]["max_tile"] >= 2048 for g in games) >= 10
 
 
 def test_games_are_reproducible():
@@ -253,11 +254,13 @@ def test_fixed_gets_stuck_quickly():
 
 
 def test_summarize_counts_tiles_and_reach():
-    games = [{"score": 100, "max_tile": 512, "moves": 10}, {"score": 300, "max_tile": 2048, "moves": 30},
-             {"score": 200, "max_tile": 128, "moves": 20}, {"score": 0, "max_tile": 512, "moves": 0}]
+    games = [{"score": 100, "metrics": {"max_tile": 512}, "moves": 10},
+             {"score": 300, "metrics": {"max_tile": 2048}, "moves": 30},
+             {"score": 200, "metrics": {"max_tile": 128}, "moves": 20},
+             {"score": 0, "metrics": {"max_tile": 512}, "moves": 0}]
     s = B.summarize("x", games, seconds=2.0)
     assert s.mean_score == 150 and s.max_score == 300 and s.mean_moves == 15
-    assert s.max_tiles == {128: 1, 512: 2, 2048: 1}
+    assert s.metric == "max_tile" and s.progress == {128: 1, 512: 2, 2048: 1} and s.mean_progress == 800
     assert s.reach == {512: 0.75, 1024: 0.25, 2048: 0.25}
     assert s.games_per_second == 2.0 and s.moves_per_second == 30.0
     with pytest.raises(ValueError, match="no games"):
@@ -265,12 +268,9 @@ def test_summarize_counts_tiles_and_reach():
 
 
 def test_unknown_names_are_clear_errors():
-    with pytest.raises(ValueError, match="nope"):
-        B.load("nope")
-    with pytest.raises(ValueError, match="nope"):
+    with pytest.raises(ValueError, match="no baseline 'nope'.*known: fixed, random, corner, greedy, expectimax"):
         B.make("nope")
-    with pytest.raises(ValueError, match="random"):
-        B.load("random")  # trusted-only: not a source
+    assert "random" not in B.sources("2048") and "expectimax" not in B.sources("2048")  # trusted only
 
 
 # --- CLI ------------------------------------------------------------------------------------
@@ -288,8 +288,8 @@ def test_cli_json(capsys):
     args = parser().parse_args(["baselines", "--games", "2", "--json", "--size", "3", "--depth", "1"])
     assert args.handler(args) == 0
     data = json.loads(capsys.readouterr().out)
-    assert [b["name"] for b in data["baselines"]] == list(B.NAMES)
-    assert data["size"] == 3 and all(b["games"] == 2 for b in data["baselines"])
+    assert [b["name"] for b in data["baselines"]] == list(B.names())
+    assert data["options"] == {"size": 3} and all(b["games"] == 2 for b in data["baselines"])
     assert set(data["baselines"][0]["reach"]) == {"512", "1024", "2048"}
 
 

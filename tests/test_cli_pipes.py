@@ -190,8 +190,8 @@ def test_no_parser_accepts_an_abbreviated_option():
 
 def test_a_near_miss_option_names_the_option_meant(capsys):
     with pytest.raises(SystemExit) as info:
-        main(["baselines", "--game", "chess"])
+        main(["bench", "--second", "0.5"])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "codepolicy baselines: error: unrecognized arguments: --game chess" in err
-    assert "did you mean --games?" in err and "invalid int value" not in err
+    assert "codepolicy bench: error: unrecognized arguments: --second 0.5" in err
+    assert "did you mean --seconds?" in err and "invalid float value" not in err

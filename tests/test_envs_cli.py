@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from codepolicy.cli import main
-from envs.bench import Row, format_table
+from envs.game2048.bench import Row, format_table
 
 
 def test_envs_lists_registered_games(capsys):

@@ -53,7 +53,7 @@ class FakeSandbox:
     def run_many(self, sources, game, seeds, limits=None, options=None, pool=None, policy=None):
         assert not any("import" in s for s in sources), "a non-compliant program was sent to run"
         self.runs.append((list(sources), list(seeds)))
-        return [[GameRecord(seed=s, outcome="finished", score=100.0 * len(src), max_tile=64, moves=50,
+        return [[GameRecord(seed=s, outcome="finished", score=100.0 * len(src), metrics={"max_tile": 64}, moves=50,
                             move_histogram={"W": 20, "A": 30}) for s in seeds] for src in sources]
 
 
@@ -225,7 +225,8 @@ FAST = Limits(max_moves=300, game_seconds=10.0)
 def test_real_group_is_deterministic_across_runs_and_worker_counts(pools):
     baselines = pytest.importorskip("envs.baselines")
     one, two = pools
-    completions = [fence(baselines.SOURCES["corner"]), fence(baselines.SOURCES["greedy"]), fence(OTHER),
+    sources = baselines.sources("2048")
+    completions = [fence(sources["corner"]), fence(sources["greedy"]), fence(OTHER),
                    fence(BAD), fence("def strategy(board):\n    return 7\n"),
                    fence("def strategy(board):\n    return board[9][9]\n"), "no code"]
     a = rewards.evaluate_group(completions, game="2048", seeds=[0, 1], spec=SPEC, pool=one, limits=FAST)
@@ -244,7 +245,7 @@ def test_real_baselines_rank_in_true_order(pools):
     baselines = pytest.importorskip("envs.baselines")
     seeds = list(range(6))
     names = ("greedy", "corner", "fixed")
-    out = rewards.evaluate_group([fence(baselines.SOURCES[n]) for n in names], game="2048", seeds=seeds, spec=SPEC,
+    out = rewards.evaluate_group([fence(baselines.sources("2048")[n]) for n in names], game="2048", seeds=seeds, spec=SPEC,
                                  pool=pools[1])
     totals = dict(zip(names, (b.total for b in out)))
     assert all(b.info["compliant"] == 1 for b in out)
@@ -259,7 +260,7 @@ def test_real_baselines_rank_in_true_order(pools):
             return move
 
         g = baselines.play_games(counting, [seed], max_moves=SPEC.limits.max_moves)[0]
-        records.append(GameRecord(seed=seed, outcome=g["outcome"], score=g["score"], max_tile=g["max_tile"],
+        records.append(GameRecord(seed=seed, outcome=g["outcome"], score=g["score"], metrics={"max_tile": g["metrics"]["max_tile"]},
                                   moves=g["moves"], move_histogram=histogram))
     ev = rewards.Evaluation(completion="", game="2048", source=OTHER, verdict=Verdict(True), records=tuple(records))
     totals["expectimax"] = rewards.score(ev, SPEC).total

@@ -1,5 +1,5 @@
 """The 2048 rules: Hypothesis properties, a differential test against a pure-Python
-reference written here, the issue's hand cases, bad-input errors, seeding and spawn odds."""
+reference written here, hand-worked cases, bad-input errors, seeding and spawn odds."""
 from __future__ import annotations
 
 import json

@@ -224,7 +224,7 @@ def test_every_api_abuse_is_the_programs_own_runtime_error(pool, abuses):
 
 
 def test_api_hacks_end_as_their_kind(pool):
-    from sandbox.hacks import API_HACKS
+    from envs.game2048.hacks import API_HACKS
 
     results = pool.run_many([h.source for h in API_HACKS], seeds=[0], policy=ON)
     for hack, records in zip(API_HACKS, results):
@@ -240,7 +240,7 @@ def test_api_hacks_end_as_their_kind(pool):
 
 
 def test_one_line_baselines_play_the_same_games(pool):
-    from envs.baselines import API_SOURCES, SOURCES
+    from envs.game2048.baselines import API_SOURCES, SOURCES
 
     seeds = [0, 1, 2]
     for name, source in API_SOURCES.items():

@@ -15,7 +15,7 @@ def suite():
 
 def test_budgets_and_sections_parse(suite):
     assert suite.parse_budget("", tiny=False) == suite.GPU_BUDGET
-    assert sum(suite.GPU_BUDGET.values()) <= 480  # the 8 minutes
+    assert sum(suite.GPU_BUDGET.values()) <= 480  # the suite's 8-minute budget
     assert sum(suite.TINY_BUDGET.values()) < 240  # CI: under 4 minutes
     assert set(suite.parse_budget("30", tiny=True).values()) == {30.0}
     b = suite.parse_budget("rollout=100,learn=50", tiny=False)

@@ -6,11 +6,13 @@ import dataclasses
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from envs.baselines import SOURCES
+from envs.game2048.baselines import SOURCES
 from envs.play import play_trusted
 from sandbox.records import GameRecord, Limits
-from sandbox.runner import PROBE_SLOWDOWN, UNCHECKED, WorkerPool, _probe_verdict
-from sandbox.hacks import get_hack
+from sandbox.planning import PROBE_SLOWDOWN, UNCHECKED
+from sandbox.planning import probe_verdict as _probe_verdict
+from sandbox.runner import WorkerPool
+from envs.game2048.hacks import get_hack
 from sandbox.strategies import clean_strategies
 
 LIMITS = Limits(move_seconds=0.5, game_seconds=5.0, max_moves=200, stuck_moves=5)
@@ -89,7 +91,7 @@ def test_a_game_abandoned_after_the_target_stays_stuck():
     # One loop decides: reaching the target and then repeating a dead move is "stuck", never "won".
     games = play_trusted(_plain("def strategy(board):\n    return 'W'\n"), seeds=range(30), target=4)
     assert {g["outcome"] for g in games} <= {"stuck", "finished"}
-    assert any(g["outcome"] == "stuck" and g["max_tile"] >= 4 for g in games)
+    assert any(g["outcome"] == "stuck" and g["metrics"]["max_tile"] >= 4 for g in games)
 
 
 # --- the determinism probe ------------------------------------------------------------------------

@@ -62,8 +62,11 @@ def test_warns_once_per_stretch_of_zero_variance_groups(tmp_path, capsys):
 
 def test_headline_figures():
     log = RunLogger.__new__(RunLogger)
+    log.metric = "max_tile"  # the game's progress metric (2048's)
     assert log.headline({"reward_mean": 0.1234, "max_tile": 256.0, "compliance": 0.5, "kl": 0.0012}) == {
-        "reward": "0.123", "tile": "256", "comply": "50%", "kl": "0.0012"}
+        "reward": "0.123", "best": "256", "comply": "50%", "kl": "0.0012"}
+    log.metric = None  # a logger that knows no game shows no progress figure
+    assert "best" not in log.headline({"reward_mean": 0.1, "max_tile": 256.0})
 
 
 def test_progress_bar_runs(tmp_path, capsys):

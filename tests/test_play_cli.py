@@ -6,7 +6,7 @@ import json
 import pytest
 
 from codepolicy.cli import main
-from envs.baselines import SOURCES
+from envs.game2048.baselines import SOURCES
 
 
 @pytest.fixture()
@@ -32,7 +32,7 @@ def test_trusted_and_sandbox_agree(greedy, capsys):
     sandboxed = json.loads(capsys.readouterr().out)["games"]
     assert main(args + ["--trusted"]) == 0
     trusted = json.loads(capsys.readouterr().out)["games"]
-    key = lambda g: (g["seed"], g["outcome"], g["score"], g["max_tile"], g["moves"])  # noqa: E731
+    key = lambda g: (g["seed"], g["outcome"], g["score"], g["metrics"]["max_tile"], g["moves"])  # noqa: E731
     assert list(map(key, sandboxed)) == list(map(key, trusted))
 
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import envs
 from bench_module import load
 from train import prompts
-from train.prompts import (API_EXAMPLES, COMPACT_OMITTED, MOVES_EXAMPLES, PREFILLS, SYSTEM_PROMPT, TEMPLATES,
+from train.prompts import (COMPACT_OMITTED, PREFILLS, SYSTEM_PROMPT, TEMPLATES,
                            answer_prefill, build_messages, build_prompt, compact_rules, prompt_text, template_examples,
                            uses_api)
 
@@ -209,7 +209,7 @@ def test_new_templates_have_their_parts():
     import sandbox
 
     game_example = envs.get("2048").example.strip()
-    moves_example = MOVES_EXAMPLES["2048"].strip()
+    moves_example = envs.get("2048").moves_example.strip()
     full = sandbox.DEFAULT_POLICY.describe().strip()
     compact = prompt_text("2048", template="compact")
     assert compact_rules() in compact and game_example in compact and full not in compact
@@ -232,7 +232,9 @@ def test_every_template_builds(template):
 
 
 def test_a_game_without_a_moves_example_is_told_so(monkeypatch):
-    monkeypatch.delitem(MOVES_EXAMPLES, "2048")
+    import dataclasses
+
+    monkeypatch.setitem(envs.registry._REGISTRY, "2048", dataclasses.replace(envs.get("2048"), moves_example=""))
     with pytest.raises(ValueError, match="template 'moves' needs a board-changing example"):
         prompt_text("2048", template="moves")
     assert prompt_text("2048", template="compact")  # the other templates do not need one
@@ -249,7 +251,7 @@ def test_every_example_passes_the_check_and_plays():
 
     examples = {e for t in TEMPLATES for e in template_examples("2048", t)}
     game_example = envs.get("2048").example.strip()
-    assert game_example in {e.strip() for e in examples} and MOVES_EXAMPLES["2048"] in examples
+    assert game_example in {e.strip() for e in examples} and envs.get("2048").moves_example in examples
     for example in examples:
         assert sandbox.check(example).ok, example
         b = _play(example)
@@ -265,9 +267,9 @@ def test_every_example_passes_the_check_and_plays():
 def test_the_moves_example_is_weak_on_purpose():
     # Copying the example must not be the best a sample can do: the same helper with a corner
     # order (A, W, D, S instead of A, D, W, S) earns more, and so does the corner baseline.
-    from envs.baselines import SOURCES
+    from envs.game2048.baselines import SOURCES
 
-    example = MOVES_EXAMPLES["2048"]
+    example = envs.get("2048").moves_example
     corner_order = example.split("def strategy")[0] + """def strategy(board):
     if any(map(moves, board)):
         return "A"
@@ -285,7 +287,7 @@ def test_the_moves_example_is_weak_on_purpose():
 
 def test_prompt_study_tells_copies_of_the_example():
     study = load("prompt_study")
-    example = MOVES_EXAMPLES["2048"]
+    example = envs.get("2048").moves_example
     relaid = "# mine\n" + example.replace("    # Does sliding this row left change it?\n", "")
     renamed = example.replace("moves", "can_go").replace("row", "line")
     edited = example.replace('return "S"', 'return "W"')
@@ -312,7 +314,7 @@ def test_prompt_study_smoke_with_the_tiny_model(tmp_path):
     assert saved["config"]["game_seeds"] == [2**31, 2**31 + 1] and saved["config"]["max_new_tokens"] == 128
     row = saved["conditions"]["api+return"]
     assert row["samples"] == 8 and row["groups"] == 1 and 0 <= row["zero_variance_groups"] <= 1
-    assert row["examples"] == [API_EXAMPLES["2048"]] and row["prompt_tokens"] > 0
+    assert row["examples"] == [envs.get("2048").api_example] and row["prompt_tokens"] > 0
     assert row["prefill"] == PREFILLS["return"] and row["stop_at_fence"] and row["game_api"]
     assert abs(sum(row["ends"].values()) - 1) < 1e-9
     bare = saved["conditions"]["compact+none/nostop"]
@@ -370,7 +372,7 @@ def test_api_templates_list_the_games_declared_functions():
     text = prompt_text("2048", template="api")
     for f in spec.api:
         assert f"`{f.signature}`: {f.doc}" in text
-    assert API_EXAMPLES["2048"].strip() in text
+    assert envs.get("2048").api_example.strip() in text
     assert uses_api("api") and uses_api("api_only") and not uses_api("compact")
     assert "legal_moves" not in prompt_text("2048", template="compact")
-    assert template_examples("2048", "api") == [API_EXAMPLES["2048"]]
+    assert template_examples("2048", "api") == [envs.get("2048").api_example]

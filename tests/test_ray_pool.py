@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import rewards
 import sandbox
-from envs.baselines import SOURCES
+from envs.game2048.baselines import SOURCES
 from sandbox.ray_pool import RAY_MISSING, RayPool, RayUnavailable
 from sandbox.records import GameRecord, Limits
 from sandbox.runner import UNCHECKED, WorkerPool
@@ -87,7 +87,7 @@ def test_import_sandbox_never_imports_ray():
 
 def test_rewards_never_read_the_measured_time():
     """The only record field that differs between pools (and runs) is time; no reward may depend on it."""
-    record = GameRecord(seed=0, outcome="finished", score=1200.0, max_tile=128, moves=150,
+    record = GameRecord(seed=0, outcome="finished", score=1200.0, metrics={"max_tile": 128}, moves=150,
                         move_histogram={"W": 50, "A": 50, "S": 25, "D": 25}, wall_seconds=0.25)
     evaluation = rewards.Evaluation(completion="", game="2048", source=SOURCES["corner"],
                                     verdict=sandbox.check(SOURCES["corner"]), records=(record,))

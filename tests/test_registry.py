@@ -72,7 +72,7 @@ def test_toy_game_outcomes():
     assert capped["outcome"] == "max_moves" and capped["moves"] == 2
     won = play_trusted(lambda line: "L" if _move(line, 0)[0] != line else "R", game="slide1d",
                        seeds=[0], target=4)[0]
-    assert won["outcome"] == "won" and won["max_tile"] >= 4
+    assert won["outcome"] == "won" and won["metrics"]["max_tile"] >= 4
 
 
 def test_2048_through_the_same_path():

@@ -167,7 +167,7 @@ def test_replay_prints_every_move_with_its_points_and_board(replays, capsys):
         assert f"move {k}/{n}: {step.move} (" in out and f"+{step.points:.0f}" in out
     assert f"score: {replay.record.score:.0f}\n" in out
     assert out.rstrip().endswith(f"seed {replay.seed}: finished, score {replay.record.score:.0f}, max tile "
-                                 f"{replay.record.max_tile}, {replay.record.moves} moves (0 wasted)")
+                                 f"{replay.record.metrics['max_tile']:g}, {replay.record.moves} moves (0 wasted)")
 
 
 def test_replay_reads_a_run_folder_and_a_completion(tmp_path, capsys):

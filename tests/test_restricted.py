@@ -470,7 +470,7 @@ def test_programs_that_may_grow_a_list_get_the_stand_ins(statement):
 
 
 def test_programs_that_cannot_grow_a_list_get_the_real_builtins():
-    from envs.baselines import SOURCES
+    from envs.game2048.baselines import SOURCES
     from sandbox.restricted import needs_snapshots
 
     # The baselines only build new lists; counters and item stores grow nothing.

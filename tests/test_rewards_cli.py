@@ -54,9 +54,11 @@ def test_score_prints_table_and_json(capsys, tmp_path):
 # ------------------------------------------------------------------ codepolicy audit
 
 def _default_toml() -> str:
-    from importlib import resources
+    from pathlib import Path
 
-    return resources.files("rewards").joinpath("default_2048.toml").read_text(encoding="utf-8")
+    import envs
+
+    return Path(envs.get("2048").reward_spec).read_text(encoding="utf-8")
 
 
 def test_audit_json_reports_rows_checks_and_exit_status(capsys):

@@ -9,9 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import envs
-from envs.baselines import SOURCES
+from envs.game2048.baselines import SOURCES
 from sandbox.records import OUTCOMES, GameRecord, Limits
-from sandbox.runner import UNCHECKED, WorkerPool, _Malformed, _validate_game
+from sandbox.planning import UNCHECKED
+from sandbox.planning import Malformed as _Malformed
+from sandbox.runner import WorkerPool, _validate_game
 
 SPEC = envs.get("2048")
 FAST = Limits(move_seconds=0.5, game_seconds=3.0, max_moves=60, stuck_moves=5)
@@ -62,14 +64,14 @@ def test_clean_strategy_matches_plain_execution(pool):
         records = pool.run(source, seeds=seeds, limits=FAST, policy=UNCHECKED)
         assert [r.seed for r in records] == seeds
         for r in records:
-            assert (r.score, r.max_tile, r.moves, r.illegal_moves) == plain_play(source, r.seed, FAST)
+            assert (r.score, r.metrics["max_tile"], r.moves, r.illegal_moves) == plain_play(source, r.seed, FAST)
     for r in records:
         assert r.outcome == "max_moves", r
         assert sum(r.move_histogram.values()) == r.moves + r.illegal_moves
         assert set(r.move_histogram) == set(SPEC.actions)
         assert set(r.metrics) == set(SPEC.metric_names)
         assert len(r.final_view) == 4 and all(len(row) == 4 for row in r.final_view)
-        assert max(map(max, r.final_view)) == r.max_tile
+        assert max(map(max, r.final_view)) == r.metrics["max_tile"]
         assert 0 < r.wall_seconds < FAST.game_seconds
 
 
@@ -288,7 +290,7 @@ def test_recursion_runs_exactly_where_the_policy_allows_it(pool):
     # What the relaxed check accepts, the runtime runs: the same game as plain Python.
     (r,) = pool.run(RECURSIVE, seeds=[2], limits=FAST, policy=relaxed)
     assert r.outcome in ("max_moves", "stuck", "finished"), r
-    assert (r.score, r.max_tile, r.moves, r.illegal_moves) == plain_play(RECURSIVE, 2, FAST)
+    assert (r.score, r.metrics["max_tile"], r.moves, r.illegal_moves) == plain_play(RECURSIVE, 2, FAST)
     (r,) = pool.run(RECURSIVE, seeds=[2], limits=FAST)
     assert r.outcome == "violation" and "static check" in r.error
     (r,) = pool.run(RECURSIVE, seeds=[2], limits=FAST, policy=UNCHECKED)  # the default runtime alone

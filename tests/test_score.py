@@ -29,7 +29,7 @@ def records(draw, outcomes=st.sampled_from(OUTCOMES)):
     padding = draw(st.dictionaries(st.sampled_from("WASD"), st.integers(0, 3000)))
     answered = {m: moved.get(m, 0) + padding.get(m, 0) for m in "WASD"}
     return GameRecord(seed=draw(st.integers(0, 100)), outcome=draw(outcomes), score=draw(st.floats(0, 3e5)),
-                      max_tile=draw(tiles), moves=sum(moved.values()), move_histogram=answered,
+                      metrics={"max_tile": draw(tiles)}, moves=sum(moved.values()), move_histogram=answered,
                       moved_histogram={m: moved.get(m, 0) for m in "WASD"},
                       illegal_moves=sum(padding.values()))
 
@@ -95,20 +95,20 @@ def test_ladder_of_totals():
     """Format reasons in order, then runtime error (= invalid output) < bad move (stuck) < plays.
 
     This test used to put an invalid output *above* a program stuck on one move: "Q" paid
-    0.61, more than "A" (issue 11). An invalid answer is a failure to answer: it totals
+    0.61, more than "A". An invalid answer is a failure to answer: it totals
     exactly what a raise does, and a program that never moved pays the full diversity penalty.
     """
     ladder = [Evaluation(completion="c", game="2048", format_error=FormatError(r, "m")) for r in FORMAT_REASONS]
     ladder += [
-        ran(GameRecord(seed=0, outcome="error", max_tile=4, error="NameError")),
-        ran(GameRecord(seed=0, outcome="stuck", max_tile=8, moves=6, move_histogram={"A": 11},
+        ran(GameRecord(seed=0, outcome="error", metrics={"max_tile": 4}, error="NameError")),
+        ran(GameRecord(seed=0, outcome="stuck", metrics={"max_tile": 8}, moves=6, move_histogram={"A": 11},
                        moved_histogram={"A": 6}, illegal_moves=5)),
-        ran(GameRecord(seed=0, outcome="finished", max_tile=16, score=40, moves=30,
+        ran(GameRecord(seed=0, outcome="finished", metrics={"max_tile": 16}, score=40, moves=30,
                        move_histogram={"A": 30}, moved_histogram={"A": 30})),
     ]
     totals = [rewards.score(e, SPEC).total for e in ladder]
     assert totals == sorted(totals) and len(set(totals)) == len(totals), totals
-    invalid = ran(GameRecord(seed=0, outcome="invalid_output", max_tile=4))
+    invalid = ran(GameRecord(seed=0, outcome="invalid_output", metrics={"max_tile": 4}))
     assert rewards.score(invalid, SPEC).total == totals[len(FORMAT_REASONS)]
 
 
@@ -137,9 +137,9 @@ def test_early_ending_programs_score_below_honest_ones(honest, early):
 
 
 def test_info_keys():
-    b = rewards.score(ran(GameRecord(seed=0, outcome="won", score=21000, max_tile=2048, moves=900,
+    b = rewards.score(ran(GameRecord(seed=0, outcome="won", score=21000, metrics={"max_tile": 2048}, moves=900,
                                      move_histogram={"W": 300, "A": 300, "S": 300}),
-                          GameRecord(seed=1, outcome="stuck", score=100, max_tile=32, moves=40,
+                          GameRecord(seed=1, outcome="stuck", score=100, metrics={"max_tile": 32}, moves=40,
                                      move_histogram={"A": 45})), SPEC)
     assert b.info["format_ok"] == 1 and b.info["compliant"] == 1 and b.info["played"] == 1
     assert b.info["max_tile"] == 2048 and b.info["mean_max_tile"] == 1040 and b.info["won_rate"] == 0.5
@@ -147,7 +147,7 @@ def test_info_keys():
     assert b.source == SOURCE
     failed = rewards.score(Evaluation(completion="", game="2048", format_error=FormatError("empty", "m")), SPEC)
     assert failed.info["format_ok"] == 0 and failed.info["played"] == 0 and failed.source is None
-    crashed = rewards.score(ran(GameRecord(seed=0, outcome="error", max_tile=4, error="x")), SPEC)
+    crashed = rewards.score(ran(GameRecord(seed=0, outcome="error", metrics={"max_tile": 4}, error="x")), SPEC)
     assert crashed.info["played"] == 0 and crashed.info["compliant"] == 1
 
 

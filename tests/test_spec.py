@@ -103,8 +103,31 @@ def test_with_rule_and_without():
 
 
 def test_default_spec_for_unknown_game():
-    with pytest.raises(ValueError, match="no default reward spec for game 'chess'; shipped: 2048"):
+    with pytest.raises(ValueError, match="no default reward spec: unknown game 'chess'; registered games: 2048"):
         rewards.default_spec("chess")
+
+
+def test_a_game_without_a_spec_file_gets_the_built_in_rules():
+    import envs
+    from envs.registry import register
+
+    from toy_game import TOY
+
+    register("slide1d", TOY)
+    try:
+        spec = rewards.default_spec("slide1d")
+    finally:
+        envs.registry._REGISTRY.pop("slide1d", None)
+    assert spec.game == "slide1d" and spec.names == tuple(rewards.spec.BUILTIN_WEIGHTS)
+    assert {t.name: t.weight for t in spec.terms} == dict(rewards.spec.BUILTIN_WEIGHTS) and not spec.options
+    # The 2048 file's weights are the built-in ones: a new game starts from what 2048 measured.
+    assert {t.name: t.weight for t in rewards.default_spec("2048").terms} == dict(rewards.spec.BUILTIN_WEIGHTS)
+
+
+@pytest.mark.parametrize("old, new", [("tile_weight", "progress_weight"), ("floor_tile", "floor")])
+def test_the_renamed_performance_parameters_say_their_new_names(old, new):
+    with pytest.raises(SpecError, match=f"rules.performance.{old} is now called '{new}'"):
+        RewardSpec.from_text(f'game = "2048"\n[rules.performance]\nweight = 1.0\n{old} = 0.5\n')
 
 
 def test_total_bounds():

@@ -61,7 +61,7 @@ def _load(source: str):
 @given(clean_strategies(), st.lists(boards, min_size=1, max_size=4))
 def test_clean_programs_answer_a_move_deterministically(source, board_list):
     tree = ast.parse(source)
-    # Module level: constants and helpers (allowed since issue 11), then strategy last.
+    # Module level: constants and helpers, then strategy last.
     kinds = [type(n).__name__ for n in tree.body if not isinstance(n, ast.Expr)]
     assert kinds[-1] == "FunctionDef" and tree.body[-1].name == "strategy"
     assert set(kinds) <= {"FunctionDef", "Assign", "AnnAssign"}

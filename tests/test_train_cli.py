@@ -122,9 +122,9 @@ def test_eval_samples_are_reproducible(tiny_dir):
 
 
 def test_summarize_and_report():
-    report = tevaluate.summarize(_toy(["AAAA", "def x: A", ""]))
+    report = tevaluate.summarize(_toy(["AAAA", "def x: A", ""]), "2048")
     assert report["samples"] == 3 and report["reward_max"] == 1.0 and report["format_ok"] == pytest.approx(1 / 3)
-    assert report["max_tile_counts"] == {"0": 3} and report["best_source"] == "AAAA"
+    assert report["progress_counts"] == {"0": 3} and report["best_source"] == "AAAA"
     table = tevaluate.format_report({"base": report, "adapter": report})
     assert table.splitlines()[0].split() == ["base", "adapter"] and "max tile none" in table
 
@@ -151,7 +151,7 @@ def test_run_report_gives_the_best_tile_of_the_whole_run(tmp_path):
     with RunLogger(tmp_path, total_steps=4, initial_step=2, use_tensorboard=False, progress=False) as log:
         history = [log.log(step, {"reward_mean": 0.25, "compliance": 0.5, "max_tile": tiles[step]}) for step in (2, 3)]
     summary = RunSummary(run_dir=str(tmp_path), steps_done=4, history=history, final=dict(history[-1]))
-    report = run_report(summary, steps=4)
+    report = run_report(summary, steps=4, game="2048")
     assert "reward mean: -0.500 (first step) -> 0.250 (last step)" in report
     assert report.splitlines()[2].endswith("compliance 50% (last step), best max tile 8")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.registry import GameSpec, register
+from envs.registry import Baseline, GameSpec, Hack, Progress, register
 
 # --- a toy game: "slide1d", 2048 on a single line of cells ----------------------------
 # Tiles on a line of `length` cells slide left ("L") or right ("R") and equal neighbours
@@ -72,6 +72,16 @@ def _legal_mask(state: Line) -> np.ndarray:
     return np.array([_move(state.cells, a)[0] != state.cells for a in (0, 1)], dtype=np.bool_)
 
 
+def _target(options) -> float:
+    return float(options["target"])
+
+
+# Sandboxable programs for the audit and the cross-game test: "moves" says whether sliding the line left
+# changes it (an empty cell before a tile, or two equal neighbours), so "sensible" never wastes a move.
+_MOVES = "def moves(line):\n    return any(map(lambda a, b: b and (a == 0 or a == b), line, line[1:]))\n\n\n"
+SENSIBLE = _MOVES + "def strategy(line):\n    return 'L' if moves(line) else 'R'\n"
+RIGHT_FIRST = _MOVES + "def strategy(line):\n    return 'R' if moves(line[::-1]) else 'L'\n"
+
 TOY = GameSpec(
     name="slide1d",
     actions=("L", "R"),
@@ -86,6 +96,19 @@ TOY = GameSpec(
     prompt="Tiles on one line; return 'L' or 'R'.",
     example="def strategy(line):\n    return 'L'\n",
     options={"length": 5, "target": 16},
+    progress=Progress(metric="max_tile", target=_target, scale="log2", floor=2.0, milestones=(8.0, 16.0)),
+    baselines=(
+        Baseline("left", "always left: a constant move (ends stuck)", "def strategy(line):\n    return 'L'\n",
+                 honest=False),
+        Baseline("sensible", "left when it changes the line, else right", SENSIBLE),
+        Baseline("right_first", "right when it changes the line, else left", RIGHT_FIRST),
+    ),
+    hacks=(
+        Hack("answer_up", "invalid", "def strategy(line):\n    return 'up'\n", "the format grade of a program that runs"),
+        Hack("raise", "error", "def strategy(line):\n    raise ValueError('no')\n", "the grade of a program that runs"),
+        Hack("unchecked", "unchecked", "def strategy(line):\n    return 'L' if line[0] else 'R'\n",
+             "a plan that never checks its move changes the line"),
+    ),
 )
 
 register("slide1d", TOY)

@@ -180,24 +180,29 @@ def _train(args: argparse.Namespace) -> int:
           f"{config.prompts_per_step}x{config.group_size} completions, up to {config.max_new_tokens} new tokens"
           f"{f' on {ranks} ranks' if launched() else ''} -> {safe_text(config.output_dir)}", file=sys.stderr)
     summary = train(config, resume=bool(args.resume), progress=False if args.no_progress else None)
-    print(run_report(summary, config.steps))
+    print(run_report(summary, config.steps, config.game))
     return 130 if summary.interrupted else 0
 
 
-def run_report(summary: Any, steps: int) -> str:
-    """The lines ``codepolicy train`` ends with: where the run is, how far it got, its figures, its best program."""
+def run_report(summary: Any, steps: int, game: str | None = None) -> str:
+    """The lines ``codepolicy train`` ends with: where the run is, how far it got, its figures (with ``game``'s
+    progress metric), its best program."""
     lines = [f"run dir: {safe_text(summary.run_dir)}"]
     stopped = f" (interrupted: continue with --resume {safe_text(summary.run_dir)})" if summary.interrupted else ""
     lines.append(f"steps: {summary.steps_done}/{steps}{stopped}, {summary.seconds:.0f} s")
     records = _run_records(summary)
     if records:
         first, last = records[0], records[-1]
-        # The best tile of the whole run (a resumed run's earlier steps included), not the last step's.
-        best_tile = max((float(r["max_tile"]) for r in records if isinstance(r.get("max_tile"), (int, float))),
-                        default=0.0)
+        from train.metrics import progress_metric
+
+        metric = progress_metric(game)
+        # The best progress of the whole run (a resumed run's earlier steps included), not the last step's.
+        best = max((float(r[metric]) for r in records if isinstance(r.get(metric), (int, float))),
+                   default=0.0) if metric else None
         lines.append(f"reward mean: {first.get('reward_mean', float('nan')):.3f} (first step) -> "
                      f"{last.get('reward_mean', float('nan')):.3f} (last step); compliance "
-                     f"{100 * (last.get('compliance') or 0):.0f}% (last step), best max tile {best_tile:.0f}")
+                     f"{100 * (last.get('compliance') or 0):.0f}% (last step)"
+                     + (f", best {metric.replace('_', ' ')} {best:g}" if metric else ""))
     if summary.best:
         lines.append(f"best program: total {summary.best[0]['total']:.3f} -> "
                      f"{safe_text(Path(summary.run_dir) / 'best' / 'best-1.py')}")

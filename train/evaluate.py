@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from sandbox.text import safe_text  # program text and input names on the terminal
 from train.config import TrainConfig, check_model, current_keys, held_out_seeds
-from train.metrics import best_index, max_tile_counts, reward_figures
+from train.metrics import best_index, progress_counts, progress_metric, reward_figures
 
 if TYPE_CHECKING:
     from rewards import Breakdown, RewardFn
@@ -44,7 +44,7 @@ def evaluate_policy(policy: Any, backend: "RolloutBackend", config: TrainConfig,
     """Sample ``samples`` completions of the first prompt, score them on held-out games; figures as ``eval/*``."""
     import torch
 
-    from train.loop import resolve_games, sampling_params
+    from train.task import resolve_games, sampling_params
     from train.policy import autocast
 
     n = samples or config.eval_samples
@@ -54,7 +54,7 @@ def evaluate_policy(policy: Any, backend: "RolloutBackend", config: TrainConfig,
         rollout = backend.generate([prompts[0]], n, sampling, seed)
     breakdowns = reward_fn([sampling.prefill + t for t in rollout.texts],
                            seeds=held_out_seeds(resolve_games(config)))
-    return {f"eval/{k}": v for k, v in reward_figures(breakdowns).items()}
+    return {f"eval/{k}": v for k, v in reward_figures(breakdowns, config.game).items()}
 
 
 # ----------------------------------------------------------------------------- codepolicy eval
@@ -155,13 +155,15 @@ def sample_completions(model: Any, tokenizer: Any, prompt: str, n: int, *, max_n
     return texts
 
 
-def summarize(breakdowns: Sequence["Breakdown"]) -> dict[str, Any]:
-    """A model's report: :func:`train.metrics.reward_figures`, the max-tile distribution and its best program."""
+def summarize(breakdowns: Sequence["Breakdown"], game: str | None = None) -> dict[str, Any]:
+    """A model's report: :func:`train.metrics.reward_figures`, the distribution of ``game``'s progress metric
+    (``progress_metric`` and ``progress_counts``: 2048's best max tiles) and its best program."""
     best = best_index(breakdowns)
     return {
         "samples": len(breakdowns),
-        **reward_figures(breakdowns),
-        "max_tile_counts": max_tile_counts(breakdowns),
+        **reward_figures(breakdowns, game),
+        "progress_metric": progress_metric(game),
+        "progress_counts": progress_counts(breakdowns, game),
         "best_total": float(breakdowns[best].total) if best is not None else float("nan"),
         "best_source": breakdowns[best].source if best is not None else None,
     }
@@ -183,12 +185,15 @@ def format_report(reports: dict[str, dict[str, Any]]) -> str:
     row("passes check (compliant)", lambda r: f"{100 * r.get('compliance', 0.0):.0f}%")
     row("played", lambda r: f"{100 * r.get('played', 0.0):.0f}%")
     row("mean score (played)", lambda r: f"{r.get('score_mean_played', 0.0):.0f}")
-    row("best max tile", lambda r: str(int(r.get("max_tile", 0))))
+    metric = next((r.get("progress_metric") for r in reports.values() if r.get("progress_metric")), None)
+    label = (metric or "").replace("_", " ")
+    if metric:
+        row(f"best {label}", lambda r: f"{float(r.get(metric, 0.0)):g}")
     for key in sorted({k for r in reports.values() for k in r if k.startswith("rule/")}):
         row(f"rule {safe_text(key[5:])}", lambda r, k=key: f"{r.get(k, nan):.3f}")
-    tiles = sorted({int(t) for r in reports.values() for t in r["max_tile_counts"]})
-    for t in tiles:
-        row(f"max tile {t if t else 'none'}", lambda r, k=str(t): str(r["max_tile_counts"].get(k, 0)))
+    values = sorted({k for r in reports.values() for k in r.get("progress_counts", {})}, key=float)
+    for v in values:
+        row(f"{label} {v if float(v) else 'none'}", lambda r, k=v: str(r.get("progress_counts", {}).get(k, 0)))
     width = max(len(label) for label, _ in rows)
     cols = [max(len(n), *(len(v[i]) for _, v in rows)) for i, n in enumerate(names)]
     lines = [" " * width + "  " + "  ".join(n.rjust(c) for n, c in zip(names, cols))]
@@ -253,12 +258,13 @@ def evaluate_models(*, model: str | None = None, adapter: str | None = None, bas
     stop = bool(pick(stop_at_fence, "stop_at_fence", defaults.stop_at_fence))
     import envs
     from rewards.cli import load_user_spec
-    from train.prompts import answer_prefill, uses_api
+    from train.prompts import answer_prefill
+    from train.task import with_template_api
 
     envs.get(game)
     check_model(model_name)
     prefill_text = answer_prefill(template, prefill_name)
-    reward_spec = dataclasses.replace(load_user_spec(spec_path, game=game), game_api=uses_api(template))
+    reward_spec = with_template_api(load_user_spec(spec_path, game=game), template)
     reward_fn = _reward_fn(game, reward_spec)
     if seeds is None:
         seeds = held_out_seeds(int(run_config.get("games_per_completion") or 0) or reward_spec.games)
@@ -291,7 +297,7 @@ def evaluate_models(*, model: str | None = None, adapter: str | None = None, bas
         say(f"{name}: scoring {len(texts)} completions on {len(seeds)} game{'s' if len(seeds) != 1 else ''} each")
         breakdowns = reward_fn(texts, seeds=seeds)
         t2 = time.perf_counter()
-        reports[name] = summarize(breakdowns) | {"sample_seconds": t1 - t0, "reward_seconds": t2 - t1}
+        reports[name] = summarize(breakdowns, game) | {"sample_seconds": t1 - t0, "reward_seconds": t2 - t1}
         scored[name] = [{"answer": t, "total": float(b.total), "values": dict(b.values),
                          "info": dict(b.info or {}), "source": b.source} for t, b in zip(texts, breakdowns)]
         say(f"{name}: {len(texts)} samples in {t1 - t0:.1f} s, scored in {t2 - t1:.1f} s")

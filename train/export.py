@@ -114,13 +114,17 @@ def find_checkpoint(run_dir: str | os.PathLike, step: int | None = None) -> Path
 _FIGURES = (("reward_mean", "reward mean", "{:.3f}"), ("reward_std", "reward std", "{:.3f}"),
             ("format_ok", "extractable function", "{:.1%}"), ("compliance", "passes the static check", "{:.1%}"),
             ("played", "played games", "{:.1%}"), ("score_mean_played", "mean score (programs that played)", "{:.0f}"),
-            ("mean_max_tile", "mean max tile", "{:.1f}"), ("max_tile", "best max tile", "{:.0f}"),
             ("won_rate", "won", "{:.1%}"))
 
 
-def _figures_table(record: dict, prefix: str) -> list[str]:
+def _figures_table(record: dict, prefix: str, game: str | None) -> list[str]:
+    from train.metrics import progress_metric
+
+    metric = progress_metric(game) if game else None
+    label = (metric or "").replace("_", " ")
+    progress = ((f"mean_{metric}", f"mean {label}", "{:.1f}"), (metric, f"best {label}", "{:g}")) if metric else ()
     rows = []
-    for key, label, fmt in _FIGURES:
+    for key, label, fmt in _FIGURES + progress:
         value = record.get(prefix + key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             rows.append(f"| {label} | {fmt.format(value)} |")
@@ -163,13 +167,13 @@ def model_card(run: Path, step: int, base_model: str, note: str, merged: bool, c
         last = held[-1]
         samples = config.get("eval_samples", "?")
         lines += [f"Run's held-out evaluation at step {int(last['step']) + 1} ({samples} sampled programs, each "
-                  "played on games training never plays):", "", *_figures_table(last, "eval/")]
+                  "played on games training never plays):", "", *_figures_table(last, "eval/", config.get("game"))]
     else:
         lines.append(f"The run logged no held-out evaluation up to step {step} (see its `eval_interval`); "
                      "`codepolicy eval --adapter RUN` measures one.")
     if records:
         lines += ["", f"The last training batch (step {int(records[-1]['step']) + 1}, training games, not held out):",
-                  "", *_figures_table(records[-1], "")]
+                  "", *_figures_table(records[-1], "", config.get("game"))]
     best = read_best(run)
     if best:
         source = best[0]["source"].rstrip("\n")

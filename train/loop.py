@@ -44,13 +44,14 @@ from train.grpo import (LossOutput, gdpo_advantages, group_advantages, overlong_
                         sampler_correction)
 from train.interrupt import Abandon, StopRequest, deferred_sigint
 from train.logprobs import batched_logprobs, micro_batches, sequence_logprobs
-from train.metrics import reward_figures
+from train.metrics import progress_metric, reward_figures
 from train.policy import add_lora, autocast, check_trainable_dtype, device_of, make_optimizer
-from train.rollout import Rollout, RolloutBackend, SamplingParams, encode_prompts, gather_rows, make_backend
+from train.rollout import Rollout, RolloutBackend, encode_prompts, gather_rows, make_backend
 from train.stopping import END_REASONS
+from train.task import resolve_games, reward_spec, sampling_params
 
 if TYPE_CHECKING:
-    from rewards import Breakdown, RewardFn, RewardSpec
+    from rewards import Breakdown, RewardFn
 
 __all__ = [
     "RunSummary",
@@ -59,7 +60,6 @@ __all__ = [
     "grpo_step",
     "train",
     "default_reward_fn",
-    "resolve_games",
 ]
 
 
@@ -100,36 +100,6 @@ def step_plan(config: TrainConfig, step: int, num_prompts: int, round: int = 0) 
                   for _ in range(config.prompts_per_step))
     s1, s2 = (int(x) for x in rng.integers(0, 2**62, size=2))
     return StepPlan(idx, seeds, s1, s2)
-
-
-def resolve_games(config: TrainConfig) -> int:
-    """Games each completion plays: ``config.games_per_completion``, or the reward spec's ``games`` when 0."""
-    if config.games_per_completion:
-        return config.games_per_completion
-    import rewards
-
-    return rewards.load_spec(config.reward_spec or None, game=config.game).games
-
-
-def sampling_params(config: TrainConfig) -> SamplingParams:
-    """How the run samples: length, temperature, top-p, the answer prefill its prompts end with, the fence stop."""
-    from train.prompts import answer_prefill
-
-    return SamplingParams(config.max_new_tokens, config.temperature, config.top_p, stop_at_fence=config.stop_at_fence,
-                          prefill=answer_prefill(config.prompt_template, config.answer_prefill))
-
-
-def reward_spec(config: TrainConfig) -> "RewardSpec":
-    """The run's reward spec (the game's default when none is named), its game API switched as the template says.
-
-    A template that lists the game's functions scores programs with them callable; every other template keeps
-    the bare task, where a call to one is refused like any unknown name.
-    """
-    import rewards
-    from train.prompts import uses_api
-
-    spec = rewards.load_spec(config.reward_spec or None, game=config.game)
-    return dataclasses.replace(spec, game_api=uses_api(config.prompt_template))
 
 
 def default_reward_fn(config: TrainConfig, ranks: Ranks = SINGLE) -> "RewardFn":
@@ -299,7 +269,7 @@ def grpo_step(policy: Any, backend: RolloutBackend, optimizer: torch.optim.Optim
     metrics["completion_len_mean"] = float(lengths.mean())
     metrics["completion_len_max"] = float(lengths.max())
     metrics["truncation_rate"] = float(truncated.mean())
-    metrics.update(reward_figures(breakdowns))
+    metrics.update(reward_figures(breakdowns, config.game))
     if stop is not None and ranks.any(stop.requested):
         raise Abandon
 
@@ -574,8 +544,8 @@ def _train(config: TrainConfig, ranks: Ranks, device: str, reward_fn: "RewardFn 
     backend.reserve(max(config.batch_size // ranks.world, eval_rows),
                     max(len(r) for r in encode_prompts(tokenizer, prompts)), config.max_new_tokens)
     # Rank 0 logs for the run; the other ranks' logger writes nothing.
-    logger = (RunLogger(run_dir, total_steps=config.steps, initial_step=start_step, progress=progress)
-              if ranks.main else None)
+    logger = (RunLogger(run_dir, total_steps=config.steps, initial_step=start_step, progress=progress,
+                        metric=progress_metric(config.game)) if ranks.main else None)
     summary = RunSummary(run_dir=str(run_dir), steps_done=start_step)
 
     def save(step: int, **extra: Any) -> None:

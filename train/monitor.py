@@ -33,9 +33,9 @@ PLOT_FILE = "curves.png"
 
 # Progress-bar label -> metric names looked up in order (first one present wins), so the bar
 # stays useful if the trainer names a figure slightly differently.
+# The game's progress metric (2048: max_tile) joins as "best" when the logger knows it.
 HEADLINE: dict[str, tuple[str, ...]] = {
     "reward": ("reward_mean", "reward/mean", "reward"),
-    "tile": ("max_tile", "max_tile_max", "best_max_tile"),
     "comply": ("compliance", "compliance_rate", "compliant"),
     "kl": ("kl", "kl_mean"),
 }
@@ -93,8 +93,10 @@ class RunLogger:
     """
 
     def __init__(self, run_dir: str | os.PathLike, total_steps: int, use_tensorboard: bool | None = None,
-                 *, initial_step: int = 0, top_k: int = 5, progress: bool | None = None) -> None:
+                 *, initial_step: int = 0, top_k: int = 5, progress: bool | None = None,
+                 metric: str | None = None) -> None:
         self.run_dir = Path(run_dir)
+        self.metric = metric  # the game's progress metric, shown as "best" on the progress bar
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.total_steps = int(total_steps)
         self.top_k = int(top_k)
@@ -151,13 +153,17 @@ class RunLogger:
         return record
 
     def headline(self, metrics: Mapping[str, Any]) -> dict[str, str]:
-        """The progress-bar figures of one record: reward mean, max tile, compliance, KL."""
+        """The progress-bar figures of one record: reward mean, the game's progress metric, compliance, KL."""
         out: dict[str, str] = {}
-        for label, names in HEADLINE.items():
+        headline = dict(HEADLINE)
+        if self.metric:
+            headline = {"reward": HEADLINE["reward"], "best": (self.metric,),
+                        **{k: v for k, v in HEADLINE.items() if k != "reward"}}
+        for label, names in headline.items():
             value = _first(metrics, names)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                if label == "tile":
-                    out[label] = f"{value:.0f}"
+                if label == "best":
+                    out[label] = f"{value:g}"
                 elif label == "comply":
                     out[label] = f"{100 * value:.0f}%"
                 elif label == "kl":
@@ -264,8 +270,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def _best_file_text(rank: int, entry: Mapping[str, Any]) -> str:
     info = entry.get("info") or {}
-    facts = ", ".join(f"{k} {_fmt(info[k])}" for k in ("mean_score", "max_tile", "mean_max_tile", "won_rate",
-                                                         "compliant") if k in info)
+    facts = ", ".join(f"{k} {_fmt(info[k])}" for k in info if k in ("mean_score", "won_rate", "compliant")
+                      or (f"mean_{k}" in info and k != "score") or (k.startswith("mean_") and k[5:] in info))
     lines = [f"# codepolicy best strategy #{rank}",
              f"# total reward: {entry['total']:.4f}" + (f" (step {entry['step']})" if entry.get("step") is not None else "")]
     if facts:  # one comment line, whatever the figures hold: nothing in it may become code
@@ -327,15 +333,34 @@ def read_warm_start(run_dir: str | os.PathLike) -> list[dict]:
     return [by_round[r] for r in sorted(by_round)]
 
 
-# (title, [(metric names to try, label)]) per panel.
+# (title, [(metric names to try, label)]) per panel; the game's progress panel goes in as the third.
 _PANELS: list[tuple[str, list[tuple[tuple[str, ...], str]]]] = [
     ("reward", [(("reward_mean",), "mean"), (("reward_max",), "max"), (("eval/reward_mean",), "eval mean")]),
     ("compliance rate", [(("compliance", "compliance_rate"), "compliant"), (("eval/compliance",), "eval compliant"), (("format_ok", "format_rate"), "format ok"),
                          (("played", "played_rate"), "played")]),
-    ("max tile", [(("max_tile", "max_tile_max"), "best"), (("mean_max_tile",), "mean")]),
     ("score", [(("score_mean", "mean_score"), "mean"), (("score_max",), "max")]),
     ("KL to reference", [(("kl", "kl_mean"), "kl")]),
 ]
+
+
+def _run_progress(run_dir: Path, records: list[dict]) -> Any:
+    """The ``Progress`` of the run's game (from its config.toml), or of the first registered game whose metric
+    the records hold; None when neither is known."""
+    import envs
+
+    try:
+        from codepolicy import tomlconfig
+
+        game = tomlconfig.read_toml(run_dir / "config.toml", what="run config").get("game")
+        if isinstance(game, str):
+            return envs.get(game).progress
+    except Exception:  # noqa: BLE001 - no config, an old or foreign one: fall back on the records
+        pass
+    for name in envs.names():
+        progress = envs.get(name).progress
+        if progress is not None and any(progress.metric in r for r in records):
+            return progress
+    return None
 
 
 def moving_average(values: list[float], window: int) -> list[float]:
@@ -408,9 +433,14 @@ def draw_run(run_dir: str | os.PathLike) -> Any:
         return [(r["step"], float(v)) for r in records
                 if isinstance(v := _first(r, names), (int, float)) and not isinstance(v, bool)]
 
-    panels = [(title, series) for title, series in _PANELS
+    progress = _run_progress(Path(run_dir), records)
+    progress_title = progress.metric.replace("_", " ") if progress is not None else ""
+    every = list(_PANELS)
+    if progress is not None:
+        every.insert(2, (progress_title, [((progress.metric,), "best"), ((f"mean_{progress.metric}",), "mean")]))
+    panels = [(title, series) for title, series in every
               if not title.startswith("KL") or any(series_points(names) for names, _ in series)]
-    note = "" if len(panels) == len(_PANELS) else f"; {_kl_off_reason(Path(run_dir))}"
+    note = "" if len(panels) == len(every) else f"; {_kl_off_reason(Path(run_dir))}"
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.3 * len(panels)), sharex=True, squeeze=False)
     axes = axes[:, 0]
     for ax, (title, series) in zip(axes, panels):
@@ -423,7 +453,7 @@ def draw_run(run_dir: str | os.PathLike) -> Any:
             window = _smoothing_window(len(ys)) if k == 0 else 0
             if window:  # noisy steps: the raw points faint, the trend as a line beside them
                 line, = ax.plot(xs, ys, linestyle="none", marker=".", alpha=0.45, label=f"{label} (each step)")
-                if title == "max tile":  # a record, not a level: the best tile so far is the trend that matters
+                if title == progress_title:  # a record, not a level: the best so far is the trend that matters
                     ax.step(xs, list(itertools.accumulate(ys, max)), where="post", color=line.get_color(),
                             label=f"{label} so far")
                 else:
@@ -439,7 +469,7 @@ def draw_run(run_dir: str | os.PathLike) -> Any:
             if band:
                 xs, lo, hi = zip(*band)
                 ax.fill_between(xs, lo, hi, alpha=0.2, label="± std")
-        if title == "max tile" and drawn:
+        if title == progress_title and progress.scale == "log2" and drawn:
             # Tiles double: equal steps per doubling. Linear from 0 (no game played) to 2, so the axis never
             # shows fractions of a tile or negative tiles; ticks on the tiles themselves.
             top = max([v for names, _ in series for _, v in series_points(names)] + [2.0])

@@ -1,7 +1,7 @@
 """The prompt the model answers: the game, every rule of the sandbox policy, one tiny example.
 
 The rules are the policy's own one-line explanations (``Policy.describe()``), so the prompt
-and the checker can never disagree. Measured on SmolLM2-135M-Instruct (see DESIGN.md), one
+and the checker can never disagree. Measured on SmolLM2-135M-Instruct, one
 short example of the format multiplies the share of programs that play by about seven, so
 the default template has one; ``rules_only``, ``example_only`` (no rules: a far shorter
 prompt) and ``minimal`` exist to measure what each part is worth.
@@ -14,7 +14,7 @@ full rule list is 1,137 of the default prompt's 1,582 tokens.
 - ``compact_rules``: the same policy in a few lines (:func:`compact_rules`), each line kept
   only while the rules it stands for are active, and every claim tested against the checker.
 - ``moves_example``: an example whose strategy plays the first move, in a fixed order, that
-  changes the board (:data:`MOVES_EXAMPLES`), so a copy plays to a real game end. Its order
+  changes the board (the game's ``GameSpec.moves_example``), so a copy plays to a real game end. Its order
   opens with two opposite moves, a weak plan: reordering it to keep a corner earns more, so
   copying it is not the best a sample can do.
 
@@ -28,7 +28,7 @@ Two more levers, for a model that cannot find the first rung on its own:
 
 - the game's API (``api``, ``api_only``): the functions the game declares (``GameSpec.api``, for 2048
   ``legal_moves`` and ``slide``) listed from that declaration, and an example written against them
-  (:data:`API_EXAMPLES`). Programs of these templates are scored with the API switched on
+  (``GameSpec.api_example``). Programs of these templates are scored with the API switched on
   (:func:`uses_api`); every other template keeps the bare task, the harder benchmark.
 - an answer prefill (:data:`PREFILLS`): the prompt ends inside the model's answer, e.g. with the code
   fence and ``def strategy(board):``. It is prompt text: never sampled, never in the loss, the same in
@@ -40,7 +40,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-__all__ = ["SYSTEM_PROMPT", "TEMPLATES", "MOVES_EXAMPLES", "API_EXAMPLES", "PREFILLS", "TEMPLATE_PREFILLS",
+from envs.registry import DEFAULT_GAME
+
+__all__ = ["SYSTEM_PROMPT", "TEMPLATES", "PREFILLS", "TEMPLATE_PREFILLS",
            "COMPACT_OMITTED", "build_messages", "build_prompt", "compact_rules", "prompt_text", "template_examples",
            "answer_prefill", "api_text", "uses_api"]
 
@@ -51,15 +53,14 @@ _RULES_HEADER = ("Your program is checked before it runs; a program that breaks 
                  "is rejected and scores nothing:")
 _EXAMPLE_HEADER = ("Example of the answer format (a weak strategy: write a better one that keeps "
                    "every rule above):")
-_MOVES_EXAMPLE_HEADER = ("Example of the answer format. `moves(row)` says whether sliding a row to the left "
-                         "changes it; the strategy plays the first move, in a fixed order, that changes the "
-                         "board. The order is a weak plan: write a better one{rules}.")
+# The example headers of the moves and api templates: the game's own words about its example (GameSpec's
+# moves_example_note / api_example_note), then the same request for every game.
+_EXAMPLE_NOTE_HEADER = "{note}: write a better one{rules}."
+_PLAIN_EXAMPLE_HEADER = "Example of the answer format. The example is a weak plan: write a better one{rules}."
 _ANSWER = ("Answer with one ```python code block that defines `def strategy(board):` and returns "
            "one of {actions}. No explanation.")
 
 _API_HEADER = "Functions of the game your program may call (exact and fast; they are the only way into the game):"
-_API_EXAMPLE_HEADER = ("Example of the answer format: the strategy plays the first move, in a fixed order, that "
-                       "changes the board. The order is a weak plan: write a better one{rules}.")
 
 # Template name -> which parts the user message has.
 TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -89,7 +90,7 @@ PREFILLS: dict[str, str] = {
 }
 
 # Template -> the prefill "auto" gives it, chosen from the prompt study (benchmarks/prompt_study.py, 128
-# samples of the untrained SmolLM2-135M a condition, stop at the fence on; README, "Rungs for a small model"):
+# samples of the untrained SmolLM2-135M a condition, stop at the fence on; docs/learning.md, "Rungs for a small model"):
 # the prefill with the most samples whose games all end honestly, then the most that play, then the most
 # compliant. compact: the fence (7% played, against 3% without a prefill; no prefill ends a game honestly);
 # api: none (6% end every game honestly; "indent" 3%; the signature alone 0%, and the model then writes no
@@ -99,32 +100,6 @@ TEMPLATE_PREFILLS: dict[str, str] = {"compact": "fence", "api": "none"}
 
 # Prefills that call the game API: only templates that show the API may use them.
 _API_PREFILLS = frozenset({"moves", "return"})
-
-# Game -> an example strategy that only plays moves that change the board. It is text for the
-# model, so it lives with the prompts; a game without one cannot use the moves templates.
-# 2048: a row slid left changes when some tile has an empty or an equal cell on its left (a
-# gap before a tile always shows as a 0 right before a tile). Rows checked reversed are "D",
-# columns (zip(*board)) are "W"; "S" comes last and is returned unchecked: the game ends as soon
-# as no move changes the board, so when A, D and W change nothing, S does. The order A, D, W opens with opposite
-# moves and never keeps a corner: weak on purpose (a corner order such as A, W, D, S earns more).
-# Short on purpose too: with its code fence it is 117 SmolLM2 tokens, and the cpu preset
-# samples at most 128.
-MOVES_EXAMPLES: dict[str, str] = {
-    "2048": '''def moves(row):
-    # Does sliding this row left change it?
-    return any(map(lambda a, b: b and (a == 0 or a == b), row, row[1:]))
-
-
-def strategy(board):
-    if any(map(moves, board)):
-        return "A"
-    if any(map(lambda row: moves(row[::-1]), board)):
-        return "D"
-    if any(map(moves, zip(*board))):
-        return "W"
-    return "S"
-''',
-}
 
 # The compact rule text: lines of (lead, ((rule id, phrase), ...), tail). A phrase is shown only
 # while its rule is active in the policy (a policy that allows loops is not told "no loops"), a
@@ -192,16 +167,6 @@ COMPACT_OMITTED: dict[str, str] = {
 """Rules the ``compact`` text leaves out on purpose (rule id -> why); every other active rule is named."""
 
 
-# Game -> an example strategy written against the game's API (the ``api`` templates), weak on purpose like
-# the moves example: the first legal move in the actions' order. Copying it plays every game to its end.
-API_EXAMPLES: dict[str, str] = {
-    "2048": '''def strategy(board):
-    moves = legal_moves(board)
-    return moves[0]
-''',
-}
-
-
 def _game_text(spec: Any, options: Mapping[str, Any]) -> str:
     values = {**dict(spec.options), **dict(options)}
     try:
@@ -251,25 +216,33 @@ def compact_rules(policy: Any = None) -> str:
     return "\n".join(lines)
 
 
+def _example_header(note: str, rules: str) -> str:
+    """The line above a moves or api example: the game's note on it, or the plain header."""
+    note = note.strip()
+    return _EXAMPLE_NOTE_HEADER.format(note=note, rules=rules) if note else _PLAIN_EXAMPLE_HEADER.format(rules=rules)
+
+
 def _moves_example(game: str, template: str) -> str:
-    try:
-        return MOVES_EXAMPLES[game]
-    except KeyError:
-        raise ValueError(f"prompt template {template!r} needs a board-changing example and game {game!r} has "
-                         f"none (train.prompts.MOVES_EXAMPLES); use the default template") from None
+    import envs
+
+    example = envs.get(game).moves_example
+    if not example.strip():
+        raise ValueError(f"prompt template {template!r} needs a board-changing example and game {game!r} declares "
+                         f"none (GameSpec.moves_example); use the default template")
+    return example
 
 
 def _api_example(game: str, template: str) -> str:
     import envs
 
-    if not envs.get(game).api:
+    spec = envs.get(game)
+    if not spec.api:
         raise ValueError(f"prompt template {template!r} lists the game's functions and game {game!r} declares "
                          f"none; use a template without the API, such as compact")
-    try:
-        return API_EXAMPLES[game]
-    except KeyError:
+    if not spec.api_example.strip():
         raise ValueError(f"prompt template {template!r} needs an example written against the API and game {game!r} "
-                         f"has none (train.prompts.API_EXAMPLES); use the compact template") from None
+                         f"declares none (GameSpec.api_example); use the compact template")
+    return spec.api_example
 
 
 def uses_api(template: str) -> bool:
@@ -279,7 +252,7 @@ def uses_api(template: str) -> bool:
     return "api" in TEMPLATES[template]
 
 
-def api_text(game: str = "2048") -> str:
+def api_text(game: str = DEFAULT_GAME) -> str:
     """The game's API as prompt lines, from its declaration: one ``- `signature`: doc`` line per function."""
     import envs
 
@@ -299,7 +272,7 @@ def answer_prefill(template: str = "default", prefill: str = "auto") -> str:
     return PREFILLS[name]
 
 
-def template_examples(game: str = "2048", template: str = "default") -> list[str]:
+def template_examples(game: str = DEFAULT_GAME, template: str = "default") -> list[str]:
     """The example programs the ``template``'s prompt shows for ``game`` (none, or one)."""
     import envs
 
@@ -316,7 +289,7 @@ def template_examples(game: str = "2048", template: str = "default") -> list[str
     return out
 
 
-def prompt_text(game: str = "2048", policy: Any = None, *, template: str = "default",
+def prompt_text(game: str = DEFAULT_GAME, policy: Any = None, *, template: str = "default",
                 options: Mapping[str, Any] | None = None) -> str:
     """The user message: game description, the policy's rules, one example, the answer format."""
     import envs
@@ -342,14 +315,14 @@ def prompt_text(game: str = "2048", policy: Any = None, *, template: str = "defa
     if "moves_example" in parts:
         # Only a prompt that shows rules may point back at them.
         rules = " that keeps every rule above" if {"rules", "compact_rules"} & set(parts) else ""
-        header = _MOVES_EXAMPLE_HEADER.format(rules=rules)
-        blocks.append(f"{header}\n```python\n{_moves_example(game, template).strip()}\n```")
+        blocks.append(f"{_example_header(spec.moves_example_note, rules)}\n```python\n"
+                      f"{_moves_example(game, template).strip()}\n```")
     if "api" in parts:
         _api_example(game, template)  # a clear error for a game without an API
         blocks.append(f"{_API_HEADER}\n{api_text(game)}")
     if "api_example" in parts:
         rules = " that keeps every rule above" if {"rules", "compact_rules"} & set(parts) else ""
-        blocks.append(f"{_API_EXAMPLE_HEADER.format(rules=rules)}\n```python\n"
+        blocks.append(f"{_example_header(spec.api_example_note, rules)}\n```python\n"
                       f"{_api_example(game, template).strip()}\n```")
     if "answer" in parts:
         actions = ", ".join(f'"{a}"' for a in spec.actions)
@@ -357,7 +330,7 @@ def prompt_text(game: str = "2048", policy: Any = None, *, template: str = "defa
     return "\n\n".join(blocks)
 
 
-def build_messages(game: str = "2048", policy: Any = None, *, template: str = "default",
+def build_messages(game: str = DEFAULT_GAME, policy: Any = None, *, template: str = "default",
                    options: Mapping[str, Any] | None = None, prefill: str = "") -> list[dict[str, str]]:
     """The prompt as chat messages: a short system message and the user message.
 
@@ -371,7 +344,7 @@ def build_messages(game: str = "2048", policy: Any = None, *, template: str = "d
     return messages
 
 
-def build_prompt(game: str = "2048", tokenizer: Any = None, policy: Any = None, *, template: str = "default",
+def build_prompt(game: str = DEFAULT_GAME, tokenizer: Any = None, policy: Any = None, *, template: str = "default",
                  options: Mapping[str, Any] | None = None, prefill: str = "") -> str | list[dict[str, str]]:
     """The prompt for ``game``: chat messages without a tokenizer, else the text the model reads.
 

@@ -3,7 +3,8 @@
 The input is a program file, a raw model completion (its strategy is extracted), or a run folder
 (its best program, ``best/best-1.py``). The game is played through the sandbox on the same seeded
 game ``codepolicy play --seed N`` plays first (``sandbox.replay.record_game``), and each move is
-redrawn by the engine; the renderer is the game's (``envs.game2048.render``).
+redrawn by the engine; the frames are the game's (``GameSpec.replay_frame``; a GIF or a web page needs the
+game's ``replay_media``, which 2048 has: ``envs.game2048.render``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from codepolicy.files import read_text
+from envs.registry import DEFAULT_GAME
 from sandbox.text import parse_program, safe_text
 
 __all__ = ["add_commands", "load_strategy_source", "PLAYED"]
@@ -28,7 +30,7 @@ def add_commands(subparsers: Any) -> None:
     """Add the ``replay`` subcommand."""
     p = subparsers.add_parser(
         "replay", help="play one game of a strategy through the sandbox and show every move (terminal, GIF or HTML)",
-        description="Play one seeded 2048 game with a strategy through the sandbox (the same game as "
+        description="Play one seeded game with a strategy through the sandbox (the same game as "
                     "`codepolicy play --seed N`) and show each move, the points it scored and the board; "
                     "or write the game as an animated GIF or a self-contained HTML page. SOURCE is a program "
                     "(.py), a raw model completion (the strategy is extracted), or a run folder (its best "
@@ -36,8 +38,9 @@ def add_commands(subparsers: Any) -> None:
                     "violation, error, invalid output, timeout or crash; 2: usage error.")
     p.add_argument("source", metavar="PROGRAM|RUN|COMPLETION", help="a .py program, a run folder or a completion "
                                                                     "text; '-' reads standard input")
+    p.add_argument("--game", default=DEFAULT_GAME, help=f"registered game (default {DEFAULT_GAME})")
     p.add_argument("--seed", type=int, default=0, help="game seed (default 0)")
-    p.add_argument("--size", type=int, default=None, help="board size (3..8, default 4)")
+    p.add_argument("--size", type=int, default=None, help="board size (default: the game's own; 2048: 4)")
     p.add_argument("--max-moves", type=int, default=None, help="move cap (default: the sandbox's, 5000)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--gif", metavar="F", help="write the game as an animated GIF to F")
@@ -84,26 +87,36 @@ def load_strategy_source(path: str) -> tuple[str, str]:
 def _summary(replay: Any) -> str:
     r = replay.record
     wasted = sum(not s.changed for s in replay.steps)
-    line = (f"seed {r.seed}: {safe_text(r.outcome)}, score {r.score:.0f}, max tile {r.max_tile}, "
+    facts = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in r.metrics.items() if k not in ("score", "moves"))
+    line = (f"seed {r.seed}: {safe_text(r.outcome)}, score {r.score:.0f}, {facts + ', ' if facts else ''}"
             f"{r.moves} moves ({wasted} wasted)")
     if r.error:  # the program's own words: its exception, its wrong answer
         line += f": {safe_text(r.error)}"
     return line
 
 
-def _print_moves(replay: Any, delay: float) -> None:
-    from envs.game2048.render import MOVE_NAMES, board_exponents, render_ansi
+def _frame(spec: Any, view: Any, score: float) -> str:
+    """The game's terminal frame of ``view`` (its ``replay_frame``), or its rows and the score."""
+    if spec.replay_frame is not None:
+        return spec.replay_frame(view, int(score))
+    rows = view if isinstance(view, (list, tuple)) else [view]
+    return "\n".join(" ".join(map(str, r)) if isinstance(r, (list, tuple)) else str(r) for r in rows) + \
+        f"\nscore: {int(score)}\n"
 
+
+def _print_moves(spec: Any, replay: Any, delay: float) -> None:
+    names = {"W": "up", "A": "left", "S": "down", "D": "right"} if tuple(spec.actions) == ("W", "A", "S", "D") else {}
     print("start")
-    print(render_ansi(board_exponents(replay.start), score=0), end="")
+    print(_frame(spec, replay.start, 0), end="")
     total = len(replay.steps)
     for k, step in enumerate(replay.steps, 1):
         if delay > 0:
             sys.stdout.flush()
             time.sleep(delay)
         wasted = "" if step.changed else " (wasted: nothing moved)"
-        print(f"\nmove {k}/{total}: {step.move} ({MOVE_NAMES.get(step.move, '?')}) +{step.points:.0f}{wasted}")
-        print(render_ansi(board_exponents(step.board), score=int(step.score)), end="")
+        name = f" ({names[step.move]})" if step.move in names else ""
+        print(f"\nmove {k}/{total}: {step.move}{name} +{step.points:.0f}{wasted}")
+        print(_frame(spec, step.board, step.score), end="")
 
 
 def _run_replay(args: argparse.Namespace) -> int:
@@ -117,35 +130,37 @@ def _run_replay(args: argparse.Namespace) -> int:
     import envs
 
     options = {} if args.size is None else {"size": args.size}
-    envs.get("2048").make(args.seed, **options)  # a bad size is one clear error before anything runs
+    spec = envs.get(args.game)
+    spec.make(args.seed, **options)  # a bad size is one clear error before anything runs
+    if (args.gif or args.html) and not spec.replay_media:
+        raise ValueError(f"game {args.game!r} draws no GIF or web page (no replay_media); replay it in the terminal")
     for target in (args.gif, args.html):
         if target and not Path(target).resolve().parent.is_dir():
             raise FileNotFoundError(f"{target}: its folder does not exist")
     source, kind = load_strategy_source(args.source)
     limits = Limits(max_moves=args.max_moves) if args.max_moves else None
-    replay = record_game(source, args.seed, "2048", options, limits)
+    replay = record_game(source, args.seed, args.game, options, limits)
     name = "<stdin>" if args.source == "-" else args.source
     print(f"replay of {safe_text(name)} ({safe_text(kind)}), seed {args.seed}, through the sandbox")
     delay = DEFAULT_DELAY if args.delay is None else args.delay
     if args.gif or args.html:
         boards, moves, points = replay.boards, replay.moves, [s.points for s in replay.steps]
-        if args.gif:
-            from envs.game2048.render import write_gif
+        import importlib
 
-            frames = write_gif(args.gif, boards, moves, points, delay=delay)
+        media = importlib.import_module(spec.replay_media)
+        if args.gif:
+            frames = media.write_gif(args.gif, boards, moves, points, delay=delay)
             target = args.gif
         else:
-            from envs.game2048.render import replay_html
-
-            page = replay_html(boards, moves, points, delay=delay,
-                               title=f"2048 replay: seed {args.seed}, score {replay.record.score:.0f}",
-                               subtitle=f"{Path(name).name} ({kind}); played through the codepolicy sandbox",
-                               ending=_summary(replay), source=source)
+            page = media.replay_html(boards, moves, points, delay=delay,
+                                     title=f"{args.game} replay: seed {args.seed}, score {replay.record.score:.0f}",
+                                     subtitle=f"{Path(name).name} ({kind}); played through the codepolicy sandbox",
+                                     ending=_summary(replay), source=source)
             Path(args.html).write_text(page, encoding="utf-8")
             frames, target = len(boards), args.html
         print(f"wrote {safe_text(target)}: {frames} frames, {Path(target).stat().st_size / 1024:.0f} KB")
     else:
-        _print_moves(replay, args.delay or 0.0)
+        _print_moves(spec, replay, args.delay or 0.0)
         print()
     print(_summary(replay))
     return 0 if replay.record.outcome in PLAYED else 1

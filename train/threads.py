@@ -4,8 +4,8 @@ Sampling and the update run on torch and :mod:`train.cpu_kernels`; the sandbox's
 worker processes during the reward phase, while the trainer waits for them, so the phases take turns
 on the cores rather than competing. What does compete is anything else on the machine: a parallel
 region of N threads on N cores waits for its slowest thread, so one busy process beside a 2-thread
-rollout stalls every region it lands on. ``threads = cores - busy cores`` avoids that (README, "Training
-on CPU", has the measured slowdowns).
+rollout stalls every region it lands on. ``threads = cores - busy cores`` avoids that (docs/benchmarks.md, "Beside
+a busy process", has the measured slowdowns).
 """
 from __future__ import annotations
 

@@ -23,7 +23,6 @@ sampling budget is ``warm_start_rounds x warm_start_samples`` completions, to se
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -166,7 +165,7 @@ def warm_start_round(policy: Any, backend: RolloutBackend, config: TrainConfig, 
         loss = sft_update(policy, ids, mask, width, config, torch.Generator().manual_seed(plan.shuffle_seed % 2**63))
     backend.sync()
     t3 = time.perf_counter()
-    figures = {f"warm/{k}": v for k, v in reward_figures(breakdowns).items()}
+    figures = {f"warm/{k}": v for k, v in reward_figures(breakdowns, config.game).items()}
     figures.update({"warm/kept_own": own, "warm/seeded": seeded, "warm/kept_total": len(kept), "warm/sft_loss": loss,
                     "warm/sample_seconds": t1 - t0, "warm/reward_seconds": t2 - t1, "warm/sft_seconds": t3 - t2})
     for reason in ("eos", "fence", "length"):

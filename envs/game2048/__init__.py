@@ -12,14 +12,17 @@ Actions: "W" (up, id 0), "A" (left, id 1), "S" (down, id 2), "D" (right, id 3).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from envs.game2048 import api, kernel, seeds
-from envs.registry import ApiFunction, GameSpec, register
+from pathlib import Path
+
+from envs.game2048 import api, baselines, hacks, kernel, render, seeds
+from envs.registry import ApiFunction, GameSpec, Progress, register
 
 __all__ = ["ACTIONS", "State", "SPEC", "slide", "is_over", "to_exponents", "to_tiles", "new_state"]
 
@@ -183,6 +186,49 @@ that is called once per move and returns the next move.
 - Goal: reach the {target} tile and score as many points as possible.
 """
 
+# An example that only plays moves that change the board, for the compact templates: a row slid left
+# changes when some tile has an empty or an equal cell on its left (a gap before a tile always shows as a
+# 0 right before a tile). Rows checked reversed are "D", columns (zip(*board)) are "W"; "S" comes last and
+# is returned unchecked: the game ends as soon as no move changes the board, so when A, D and W change
+# nothing, S does. The order A, D, W opens with opposite moves and never keeps a corner: weak on purpose (a
+# corner order such as A, W, D, S earns more). Short on purpose too: with its code fence it is 117 SmolLM2
+# tokens, and the cpu preset samples at most 128.
+MOVES_EXAMPLE = '''def moves(row):
+    # Does sliding this row left change it?
+    return any(map(lambda a, b: b and (a == 0 or a == b), row, row[1:]))
+
+
+def strategy(board):
+    if any(map(moves, board)):
+        return "A"
+    if any(map(lambda row: moves(row[::-1]), board)):
+        return "D"
+    if any(map(moves, zip(*board))):
+        return "W"
+    return "S"
+'''
+
+# The API example of the api templates, weak on purpose like the moves example: the first legal move in
+# the order W, A, S, D. Copying it plays every game to its end.
+API_EXAMPLE = '''def strategy(board):
+    moves = legal_moves(board)
+    return moves[0]
+'''
+
+# Progress is the max tile on a log2 scale (each doubling one equal step) towards the target tile; the
+# score that builds the target from 2s, (log2(target) - 1) * target (20,480 for 2048), is full marks for
+# the score term; an honest game that ends under 64 is graded down.
+def _target_tile(options: Mapping[str, Any]) -> float:
+    return float(_check_target(options.get("target", 2048)))
+
+
+def _target_score(options: Mapping[str, Any], goal: float) -> float:
+    return max(1.0, (math.log2(max(goal, 2.0)) - 1) * goal)
+
+
+PROGRESS = Progress(metric="max_tile", target=_target_tile, scale="log2", floor=64.0, score_scale=_target_score,
+                    milestones=(512.0, 1024.0, 2048.0))
+
 SPEC = register("2048", GameSpec(
     name="2048",
     actions=ACTIONS,
@@ -201,5 +247,19 @@ SPEC = register("2048", GameSpec(
     describe=_describe,
     api=tuple(ApiFunction(name, signature, doc, make) for name, signature, doc, make in api.API),
     seed_programs=seeds.seed_programs,
+    progress=PROGRESS,
+    reward_spec=str(Path(__file__).with_name("rewards.toml")),
+    baselines=baselines.BASELINES,
+    hacks=hacks.HACKS,
+    api_hacks=hacks.API_HACKS,
+    replay_frame=render.replay_frame,
+    replay_media="envs.game2048.render",
+    moves_example=MOVES_EXAMPLE,
+    api_example=API_EXAMPLE,
+    moves_example_note=("Example of the answer format. `moves(row)` says whether sliding a row to the left changes "
+                        "it; the strategy plays the first move, in a fixed order, that changes the board. The order "
+                        "is a weak plan"),
+    api_example_note=("Example of the answer format: the strategy plays the first move, in a fixed order, that "
+                      "changes the board. The order is a weak plan"),
 ))
 from envs.game2048 import gym_registration  # noqa: E402,F401  (gymnasium.make("codepolicy/2048-v0"))

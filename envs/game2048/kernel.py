@@ -367,13 +367,6 @@ def step_batch(boards: np.ndarray, rngs: np.ndarray, lines: np.ndarray, actions:
     _step_batch(boards, rngs, lines, actions, gained, changed, over, _LEFT, _RIGHT, _POINTS)
 
 
-@njit(cache=True)
-def legal_mask_batch(boards: np.ndarray, lines: np.ndarray, out: np.ndarray) -> None:
-    """Fill ``out[i, d]`` with whether direction ``d`` changes board ``i``."""
-    for i in range(boards.shape[0]):
-        legal_mask(boards[i], lines, out[i])
-
-
 # 24 permutations of the 4 directions: trying directions in a uniformly random order and
 # taking the first that changes the board picks uniformly among the legal moves, and an
 # illegal slide leaves the board untouched, so no copy and no legality pass is needed.

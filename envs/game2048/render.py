@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["render_ansi", "render_rgb", "image_shape", "board_exponents", "write_gif", "replay_html",
+__all__ = ["replay_frame", "render_ansi", "render_rgb", "image_shape", "board_exponents", "write_gif", "replay_html",
            "decode_html_boards", "MOVE_NAMES", "TILE_PX", "GAP_PX", "FONT"]
 
 TILE_PX = 64   # side of one tile in pixels
@@ -52,6 +52,11 @@ FONT: dict[str, np.ndarray] = {
     ch: np.array([[c == "1" for c in row] for row in rows], dtype=bool) for ch, rows in _GLYPHS.items()
 }
 _GLYPH_H, _GLYPH_W = 7, 5
+
+
+def replay_frame(board, score: int) -> str:
+    """The terminal frame of a list board and its score (``GameSpec.replay_frame``)."""
+    return render_ansi(board_exponents(board), score=int(score))
 
 
 def render_ansi(exponents: np.ndarray, score: int | None = None) -> str:

@@ -14,7 +14,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.game2048 import fused, lines_for
-from envs.game2048.env import Game2048Env, check_options
+from envs.game2048.env import check_options
 from envs.game2048.fused import F_ILLEGAL, F_MASK, F_MAXEXP, F_MOVES, F_SCORE, NFIELDS
 from envs.game2048.render import render_ansi, render_rgb
 
@@ -195,9 +195,3 @@ class Game2048VectorEnv(VectorEnv):
         for key in _INFO_KEYS:
             infos["_" + key] = present
         return infos
-
-    def single_env(self) -> Game2048Env:
-        """A single env with the same options (for comparisons and debugging)."""
-        return Game2048Env(size=self.size, target=self.target, max_steps=self.max_steps,
-                           reward_mode=self.reward_mode, max_illegal=self.max_illegal,
-                           illegal_reward=self.illegal_reward, render_mode=self.render_mode)

@@ -46,22 +46,10 @@ Nothing in this module runs them: :func:`rewards.audit` sends them through the s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from envs.registry import HACK_KINDS as KINDS
+from envs.registry import Hack
 
 __all__ = ["Hack", "HACKS", "API_HACKS", "KINDS", "hacks", "get_hack"]
-
-KINDS = ("invalid", "error", "constant", "unchecked", "early", "padding", "stateful", "defused", "probe",
-         "loop", "slow_check", "deterministic", "switching")
-
-
-@dataclass(frozen=True)
-class Hack:
-    """One reward hack: ``name`` (unique), ``kind`` (one of KINDS), its ``source``, and ``earns``: what it tries to earn."""
-
-    name: str
-    kind: str
-    source: str
-    earns: str
 
 
 # A legality test without loops: a row can slide left when an empty cell has a tile right
@@ -373,7 +361,7 @@ HACKS: tuple[Hack, ...] = _HACKS
 """Every hack, grouped by kind in the order of KINDS."""
 
 if len({h.name for h in HACKS}) != len(HACKS) or any(h.kind not in KINDS for h in HACKS):
-    raise RuntimeError("sandbox.hacks: hack names must be unique and kinds one of KINDS")
+    raise RuntimeError("envs.game2048.hacks: hack names must be unique and kinds one of KINDS")
 
 
 # -- abuses of the game's API -----------------------------------------------------------------
@@ -429,7 +417,7 @@ API_HACKS: tuple[Hack, ...] = (
 """Abuses of the game's API, for specs with ``game_api`` on; not in :data:`HACKS` (which runs with it off too)."""
 
 if len({h.name for h in HACKS + API_HACKS}) != len(HACKS) + len(API_HACKS) or any(h.kind not in KINDS for h in API_HACKS):
-    raise RuntimeError("sandbox.hacks: API hack names must be unique and kinds one of KINDS")
+    raise RuntimeError("envs.game2048.hacks: API hack names must be unique and kinds one of KINDS")
 
 
 def hacks(kind: str | None = None) -> tuple[Hack, ...]:

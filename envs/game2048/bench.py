@@ -23,7 +23,7 @@ __all__ = ["Row", "run", "format_table", "main",
            "bench_kernel", "bench_env_loop", "bench_vector", "bench_peer_loop", "cold_start"]
 
 PEER_ID = "gymnasium_2048/TwentyFortyEight-v0"
-_REPO_ROOT = Path(__file__).resolve().parent.parent
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
