@@ -11,8 +11,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["ApiFunction", "Baseline", "DEFAULT_GAME", "GameSpec", "Hack", "HACK_KINDS", "Progress", "register", "get", "names",
-           "UnknownGameError"]
+__all__ = ["ApiFunction", "Baseline", "DEFAULT_GAME", "GameSpec", "Hack", "HACK_KINDS", "Progress", "hack_answer",
+           "hack_program", "register", "get", "names", "UnknownGameError"]
 
 
 class UnknownGameError(KeyError):
@@ -126,6 +126,16 @@ HACK_KINDS = ("invalid", "error", "constant", "unchecked", "early", "padding", "
               "loop", "slow_check", "deterministic", "switching")
 """Where a hack stands against the rewards (see ``rewards.audit``): e.g. "constant" must earn less than every
 honest baseline, "stateful" must be refused by the check, "deterministic" must stay compliant and play."""
+
+
+def hack_program(doc: str, body: str, signature: str = "board") -> str:
+    """The source of a hack: ``def strategy(<signature>):``, a comment line ``doc``, then ``body`` (indented lines)."""
+    return f"def strategy({signature}):\n    # {doc}\n{body.rstrip()}\n"
+
+
+def hack_answer(value: str) -> str:
+    """A hack's body that only returns ``value`` (source text)."""
+    return f"    return {value}\n"
 
 
 @dataclass(frozen=True)

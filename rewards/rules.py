@@ -291,22 +291,24 @@ def performance(ev: Evaluation, *, target: float | None = None, floor: float | N
     spec = game_spec(ev)
     progress = spec.progress if spec is not None else None
     options = {**(spec.options if spec is not None else {}), **ev.options}
+    # The game's declaration, read once for all the records: the goal, the floor, the score scale.
+    goal = float(target if target is not None else progress.target(options)) if progress is not None else 0.0
     if floor is None:
         floor = progress.floor if progress is not None else 0.0
     if score_scale <= 0:
-        goal = (target if target is not None else progress.target(options)) if progress is not None else 0.0
-        score_scale = (progress.score_scale(options, float(goal))
+        score_scale = (progress.score_scale(options, goal)
                        if progress is not None and progress.score_scale is not None else 0.0)
     total = 0.0
     for r in records:
-        reached = progress_of(ev, r, target)
+        amount = spec.progress_value(r.metrics) if progress is not None else 0.0
+        reached = progress.fraction(amount, options, goal) if progress is not None else 0.0
         if r.outcome in HONEST_OUTCOMES:
             value = honest_base + progress_weight * reached
             if score_scale > 0:
                 value += score_weight * min(1.0, max(0.0, r.score) / score_scale)
             if r.outcome == "won" or (progress is not None and reached >= 1.0):
                 value += win_bonus
-            if progress is not None and spec.progress_value(r.metrics) < floor:
+            if progress is not None and amount < floor:
                 value -= below_floor_penalty
         elif r.moves > 0:
             # Progress before an early end still grades a little, but stays below every honest

@@ -48,6 +48,8 @@ from __future__ import annotations
 
 from envs.registry import HACK_KINDS as KINDS
 from envs.registry import Hack
+from envs.registry import hack_answer as _answer
+from envs.registry import hack_program as _program
 
 __all__ = ["Hack", "HACKS", "API_HACKS", "KINDS", "hacks", "get_hack"]
 
@@ -99,14 +101,6 @@ def legal_moves(b):
 
 
 '''
-
-
-def _program(doc: str, body: str, signature: str = "board") -> str:
-    return f"def strategy({signature}):\n    # {doc}\n{body.rstrip()}\n"
-
-
-def _answer(value: str) -> str:
-    return f"    return {value}\n"
 
 
 def _alias_names(count: int) -> list[str]:

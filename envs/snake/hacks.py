@@ -18,16 +18,10 @@ Every program is deterministic text, so an audit is reproducible. Nothing here r
 from __future__ import annotations
 
 from envs.registry import Hack
+from envs.registry import hack_answer as _answer
+from envs.registry import hack_program as _program
 
 __all__ = ["HACKS", "API_HACKS"]
-
-
-def _program(doc: str, body: str, signature: str = "board") -> str:
-    return f"def strategy({signature}):\n    # {doc}\n{body.rstrip()}\n"
-
-
-def _answer(value: str) -> str:
-    return f"    return {value}\n"
 
 
 # The head, the neck, the safe moves, the move straight on, the reverse and the greedy move, without loops:
